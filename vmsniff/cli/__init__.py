@@ -1,0 +1,66 @@
+"""The ``vmsniff`` command: a thin click shell over the library.
+
+Subcommands live in their own modules and are imported only when click needs them
+(:class:`_LazyGroup`); command modules import click and vmsniff's light modules at the top
+and anything heavy (openstacksdk, libvirt, ovsdbapp, scapy, pyroute2) inside the function
+that runs the command, so that ``vmsniff --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from vmsniff import __version__
+from vmsniff.cli._context import Env
+from vmsniff.cli._errors import run
+
+__all__ = ["cli", "main"]
+
+#: command name -> "module:attribute"; the only registry of subcommands.
+COMMANDS: dict[str, str] = {
+    "lab": "vmsniff.cli.lab:lab",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that command is needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="vmsniff")
+@click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour in human-readable output.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, color: str) -> None:
+    """See an OpenStack VM's traffic from the hypervisor side.
+
+    Resolve a VM to its tap and Open vSwitch port, capture or mirror its traffic, and
+    clean up after yourself. Run `vmsniff lab up` for a sandbox hypervisor to try it on.
+    """
+    ctx.obj = Env(verbosity=-1 if quiet else verbose, color=color)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: run the CLI and exit with vmsniff's exit code."""
+    raise SystemExit(run(cli, argv))

@@ -1,0 +1,65 @@
+"""The injectable environment of a CLI run: streams, verbosity, colour (tests replace it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["Env"]
+
+
+@dataclass
+class Env:
+    """What a command needs to talk to the user; rich consoles are created on first use."""
+
+    verbosity: int = 0  #: -1 quiet, 0 normal, 1 -v, 2 -vv (tracebacks)
+    color: str = "auto"
+    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    _out: Console | None = field(default=None, repr=False)
+    _err: Console | None = field(default=None, repr=False)
+
+    def _console(self, stream: IO[str]) -> Console:
+        from rich.console import Console
+
+        force = {"always": True, "never": False}.get(self.color)
+        return Console(
+            file=stream,
+            force_terminal=force,
+            no_color=self.color == "never",
+            highlight=False,
+            soft_wrap=False,
+        )
+
+    @property
+    def out(self) -> Console:
+        """Rich console on stdout (data and tables)."""
+        if self._out is None:
+            self._out = self._console(self.stdout)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        """Rich console on stderr (progress, warnings, errors)."""
+        if self._err is None:
+            self._err = self._console(self.stderr)
+        return self._err
+
+    def json(self, data: Any) -> None:
+        """Write one JSON document to stdout (``--json`` output), no colour, no wrapping."""
+        self.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        self.stdout.flush()
+
+    def info(self, message: str) -> None:
+        """A progress message on stderr, suppressed by ``-q``."""
+        if self.verbosity >= 0:
+            self.err.print(message)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr (shown even with ``-q``)."""
+        self.err.print(f"[yellow]warning:[/yellow] {message}")
