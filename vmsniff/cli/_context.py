@@ -28,8 +28,11 @@ class Env:
         from rich.console import Console
 
         force = {"always": True, "never": False}.get(self.color)
+        # Off a terminal rich would wrap at 80 columns and cut table cells; data must stay whole.
+        width = None if stream.isatty() else 200
         return Console(
             file=stream,
+            width=width,
             force_terminal=force,
             no_color=self.color == "never",
             highlight=False,

@@ -1,0 +1,61 @@
+"""Human-readable rendering (rich tables) of library results; imported only when needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vmsniff.cli._context import Env
+
+__all__ = ["lab_status_table", "traffic_table"]
+
+
+def lab_status_table(env: Env, data: dict[str, Any]) -> None:
+    """The lab's topology as a few compact tables."""
+    from rich.table import Table
+
+    colour = {"running": "green", "absent": "dim"}.get(data["status"], "yellow")
+    env.out.print(f"lab [bold]{data['prefix']}[/bold]: [{colour}]{data['status']}[/{colour}]")
+    if data["status"] == "absent":
+        env.out.print("  not running; start it with `vmsniff lab up`")
+        return
+    hv = data["hypervisor"]
+    env.out.print(
+        f"  hypervisor ns {hv['namespace']} (host {data['host']}), OVSDB {data['ovsdb']}\n"
+        f"  tunnel IP {hv['tunnel_ip']} on br-phy, underlay MTU {hv['underlay_mtu']}; "
+        f"receiver {data['receiver']['namespace']} at {data['receiver']['address']}\n"
+        f"  libvirt {data['libvirt_uri']}"
+    )
+    table = Table(title="VMs", title_justify="left")
+    for col in ("name", "instance", "address", "mac", "tap", "ovs port", "plug", "tag"):
+        table.add_column(col)
+    for vm in data["vms"]:
+        table.add_row(
+            vm["name"], vm["instance_name"], vm["address"], vm["mac"], vm["tap"],
+            vm["ovs_port"], vm["plug"], str(vm["tag"]),
+        )  # fmt: skip
+    env.out.print(table)
+    daemons = Table(title="processes", title_justify="left")
+    for col in ("daemon", "pid", "pidfile"):
+        daemons.add_column(col)
+    for name, info in hv["daemons"].items():
+        daemons.add_row(name, str(info["pid"] or "-"), info["pidfile"])
+    env.out.print(daemons)
+
+
+def traffic_table(env: Env, result: dict[str, Any]) -> None:
+    """What ``lab traffic`` sent and what came back."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result['from']['name']} ({result['from']['address']}) -> "
+        f"{result['to']['name']} ({result['to']['address']})",
+        title_justify="left",
+    )
+    for col in ("kind", "sent", "answered", "size"):
+        table.add_column(col)
+    sizes = {"icmp": "84 B IP", "udp": "128 B IP", "tcp": "200 B writes", "icmp_full": "1500 B IP"}
+    for kind, counts in result["traffic"].items():
+        ok = counts["replies"] == counts["sent"]
+        answered = f"[{'green' if ok else 'red'}]{counts['replies']}[/]"
+        table.add_row(kind, str(counts["sent"]), answered, sizes.get(kind, ""))
+    env.out.print(table)

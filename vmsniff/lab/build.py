@@ -1,0 +1,170 @@
+"""``lab up``: build the sandbox hypervisor described by :mod:`vmsniff.lab.topology`.
+
+Order matters: the run directory and the state file first (so that ``lab down`` can find
+everything even if a later step fails), then namespaces, Open vSwitch, the underlay with
+the tunnel IP on br-phy, the VMs plugged the way os-vif plugs them, libvirt XML.
+On any failure the half-built lab is torn down before the error propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from vmsniff.errors import InvalidState, PermissionDenied
+from vmsniff.lab import links
+from vmsniff.lab.domains import node_xml
+from vmsniff.lab.switch import appctl, start_daemons, vsctl
+from vmsniff.lab.teardown import teardown
+from vmsniff.lab.topology import (
+    LOCAL_VLAN,
+    RECEIVER_IP,
+    TENANT_PREFIXLEN,
+    TUNNEL_IP,
+    UNDERLAY_PREFIXLEN,
+    VM_MTU,
+    Lab,
+    LabVm,
+    Plug,
+)
+
+__all__ = ["build", "is_running"]
+
+
+def is_running(lab: Lab) -> bool:
+    """True if a lab with this prefix exists (its state file or its hypervisor namespace)."""
+    return lab.state_file.exists() or lab.hypervisor_ns in links.existing_namespaces()
+
+
+def build(lab: Lab) -> dict[str, Any]:
+    """Build the lab; return timing facts. Raises InvalidState if it already runs."""
+    if os.geteuid() != 0:
+        raise PermissionDenied(
+            "the lab needs root (network namespaces, Open vSwitch)", hint="run it as root"
+        )
+    if is_running(lab):
+        raise InvalidState(
+            f"a lab with prefix {lab.prefix!r} is already running (state in {lab.rundir})",
+            hint="use it, run `vmsniff lab down` first, or pick another --prefix",
+        )
+    started = time.monotonic()
+    lab.rundir.mkdir(mode=0o700, parents=True, exist_ok=False)
+    _write_state(lab, "starting")
+    try:
+        for ns in (lab.hypervisor_ns, lab.receiver_ns, *(vm.namespace for vm in lab.vms)):
+            links.create_namespace(ns)
+        start_daemons(lab)
+        _bridges(lab)
+        _underlay(lab)
+        for vm in lab.vms:
+            _plug(lab, vm)
+        lab.libvirt_xml.write_text(node_xml(lab))
+        _wait_ports_up(lab)
+    except BaseException:
+        teardown(lab)
+        raise
+    _write_state(lab, "running")
+    return {"seconds": round(time.monotonic() - started, 3)}
+
+
+def _write_state(lab: Lab, status: str) -> None:
+    state = {
+        "prefix": lab.prefix,
+        "status": status,
+        "underlay_mtu": lab.underlay_mtu,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = lab.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(lab.state_file)
+
+
+def _bridges(lab: Lab) -> None:
+    # Standalone fail mode: the NORMAL action switches between the VMs' access ports.
+    vsctl(
+        lab,
+        "--", "add-br", "br-int",
+        "--", "set", "Bridge", "br-int", "datapath_type=netdev",
+        "--", "add-br", "br-phy",
+        "--", "set", "Bridge", "br-phy", "datapath_type=netdev",
+        "--", "set", "Interface", "br-phy", f"mtu_request={lab.underlay_mtu}",
+    )  # fmt: skip
+
+
+def _underlay(lab: Lab) -> None:
+    """phy0 (on br-phy) <-> eth0 of the receiver; the tunnel IP lives on br-phy itself."""
+    hv, rx = lab.hypervisor_ns, lab.receiver_ns
+    links.veth(hv, "phy0", rx, "eth0")
+    links.set_link(hv, "phy0", mtu=lab.underlay_mtu)
+    links.set_link(rx, "eth0", mtu=lab.underlay_mtu)
+    links.disable_offloads(rx, "eth0")
+    links.disable_offloads(hv, "phy0")
+    links.add_address(rx, "eth0", RECEIVER_IP, UNDERLAY_PREFIXLEN)
+    vsctl(lab, "add-port", "br-phy", "phy0")
+    _wait_device(hv, "br-phy")
+    links.set_link(hv, "br-phy", mtu=lab.underlay_mtu)
+    links.add_address(hv, "br-phy", TUNNEL_IP, UNDERLAY_PREFIXLEN)
+    # Userspace tunnels resolve the next hop themselves: give them the route and the ARP
+    # entry up front instead of waiting for OVS to learn them (FACTS.md).
+    rx_mac = links.link_info(rx, "eth0")["mac"]
+    appctl(lab, "ovs-vswitchd", "ovs/route/add", f"{RECEIVER_IP}/32", "br-phy")
+    appctl(lab, "ovs-vswitchd", "tnl/arp/set", "br-phy", RECEIVER_IP, str(rx_mac))
+
+
+def _wait_device(namespace: str, name: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            links.link_info(namespace, name)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _plug(lab: Lab, vm: LabVm) -> None:
+    """Plug one VM the way os-vif does, with the external_ids it sets and the agent's tag."""
+    hv = lab.hypervisor_ns
+    links.veth(hv, vm.tap, vm.namespace, "eth0")
+    links.set_link(vm.namespace, "eth0", mtu=VM_MTU, mac=vm.mac)
+    links.disable_offloads(vm.namespace, "eth0")
+    links.disable_offloads(hv, vm.tap)
+    links.add_address(vm.namespace, "eth0", vm.address, TENANT_PREFIXLEN)
+    if vm.plug is Plug.HYBRID:
+        assert vm.qbr and vm.qvb
+        links.add_bridge(hv, vm.qbr)
+        links.set_link(hv, vm.qbr, mtu=VM_MTU)
+        links.veth(hv, vm.qvb, hv, vm.ovs_port)
+        links.set_link(hv, vm.qvb, mtu=VM_MTU, master=vm.qbr)
+        links.set_link(hv, vm.ovs_port, mtu=VM_MTU)
+        links.disable_offloads(hv, vm.qvb)
+        links.disable_offloads(hv, vm.ovs_port)
+        links.set_link(hv, vm.tap, mtu=VM_MTU, master=vm.qbr)
+    else:
+        links.set_link(hv, vm.tap, mtu=VM_MTU)
+    vsctl(
+        lab,
+        "--", "add-port", "br-int", vm.ovs_port, f"tag={LOCAL_VLAN}",
+        "--", "set", "Interface", vm.ovs_port,
+        f"external_ids:iface-id={vm.port_id}",
+        "external_ids:iface-status=active",
+        f"external_ids:attached-mac={vm.mac}",
+        f"external_ids:vm-uuid={vm.server_id}",
+    )  # fmt: skip
+
+
+def _wait_ports_up(lab: Lab, timeout: float = 10.0) -> None:
+    """Wait until vswitchd gave every VM port an OpenFlow port number."""
+    deadline = time.monotonic() + timeout
+    for vm in lab.vms:
+        while True:
+            ofport = vsctl(lab, "get", "Interface", vm.ovs_port, "ofport").strip()
+            if ofport.lstrip("-").isdigit() and int(ofport) > 0:
+                break
+            if time.monotonic() > deadline:
+                error = vsctl(lab, "get", "Interface", vm.ovs_port, "error").strip()
+                raise InvalidState(f"OVS port {vm.ovs_port} did not come up: {error}")
+            time.sleep(0.05)

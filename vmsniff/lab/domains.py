@@ -1,0 +1,87 @@
+"""libvirt domain XML for the lab's VMs, written the way Nova's libvirt driver writes it.
+
+The file is a ``<node>`` for libvirt's built-in ``test:///PATH`` driver: each ``<domain>``
+has Nova's ``instance-0000000N`` name, the server UUID, ``<nova:instance>`` metadata
+(display name, owner, flavor, ports) and one ``<interface>`` per NIC with the MAC and
+``target dev`` (the tap). Hybrid plugs point ``<source bridge>`` at the ``qbr``; native OVS
+plugs at br-int with an ``openvswitch`` virtualport carrying the Neutron port id.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import quoteattr
+
+from vmsniff.lab.topology import PROJECT_NAME, USER_NAME, Lab, LabVm, Plug
+
+__all__ = ["NOVA_NS", "node_xml"]
+
+NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
+
+
+def _interface(vm: LabVm) -> str:
+    if vm.plug is Plug.HYBRID:
+        return f"""    <interface type="bridge">
+      <mac address={quoteattr(vm.mac)}/>
+      <model type="virtio"/>
+      <driver name="vhost" rx_queue_size="512"/>
+      <source bridge={quoteattr(vm.qbr or "")}/>
+      <mtu size="1500"/>
+      <target dev={quoteattr(vm.tap)}/>
+    </interface>"""
+    return f"""    <interface type="bridge">
+      <mac address={quoteattr(vm.mac)}/>
+      <model type="virtio"/>
+      <driver name="vhost" rx_queue_size="512"/>
+      <source bridge="br-int"/>
+      <mtu size="1500"/>
+      <target dev={quoteattr(vm.tap)}/>
+      <virtualport type="openvswitch">
+        <parameters interfaceid={quoteattr(vm.port_id)}/>
+      </virtualport>
+    </interface>"""
+
+
+def _domain(lab: Lab, vm: LabVm) -> str:
+    return f"""  <domain type="test">
+    <name>{vm.instance_name}</name>
+    <uuid>{vm.server_id}</uuid>
+    <metadata>
+      <nova:instance xmlns:nova="{NOVA_NS}">
+        <nova:package version="29.0.0"/>
+        <nova:name>{vm.name}</nova:name>
+        <nova:creationTime>2026-12-01 09:00:00</nova:creationTime>
+        <nova:flavor name="m1.tiny">
+          <nova:memory>512</nova:memory>
+          <nova:disk>1</nova:disk>
+          <nova:swap>0</nova:swap>
+          <nova:ephemeral>0</nova:ephemeral>
+          <nova:vcpus>1</nova:vcpus>
+        </nova:flavor>
+        <nova:owner>
+          <nova:user uuid="{lab.user_id}">{USER_NAME}</nova:user>
+          <nova:project uuid="{lab.project_id}">{PROJECT_NAME}</nova:project>
+        </nova:owner>
+        <nova:root type="image" uuid="00000000-0000-4000-8000-00000000c1c0"/>
+        <nova:ports>
+          <nova:port uuid="{vm.port_id}">
+            <nova:ip type="fixed" address="{vm.address}" ipVersion="4"/>
+          </nova:port>
+        </nova:ports>
+      </nova:instance>
+    </metadata>
+    <memory unit="KiB">524288</memory>
+    <currentMemory unit="KiB">524288</currentMemory>
+    <vcpu placement="static">1</vcpu>
+    <os>
+      <type arch="x86_64" machine="pc">hvm</type>
+    </os>
+    <devices>
+{_interface(vm)}
+    </devices>
+  </domain>"""
+
+
+def node_xml(lab: Lab) -> str:
+    """The ``<node>`` document for ``test:///`` holding every lab VM's domain."""
+    domains = "\n".join(_domain(lab, vm) for vm in lab.vms)
+    return f'<?xml version="1.0"?>\n<node>\n{domains}\n</node>\n'

@@ -1,0 +1,120 @@
+"""``lab status`` and ``lab env``: what a running lab is made of, as documented data.
+
+The JSON keys are a contract for scripts and tests (docs/lab.md lists them):
+
+- ``prefix``, ``status`` (``running``, ``starting``, ``degraded``, ``absent``), ``rundir``,
+  ``ovsdb`` (the OVSDB remote), ``libvirt_uri``, ``host`` (the compute node's name)
+- ``hypervisor``: ``namespace``, ``tunnel_ip``, ``bridges``, ``underlay_mtu``, ``daemons``
+  (name -> ``pid`` (null when not running) and ``pidfile``)
+- ``receiver``: ``namespace``, ``address``, ``device``, ``mac``, ``mtu``
+- ``vms``: list of ``name``, ``server_id``, ``instance_name``, ``namespace``, ``address``,
+  ``mac``, ``port_id``, ``tap``, ``ovs_port``, ``bridge``, ``plug``, ``qbr``, ``qvb``, ``tag``
+- ``namespaces``: name -> exists (bool); ``env``: the variables ``lab env`` exports
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vmsniff.lab import links
+from vmsniff.lab.switch import DAEMONS, daemon_pid
+from vmsniff.lab.teardown import EXTRA_DAEMONS
+from vmsniff.lab.topology import HOST, LOCAL_VLAN, RECEIVER_IP, TUNNEL_IP, Lab
+
+__all__ = ["env_vars", "status"]
+
+
+def env_vars(lab: Lab) -> dict[str, str]:
+    """Environment that points vmsniff (and ovs-vsctl, virsh, openstack) at the lab."""
+    env = {
+        "VMSNIFF_OVSDB": lab.ovsdb_remote,
+        "LIBVIRT_DEFAULT_URI": lab.libvirt_uri,
+        "VMSNIFF_HOST": HOST,
+    }
+    clouds = lab.rundir / "clouds.yaml"
+    if clouds.exists():
+        env["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+        env["OS_CLOUD"] = "vmsniff-lab"
+    return env
+
+
+def status(lab: Lab) -> dict[str, Any]:
+    """The lab's topology and health, as the documented dict."""
+    existing = links.existing_namespaces()
+    namespaces = {ns: ns in existing for ns in lab.namespaces}
+    state: dict[str, Any] = {}
+    if lab.state_file.exists():
+        try:
+            state = json.loads(lab.state_file.read_text())
+        except (OSError, ValueError):
+            state = {"status": "degraded"}
+    underlay_mtu = int(state.get("underlay_mtu", lab.underlay_mtu))
+    daemons = {}
+    rundir = f"{lab.rundir}/"
+    for name in (*DAEMONS, *EXTRA_DAEMONS):
+        word = EXTRA_DAEMONS.get(name, name)
+        pidfile = lab.pidfile(name)
+        daemons[name] = {"pid": daemon_pid(pidfile, [word, rundir]), "pidfile": str(pidfile)}
+    if not state and not any(namespaces.values()):
+        overall = "absent"
+    elif (
+        state.get("status") == "running"
+        and all(namespaces.values())
+        and all(daemons[d]["pid"] for d in DAEMONS)
+    ):
+        overall = "running"
+    else:
+        overall = state.get("status", "degraded")
+        if overall == "running":
+            overall = "degraded"
+    receiver: dict[str, Any] = {
+        "namespace": lab.receiver_ns,
+        "address": RECEIVER_IP,
+        "device": "eth0",
+    }
+    if namespaces[lab.receiver_ns]:
+        try:
+            info = links.link_info(lab.receiver_ns, "eth0")
+            receiver.update(mac=info["mac"], mtu=info["mtu"])
+        except Exception:  # a half-built lab: report what there is
+            pass
+    return {
+        "prefix": lab.prefix,
+        "status": overall,
+        "created": state.get("created"),
+        "rundir": str(lab.rundir),
+        "ovsdb": lab.ovsdb_remote,
+        "libvirt_uri": lab.libvirt_uri,
+        "host": HOST,
+        "hypervisor": {
+            "namespace": lab.hypervisor_ns,
+            "tunnel_ip": TUNNEL_IP,
+            "bridges": ["br-int", "br-phy"],
+            "underlay_device": "phy0",
+            "underlay_mtu": underlay_mtu,
+            "daemons": daemons,
+        },
+        "receiver": receiver,
+        "vms": [
+            {
+                "name": vm.name,
+                "server_id": vm.server_id,
+                "instance_name": vm.instance_name,
+                "namespace": vm.namespace,
+                "address": vm.address,
+                "mac": vm.mac,
+                "port_id": vm.port_id,
+                "tap": vm.tap,
+                "ovs_port": vm.ovs_port,
+                "bridge": "br-int",
+                "plug": vm.plug.value,
+                "qbr": vm.qbr,
+                "qvb": vm.qvb,
+                "tag": LOCAL_VLAN,
+            }
+            for vm in lab.vms
+        ],
+        "namespaces": namespaces,
+        "env": env_vars(lab),
+    }

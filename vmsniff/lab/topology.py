@@ -1,0 +1,210 @@
+"""The lab's topology as data: every name, address and identifier, computed from the prefix.
+
+Pure: nothing here touches the system. :mod:`vmsniff.lab.build` creates what this
+describes and :mod:`vmsniff.lab.teardown` removes it, both from the same :class:`Lab`, so
+that ``lab down`` knows every name even after a ``lab up`` that crashed half-way.
+
+Naming follows os-vif: a device name is a prefix (``tap``, ``qbr``, ``qvb``, ``qvo``) plus
+the first 11 characters of the Neutron port UUID, 14 characters in all (Linux allows 15).
+Every host-side device lives inside the lab's own hypervisor namespace, so two labs with
+different prefixes never collide; only namespaces and the run directory carry the prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Lab",
+    "LabVm",
+    "Plug",
+    "lab_for",
+    "validate_prefix",
+]
+
+DEFAULT_PREFIX = "vmsniff-lab"
+RUN_ROOT = Path("/run")
+#: Every address the lab uses lies in this block, inside the lab's own namespaces.
+LAB_BLOCK = "10.250.0.0/16"
+UNDERLAY_NET = "10.250.0.0/24"
+TENANT_NET = "10.250.1.0/24"
+TENANT_PREFIXLEN = 24
+UNDERLAY_PREFIXLEN = 24
+TUNNEL_IP = "10.250.0.1"  #: on br-phy in the hypervisor namespace
+RECEIVER_IP = "10.250.0.2"  #: eth0 of the receiver namespace
+LOCAL_VLAN = 1  #: the bridge-local tag the Neutron OVS agent gives the tenant network
+VM_MTU = 1500
+DEFAULT_UNDERLAY_MTU = 9000  #: jumbo, as tunnel networks in production usually are
+HOST = "compute-1"  #: the hypervisor's host name as Nova knows it
+PROJECT_NAME = "demo"
+USER_NAME = "demo"
+
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+
+
+class Plug(StrEnum):
+    """How a VM's tap is wired to br-int (as os-vif plugs it)."""
+
+    HYBRID = "hybrid"  #: tap -> qbr Linux bridge -> qvb/qvo veth -> qvo on br-int
+    OVS = "ovs"  #: tap directly on br-int (OVS firewall driver, ML2/OVS native)
+
+
+@dataclass(frozen=True, slots=True)
+class LabVm:
+    """One lab VM: a network namespace standing in for the guest, plugged like Nova does."""
+
+    name: str  #: Nova display name
+    index: int  #: instance-0000000N
+    plug: Plug
+    server_id: str
+    port_id: str
+    mac: str
+    address: str  #: tenant IPv4 address (no prefix length)
+    namespace: str
+
+    @property
+    def instance_name(self) -> str:
+        """libvirt domain name, as Nova's default ``instance_name_template`` makes it."""
+        return f"instance-{self.index:08x}"
+
+    @property
+    def _suffix(self) -> str:
+        return self.port_id[:11]
+
+    @property
+    def tap(self) -> str:
+        """Host side of the VM's NIC (the guest side is ``eth0`` in the VM namespace)."""
+        return f"tap{self._suffix}"
+
+    @property
+    def qbr(self) -> str | None:
+        """Linux bridge of the hybrid plug, None for a native OVS plug."""
+        return f"qbr{self._suffix}" if self.plug is Plug.HYBRID else None
+
+    @property
+    def qvb(self) -> str | None:
+        """The veth end inside qbr (hybrid plug only)."""
+        return f"qvb{self._suffix}" if self.plug is Plug.HYBRID else None
+
+    @property
+    def ovs_port(self) -> str:
+        """The port on br-int: ``qvo…`` for hybrid, the tap itself for native OVS."""
+        return f"qvo{self._suffix}" if self.plug is Plug.HYBRID else self.tap
+
+
+@dataclass(frozen=True, slots=True)
+class Lab:
+    """Everything that names the lab with a given prefix."""
+
+    prefix: str
+    underlay_mtu: int = DEFAULT_UNDERLAY_MTU
+
+    @property
+    def rundir(self) -> Path:
+        """Run directory: OVS database, sockets, pidfiles, logs, libvirt XML, state."""
+        return RUN_ROOT / self.prefix
+
+    @property
+    def hypervisor_ns(self) -> str:
+        return f"{self.prefix}-hv"
+
+    @property
+    def receiver_ns(self) -> str:
+        return f"{self.prefix}-rx"
+
+    @property
+    def namespaces(self) -> list[str]:
+        """Every namespace of the lab, the VMs' first (they hang off the hypervisor)."""
+        return [vm.namespace for vm in self.vms] + [self.hypervisor_ns, self.receiver_ns]
+
+    @property
+    def ovsdb_socket(self) -> Path:
+        return self.rundir / "db.sock"
+
+    @property
+    def ovsdb_remote(self) -> str:
+        """The OVSDB remote for ovs-vsctl ``--db`` and for vmsniff."""
+        return f"unix:{self.ovsdb_socket}"
+
+    @property
+    def libvirt_xml(self) -> Path:
+        return self.rundir / "libvirt-node.xml"
+
+    @property
+    def libvirt_uri(self) -> str:
+        """libvirt's built-in test driver loading the lab's Nova-style domain XML."""
+        return f"test://{self.libvirt_xml}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.rundir / "lab.json"
+
+    def pidfile(self, daemon: str) -> Path:
+        return self.rundir / f"{daemon}.pid"
+
+    @property
+    def project_id(self) -> str:
+        return _uuid(self.prefix, "project").hex
+
+    @property
+    def user_id(self) -> str:
+        return _uuid(self.prefix, "user").hex
+
+    @property
+    def network_id(self) -> str:
+        return str(_uuid(self.prefix, "network"))
+
+    @property
+    def vms(self) -> list[LabVm]:
+        """The lab's VMs: ``c-private`` plugged the hybrid way, ``c-native`` natively."""
+        return [
+            self._vm("c-private", 1, Plug.HYBRID, "10.250.1.11"),
+            self._vm("c-native", 2, Plug.OVS, "10.250.1.12"),
+        ]
+
+    def vm(self, name: str) -> LabVm:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise KeyError(name)
+
+    def _vm(self, name: str, index: int, plug: Plug, address: str) -> LabVm:
+        port_id = str(_uuid(self.prefix, name, "port"))
+        digest = hashlib.sha256(f"{self.prefix}/{name}/mac".encode()).digest()
+        mac = "fa:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
+        return LabVm(
+            name=name,
+            index=index,
+            plug=plug,
+            server_id=str(_uuid(self.prefix, name, "server")),
+            port_id=port_id,
+            mac=mac,
+            address=address,
+            namespace=f"{self.prefix}-{name}",
+        )
+
+
+def _uuid(*parts: str) -> uuid.UUID:
+    # Deterministic per prefix, so that `lab down` and the tests can recompute every id.
+    return uuid.uuid5(uuid.NAMESPACE_URL, "vmsniff-lab:" + "/".join(parts))
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can name namespaces and a run directory, else raise ValueError."""
+    if not _PREFIX_RE.match(prefix):
+        raise ValueError(
+            f"lab prefix {prefix!r} must be 1-24 characters of a-z, 0-9 and '-', "
+            "starting with a letter"
+        )
+    return prefix
+
+
+def lab_for(prefix: str = DEFAULT_PREFIX, underlay_mtu: int = DEFAULT_UNDERLAY_MTU) -> Lab:
+    """The :class:`Lab` for ``prefix`` (validated)."""
+    return Lab(prefix=validate_prefix(prefix), underlay_mtu=underlay_mtu)
