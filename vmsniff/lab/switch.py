@@ -19,7 +19,9 @@ from vmsniff.lab.topology import Lab
 
 __all__ = [
     "DAEMONS",
+    "appctl",
     "daemon_pid",
+    "ofctl",
     "ovs_env",
     "start_daemons",
     "stop_pidfile",
@@ -46,6 +48,11 @@ def appctl(lab: Lab, daemon: str, *args: str) -> str:
     """Run ``ovs-appctl`` against one of the lab's daemons."""
     target = str(lab.rundir / f"{daemon}.ctl")
     return run(["ovs-appctl", f"--target={target}", "--timeout=10", *args], env=ovs_env(lab)).stdout
+
+
+def ofctl(lab: Lab, *args: str) -> str:
+    """Run ``ovs-ofctl`` against a lab bridge (it finds ``<bridge>.mgmt`` in OVS_RUNDIR)."""
+    return run(["ovs-ofctl", "--timeout=10", *args], env=ovs_env(lab)).stdout
 
 
 def start_daemons(lab: Lab) -> None:

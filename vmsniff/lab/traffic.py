@@ -69,6 +69,8 @@ def make_traffic(lab: Lab, source: str, destination: str, count: int = 5) -> dic
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        if server.stdout:
+            server.stdout.close()
     return {
         "from": {"name": src.name, "address": src.address, "mac": src.mac},
         "to": {"name": dst.name, "address": dst.address, "mac": dst.mac},

@@ -1,0 +1,270 @@
+"""The lab is real: OVS in namespaces, traffic through br-int, GRE to the receiver, no traces."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.functional.conftest import unique_prefix
+from vmsniff.errors import InvalidState
+from vmsniff.lab.build import build
+from vmsniff.lab.links import create_namespace, existing_namespaces
+from vmsniff.lab.status import status
+from vmsniff.lab.switch import ofctl, ovs_env, start_daemons, vsctl
+from vmsniff.lab.teardown import teardown
+from vmsniff.lab.topology import RECEIVER_IP, Lab, lab_for
+from vmsniff.lab.traffic import make_traffic
+
+pytestmark = pytest.mark.lab
+
+
+def vmsniff(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vmsniff", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_status_json_has_documented_keys(lab: Lab) -> None:
+    proc = vmsniff("lab", "status", "--prefix", lab.prefix, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "running"
+    assert data["ovsdb"] == f"unix:/run/{lab.prefix}/db.sock"
+    assert data["hypervisor"]["namespace"] == f"{lab.prefix}-hv"
+    assert data["receiver"] == {
+        "namespace": f"{lab.prefix}-rx",
+        "address": RECEIVER_IP,
+        "device": "eth0",
+        "mac": data["receiver"]["mac"],
+        "mtu": 9000,
+    }
+    plugs = {vm["name"]: vm for vm in data["vms"]}
+    assert plugs["c-private"]["plug"] == "hybrid"
+    assert plugs["c-private"]["ovs_port"].startswith("qvo")
+    assert plugs["c-native"]["plug"] == "ovs"
+    assert plugs["c-native"]["ovs_port"] == plugs["c-native"]["tap"]
+    for vm in data["vms"]:
+        for key in ("name", "namespace", "address", "mac", "tap", "ovs_port", "plug"):
+            assert vm[key], key
+        assert vm["mac"].startswith("fa:16:3e:")
+    for info in data["hypervisor"]["daemons"].values():
+        assert Path(info["pidfile"]).parent == lab.rundir
+    assert all(data["namespaces"].values())
+
+
+def test_ovs_vsctl_sees_the_topology_with_os_vif_external_ids(lab: Lab) -> None:
+    show = vsctl(lab, "show")
+    assert "Bridge br-int" in show and "Bridge br-phy" in show
+    assert 'datapath_type: netdev' in show
+    for vm in lab.vms:
+        assert f'Port {vm.ovs_port}' in show
+        ids = vsctl(lab, "get", "Interface", vm.ovs_port, "external_ids")
+        assert f'iface-id="{vm.port_id}"' in ids
+        assert f'attached-mac="{vm.mac}"' in ids
+        assert f'vm-uuid="{vm.server_id}"' in ids
+        assert "iface-status=active" in ids
+        assert vsctl(lab, "get", "Port", vm.ovs_port, "tag").strip() == "1"
+    # The hybrid plug's Linux bridge holds the tap and the qvb end.
+    hybrid = lab.vm("c-private")
+    bridge = subprocess.run(
+        ["ip", "netns", "exec", lab.hypervisor_ns, "ip", "-o", "link", "show", "master",
+         str(hybrid.qbr)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert hybrid.tap in bridge and str(hybrid.qvb) in bridge
+
+
+def test_traffic_flows_between_vms_in_both_directions(lab: Lab) -> None:
+    for src, dst in (("c-private", "c-native"), ("c-native", "c-private")):
+        result = make_traffic(lab, src, dst, count=3)
+        for kind, counts in result["traffic"].items():
+            assert counts["sent"] == 3, kind
+            assert counts["replies"] == 3, (src, dst, kind, counts)
+
+
+def test_traffic_crosses_br_int(lab: Lab) -> None:
+    """The VMs' packets go through OVS (its port counters grow), not around it."""
+
+    def rx_packets(port: str) -> int:
+        # Live OpenFlow port counters (the Interface statistics column lags by 5 s).
+        out = ofctl(lab, "dump-ports", "br-int", port)
+        return int(re.search(r"rx pkts=(\d+)", out).group(1))  # type: ignore[union-attr]
+
+    before = {vm.name: rx_packets(vm.ovs_port) for vm in lab.vms}
+    make_traffic(lab, "c-private", "c-native", count=2)
+    for vm in lab.vms:
+        assert rx_packets(vm.ovs_port) >= before[vm.name] + 8, vm.name
+
+
+def test_libvirt_test_driver_loads_nova_style_domains(lab: Lab) -> None:
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    conn = libvirt.open(lab.libvirt_uri)
+    try:
+        for vm in lab.vms:
+            dom = conn.lookupByName(vm.instance_name)
+            assert dom.UUIDString() == vm.server_id
+            meta = dom.metadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, "http://openstack.org/xmlns/libvirt/nova/1.1"
+            )
+            assert f"<name>{vm.name}</name>" in meta
+            xml = dom.XMLDesc()
+            assert f"<target dev='{vm.tap}'/>" in xml
+            assert f"<mac address='{vm.mac}'/>" in xml
+    finally:
+        conn.close()
+
+
+def test_gre_mirror_reaches_the_receiver_over_br_phy(lab: Lab) -> None:
+    """A GRE port + Mirror made by hand (ovs-vsctl) delivers the VM's frames to the receiver.
+
+    This is the lab's promise to the mirror and receive commands: the underlay, the tunnel
+    IP on br-phy and the receiver namespace work together.
+    """
+    vm = lab.vm("c-private")
+    counter = subprocess.Popen(
+        ["ip", "netns", "exec", lab.receiver_ns, sys.executable, "-c",
+         "import socket,sys,select,time\n"
+         "s=socket.socket(socket.AF_INET,socket.SOCK_RAW,47)\n"
+         "print('ready',flush=True)\n"
+         "n=0;big=0;end=time.time()+8\n"
+         "while time.time()<end:\n"
+         "  r,_,_=select.select([s],[],[],0.2)\n"
+         "  if r:\n"
+         "    d=s.recv(65535);n+=1;big+=len(d)>1500\n"
+         "  if sys.stdin in select.select([sys.stdin],[],[],0)[0]: break\n"
+         "print(n,big,flush=True)\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert counter.stdout is not None and counter.stdin is not None
+        assert counter.stdout.readline().strip() == "ready"
+        vsctl(
+            lab,
+            "--", "add-port", "br-int", "vmstgre0",
+            "--", "set", "Interface", "vmstgre0", "type=gre",
+            f"options:remote_ip={RECEIVER_IP}", "options:key=77",
+            "--", "--id=@out", "get", "Port", "vmstgre0",
+            "--", "--id=@vm", "get", "Port", vm.ovs_port,
+            "--", "--id=@m", "create", "Mirror", "name=vmst-m",
+            "select_src_port=@vm", "select_dst_port=@vm", "output_port=@out",
+            "--", "add", "Bridge", "br-int", "mirrors", "@m",
+        )  # fmt: skip
+        time.sleep(0.3)
+        make_traffic(lab, "c-private", "c-native", count=2)
+        time.sleep(0.5)
+        counter.stdin.write("x\n")
+        counter.stdin.flush()
+        got, big = map(int, counter.stdout.readline().split())
+    finally:
+        counter.kill()
+        counter.communicate()
+        mirror = vsctl(lab, "get", "Mirror", "vmst-m", "_uuid").strip()
+        vsctl(lab, "--", "remove", "Bridge", "br-int", "mirrors", mirror,
+              "--", "del-port", "br-int", "vmstgre0")  # fmt: skip
+    # 4 kinds x 2 round trips x 2 directions = 16 frames at least, plus ARP and TCP control.
+    assert got >= 16
+    assert big >= 4  # the full-size frames arrive: the underlay is jumbo
+
+
+def test_lifecycle_already_running_idempotent_down_no_traces(fresh_lab_prefix: str) -> None:
+    before_ns = existing_namespaces()
+    the_lab = lab_for(fresh_lab_prefix)
+    start = time.monotonic()
+    build(the_lab)
+    up_s = time.monotonic() - start
+    pids = [s["pid"] for s in status(the_lab)["hypervisor"]["daemons"].values() if s["pid"]]
+    assert len(pids) == 2
+    with pytest.raises(InvalidState, match="already running"):
+        build(the_lab)
+    proc = vmsniff("lab", "up", "--prefix", fresh_lab_prefix)
+    assert proc.returncode == 5 and "already running" in proc.stderr
+    start = time.monotonic()
+    report = teardown(the_lab)
+    down_s = time.monotonic() - start
+    assert sorted(report["processes_stopped"]) == ["ovs-vswitchd", "ovsdb-server"]
+    assert existing_namespaces() == before_ns
+    assert not the_lab.rundir.exists()
+    for pid in pids:
+        assert _gone(pid)
+    # Idempotent, through the CLI too.
+    assert teardown(the_lab)["namespaces_removed"] == []
+    proc = vmsniff("lab", "down", "--prefix", fresh_lab_prefix)
+    assert proc.returncode == 0 and "not running" in proc.stderr
+    print(f"lab up {up_s:.2f} s, down {down_s:.2f} s")
+
+
+def test_down_after_a_crashed_up_removes_everything(fresh_lab_prefix: str) -> None:
+    """Half a lab (namespaces, daemons, no state file) is still found and removed."""
+    before_ns = existing_namespaces()
+    the_lab = lab_for(fresh_lab_prefix)
+    the_lab.rundir.mkdir(parents=True)
+    create_namespace(the_lab.hypervisor_ns)
+    create_namespace(the_lab.vms[0].namespace)
+    start_daemons(the_lab)
+    pid = int(the_lab.pidfile("ovs-vswitchd").read_text())
+    assert status(the_lab)["status"] != "running"
+    proc = vmsniff("lab", "down", "--prefix", fresh_lab_prefix, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report["namespaces_removed"]) == {the_lab.hypervisor_ns, the_lab.vms[0].namespace}
+    assert existing_namespaces() == before_ns
+    assert _gone(pid)
+    assert not the_lab.rundir.exists()
+
+
+def test_a_failing_up_cleans_up_after_itself(
+    fresh_lab_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before_ns = existing_namespaces()
+    import vmsniff.lab.build as build_module
+
+    def broken(lab: Lab) -> None:
+        raise RuntimeError("injected failure after the daemons started")
+
+    monkeypatch.setattr(build_module, "_underlay", broken)
+    the_lab = lab_for(fresh_lab_prefix)
+    with pytest.raises(RuntimeError, match="injected"):
+        build(the_lab)
+    assert existing_namespaces() == before_ns
+    assert not the_lab.rundir.exists()
+
+
+def test_env_exports_point_tools_at_the_lab(lab: Lab) -> None:
+    proc = vmsniff("lab", "env", "--prefix", lab.prefix)
+    assert proc.returncode == 0, proc.stderr
+    env = dict(os.environ)
+    for line in proc.stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+    assert env["VMSNIFF_OVSDB"] == lab.ovsdb_remote
+    show = subprocess.run(
+        ["ovs-vsctl", f"--db={env['VMSNIFF_OVSDB']}", "list-br"],
+        capture_output=True, text=True, check=True, env={**ovs_env(lab), **env},
+    ).stdout.split()  # fmt: skip
+    assert show == ["br-int", "br-phy"]
+
+
+def test_status_and_env_of_an_absent_lab() -> None:
+    prefix = unique_prefix("absent")
+    proc = vmsniff("lab", "status", "--prefix", prefix, "--json")
+    assert proc.returncode == 5
+    assert json.loads(proc.stdout)["status"] == "absent"
+    proc = vmsniff("lab", "env", "--prefix", prefix)
+    assert proc.returncode == 5 and "not running" in proc.stderr
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.split(") ", 1)[1].startswith("Z")  # a zombie whose parent has not reaped it
