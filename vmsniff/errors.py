@@ -17,6 +17,7 @@ The tree is shallow on purpose::
     ├── PermissionDenied         PERMISSION (7)   root / CAP_NET_RAW / admin role needed
     ├── SwitchError              SWITCH (8)       Open vSwitch refused a transaction or a port
     ├── MissingDependency        DEPENDENCY (9)   a system tool or library is missing
+    ├── Conflict                 CONFLICT (10)    Nova, libvirt and OVSDB disagree about a VM
     └── MalformedPacket          ERROR (1)        bytes from the wire: the peer's fault; decoders
                                                   raise it, pipelines count it and go on
 """
@@ -29,6 +30,7 @@ from vmsniff.exitcodes import ExitCode
 
 __all__ = [
     "Ambiguous",
+    "Conflict",
     "InvalidState",
     "MalformedPacket",
     "MissingDependency",
@@ -116,6 +118,12 @@ class MissingDependency(VmsniffError):
     """A system tool or library that vmsniff needs is not installed."""
 
     exit_code = ExitCode.DEPENDENCY
+
+
+class Conflict(VmsniffError):
+    """The sources disagree (which and how is in the message); nothing was changed."""
+
+    exit_code = ExitCode.CONFLICT
 
 
 class MalformedPacket(VmsniffError):

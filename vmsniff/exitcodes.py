@@ -18,4 +18,5 @@ class ExitCode(IntEnum):
     PERMISSION = 7  #: missing privileges (root, CAP_NET_RAW, admin role)
     SWITCH = 8  #: Open vSwitch refused or failed (transaction, tunnel port, mirror limit)
     DEPENDENCY = 9  #: a system tool or library vmsniff needs is missing
+    CONFLICT = 10  #: the sources (Nova, libvirt, OVSDB) disagree about the VM
     INTERRUPTED = 130  #: stopped by Ctrl-C before finishing

@@ -21,6 +21,7 @@ __all__ = ["cli", "main"]
 #: command name -> "module:attribute"; the only registry of subcommands.
 COMMANDS: dict[str, str] = {
     "lab": "vmsniff.cli.lab:lab",
+    "resolve": "vmsniff.cli.resolve:resolve",
 }
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from vmsniff.cli._context import Env
 
-__all__ = ["lab_status_table", "traffic_table"]
+__all__ = ["lab_status_table", "target_table", "traffic_table"]
 
 
 def lab_status_table(env: Env, data: dict[str, Any]) -> None:
@@ -59,3 +59,50 @@ def traffic_table(env: Env, result: dict[str, Any]) -> None:
         answered = f"[{'green' if ok else 'red'}]{counts['replies']}[/]"
         table.add_row(kind, str(counts["sent"]), answered, sizes.get(kind, ""))
     env.out.print(table)
+
+
+def target_table(env: Env, target: Any) -> None:
+    """A resolved VM: identity, then one row per NIC, then warnings."""
+    from rich.table import Table
+
+    s = target.server
+    where = "this host" if target.local else "another host"
+    env.out.print(
+        f"[bold]{s.name}[/bold]  {s.id}  {s.status}\n"
+        f"  project {s.project_name or s.project_id or '?'}, host {s.host or '?'} ({where}), "
+        f"domain {s.instance_name or '?'}\n"
+        f"  sources: {', '.join(target.sources) or 'none'};  OVSDB {target.ovsdb or '-'}; "
+        f"libvirt {target.libvirt_uri or '-'}"
+    )
+    table = Table()
+    for col in (
+        "mac",
+        "port",
+        "network / ips",
+        "tap",
+        "ovs port",
+        "bridge",
+        "tag",
+        "plug",
+        "agreed",
+    ):
+        table.add_column(col)
+    for nic in target.nics:
+        net = nic.network_name or nic.network_id or "-"
+        table.add_row(
+            nic.mac,
+            nic.port_id or "-",
+            f"{net} {' '.join(nic.fixed_ips)}".strip(),
+            nic.tap or "-",
+            nic.ovs_port or "-",
+            nic.bridge or "-",
+            "-" if nic.tag is None else str(nic.tag),
+            nic.plug.value if nic.plug.on_ovs else f"[red]{nic.plug.value}[/red]",
+            "+".join(nic.sources) or "-",
+        )
+    env.out.print(table)
+    for nic in target.nics:
+        for note in nic.notes:
+            env.out.print(f"  [dim]{nic.mac}: {note}[/dim]")
+    for warning in target.warnings:
+        env.warn(warning)

@@ -1,0 +1,58 @@
+"""Options shared by every command that resolves a VM (resolve, capture, mirror, …)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["json_option", "resolve_options", "resolve_options_from"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def resolve_options(func: F) -> F:
+    """Add the VM-resolution options (cloud, host endpoints, NIC choice) to a command."""
+    option = click.option
+    options = [
+        option("--nic", metavar="MAC|PORT|NET", help="One NIC: MAC, Neutron port id, network."),
+        option("--os-cloud", envvar="OS_CLOUD", metavar="NAME", help="clouds.yaml entry."),
+        option("--all-projects", is_flag=True, help="Search every project's servers (admin)."),
+        option("--offline", is_flag=True, help="Do not ask the cloud; libvirt and OVSDB only."),
+        option("--host", metavar="HOST", help="The VM's compute host if the cloud hides it."),
+        option(
+            "--ovsdb",
+            metavar="REMOTE",
+            help="OVSDB of the VM's host [env VMSNIFF_OVSDB; default "
+            "unix:/var/run/openvswitch/db.sock].",
+        ),
+        option(
+            "--libvirt",
+            metavar="URI",
+            help="libvirt of the VM's host [env LIBVIRT_DEFAULT_URI; default qemu:///system].",
+        ),
+        option("--no-libvirt", is_flag=True, help="Do not ask libvirt."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def resolve_options_from(vm: str, kwargs: dict[str, Any]) -> Any:
+    """Build :class:`vmsniff.resolve.ResolveOptions` from a command's keyword arguments."""
+    from vmsniff.resolve import ResolveOptions
+
+    return ResolveOptions(
+        query=vm,
+        nic=kwargs.pop("nic"),
+        os_cloud=kwargs.pop("os_cloud"),
+        all_projects=kwargs.pop("all_projects"),
+        offline=kwargs.pop("offline"),
+        host=kwargs.pop("host"),
+        ovsdb=kwargs.pop("ovsdb"),
+        libvirt=kwargs.pop("libvirt"),
+        use_libvirt=not kwargs.pop("no_libvirt"),
+    )

@@ -1,0 +1,1 @@
+"""Open vSwitch: the OVSDB connection, pure mirror planning, applying and ownership."""

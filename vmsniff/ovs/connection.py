@@ -1,0 +1,58 @@
+"""One ovsdbapp connection to an OVSDB remote, with errors translated at this boundary.
+
+FACTS.md: ovsdbapp logs tracebacks at ERROR even for errors the caller handles (we
+silence its loggers); its IDL runs a thread (always close); failures are swallowed unless
+``check_error=True`` (callers that write pass it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from vmsniff.errors import Unreachable
+
+__all__ = ["TABLES", "ovsdb"]
+
+#: The tables vmsniff reads or writes; registering only these keeps the IDL small.
+TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Mirror")
+
+
+def _quiet_ovsdbapp() -> None:
+    for name in ("ovsdbapp", "ovsdbapp.backend.ovs_idl", "ovs"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def ovsdb(remote: str, timeout: float = 5.0) -> Iterator[Any]:
+    """Yield an ovsdbapp ``OvsdbIdl`` API on ``remote``; the connection closes afterwards."""
+    _quiet_ovsdbapp()
+    from ovsdbapp.backend.ovs_idl import connection, idlutils
+    from ovsdbapp.schema.open_vswitch import impl_idl
+
+    hint = "pass --ovsdb REMOTE (or set VMSNIFF_OVSDB), e.g. unix:/var/run/openvswitch/db.sock"
+    if remote.startswith("unix:"):
+        import os
+
+        path = remote[5:]
+        if not os.path.exists(path):
+            raise Unreachable(f"OVSDB socket {path} does not exist", hint=hint)
+    try:
+        helper = idlutils.get_schema_helper(remote, "Open_vSwitch")
+    except Exception as exc:  # ovsdbapp raises plain Exception for every connect failure
+        raise Unreachable(f"cannot reach OVSDB at {remote}: {exc}", hint=hint) from None
+    for table in TABLES:
+        helper.register_table(table)
+    idl = connection.OvsdbIdl(remote, helper)
+    conn = connection.Connection(idl=idl, timeout=timeout)
+    try:
+        api = impl_idl.OvsdbIdl(conn, start=True)
+    except Exception as exc:
+        conn.stop()
+        raise Unreachable(f"OVSDB at {remote} did not answer: {exc}", hint=hint) from None
+    try:
+        yield api
+    finally:
+        conn.stop(timeout=timeout)

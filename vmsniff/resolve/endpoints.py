@@ -1,0 +1,136 @@
+"""Which OVSDB and libvirt serve a given compute host: one place, one order of precedence.
+
+flags > environment > config file > defaults. The environment (``VMSNIFF_OVSDB``,
+``LIBVIRT_DEFAULT_URI``) and the defaults (``unix:/var/run/openvswitch/db.sock``,
+``qemu:///system``) describe *this* machine, so they apply only when the VM's host is the
+local one; a remote host needs a flag, a per-host entry or a template in the config file.
+Asking the local switch about a VM on another host would give wrong answers, so vmsniff
+refuses to guess.
+
+Config file (``$VMSNIFF_CONFIG``, else ``~/.config/vmsniff/config.toml``, else
+``/etc/vmsniff/config.toml``)::
+
+    host = "compute-1"                    # this machine's name as Nova knows it
+    [endpoints]                           # templates for other hosts
+    ovsdb = "tcp:{host}:6640"
+    libvirt = "qemu+ssh://{host}/system"
+    [hosts."compute-2"]                   # per-host entries win over templates
+    ovsdb = "ssl:192.0.2.12:6640"
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmsniff.errors import UsageError
+
+__all__ = [
+    "DEFAULT_LIBVIRT",
+    "DEFAULT_OVSDB",
+    "Endpoints",
+    "config_paths",
+    "endpoints_for",
+    "load_config",
+    "local_host",
+]
+
+DEFAULT_OVSDB = "unix:/var/run/openvswitch/db.sock"
+DEFAULT_LIBVIRT = "qemu:///system"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where to reach one host's OVSDB and libvirt, and where each answer came from."""
+
+    host: str
+    local: bool
+    ovsdb: str | None
+    libvirt: str | None
+    ovsdb_origin: str
+    libvirt_origin: str
+
+
+def config_paths(env: Mapping[str, str] = os.environ) -> list[Path]:
+    """Candidate config files, first match wins."""
+    if env.get("VMSNIFF_CONFIG"):
+        return [Path(env["VMSNIFF_CONFIG"])]
+    home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [home / "vmsniff" / "config.toml", Path("/etc/vmsniff/config.toml")]
+
+
+def load_config(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The parsed config file, or {} when there is none."""
+    for path in config_paths(env):
+        if path.is_file():
+            try:
+                with path.open("rb") as fh:
+                    return tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise UsageError(
+                    f"cannot read config file {path}: {exc}", hint="fix or remove the file"
+                ) from None
+    return {}
+
+
+def local_host(env: Mapping[str, str] = os.environ, config: Mapping[str, Any] | None = None) -> str:
+    """This machine's compute host name: VMSNIFF_HOST > config ``host`` > hostname."""
+    if env.get("VMSNIFF_HOST"):
+        return env["VMSNIFF_HOST"]
+    config = load_config(env) if config is None else config
+    if isinstance(config.get("host"), str):
+        return str(config["host"])
+    return socket.gethostname()
+
+
+def _is_local(host: str, me: str) -> bool:
+    return host == me or host.split(".")[0] == me.split(".")[0]
+
+
+def _template(value: object, host: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"config: {what} must be a string")
+    try:
+        return value.format(host=host)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(f"config: bad template for {what}: {value!r} ({exc})") from None
+
+
+def endpoints_for(
+    host: str | None,
+    *,
+    ovsdb_flag: str | None = None,
+    libvirt_flag: str | None = None,
+    env: Mapping[str, str] = os.environ,
+    config: Mapping[str, Any] | None = None,
+) -> Endpoints:
+    """Resolve the endpoints for ``host`` (None = this machine)."""
+    config = load_config(env) if config is None else config
+    me = local_host(env, config)
+    target = host or me
+    local = _is_local(target, me)
+    hosts = config.get("hosts", {})
+    per_host = hosts.get(target, {}) if isinstance(hosts, dict) else {}
+    templates = config.get("endpoints", {})
+
+    def pick(flag: str | None, env_key: str, key: str, default: str) -> tuple[str | None, str]:
+        if flag:
+            return flag, "flag"
+        if local and env.get(env_key):
+            return env[env_key], f"environment {env_key}"
+        if key in per_host:
+            return _template(per_host[key], target, f"hosts.{target}.{key}"), "config host entry"
+        if not local and isinstance(templates, dict) and key in templates:
+            return _template(templates[key], target, f"endpoints.{key}"), "config template"
+        if local:
+            return default, "default"
+        return None, "none configured"
+
+    ovsdb, ovsdb_origin = pick(ovsdb_flag, "VMSNIFF_OVSDB", "ovsdb", DEFAULT_OVSDB)
+    libvirt, libvirt_origin = pick(libvirt_flag, "LIBVIRT_DEFAULT_URI", "libvirt", DEFAULT_LIBVIRT)
+    return Endpoints(target, local, ovsdb, libvirt, ovsdb_origin, libvirt_origin)

@@ -1,0 +1,175 @@
+"""The Nova/Neutron source, through openstacksdk (clouds.yaml, OS_CLOUD, OS_* variables).
+
+API calls for one resolve by name (documented in docs/resolve.md, counted by the lab's
+stand-in): Keystone token (1, plus version discovery), compute discovery (1), servers by
+exact name (1), ports by device_id (1), one network per distinct network (usually 1).
+Errors of openstacksdk/keystoneauth are translated here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from vmsniff.errors import PermissionDenied, Unreachable, UsageError, VmsniffError
+
+__all__ = ["CloudPort", "CloudServer", "NovaSource", "cloud_configured"]
+
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
+
+
+def cloud_configured(os_cloud: str | None, env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the user pointed us at a cloud (flag, OS_CLOUD or OS_AUTH_URL)."""
+    return bool(os_cloud or env.get("OS_CLOUD") or env.get("OS_AUTH_URL"))
+
+
+@dataclass(frozen=True, slots=True)
+class CloudPort:
+    """A Neutron port of the server."""
+
+    id: str
+    mac: str
+    network_id: str
+    network_name: str | None
+    fixed_ips: tuple[str, ...]
+    vnic_type: str | None
+    vif_type: str | None
+    hybrid_plug: bool | None
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudServer:
+    """A Nova server, with the admin-only attributes when visible."""
+
+    id: str
+    name: str
+    project_id: str | None
+    status: str
+    host: str | None
+    instance_name: str | None
+
+
+def _translate(exc: Exception, cloud: str | None) -> VmsniffError:
+    from keystoneauth1 import exceptions as ks
+    from openstack import exceptions as sdk
+
+    where = f"cloud {cloud!r}" if cloud else "the cloud (OS_CLOUD / OS_* variables)"
+    if isinstance(exc, sdk.ConfigException):
+        return UsageError(
+            f"no usable OpenStack configuration for {where}: {exc}",
+            hint="set OS_CLOUD or pass --os-cloud NAME (clouds.yaml), or --offline",
+        )
+    if isinstance(exc, ks.Unauthorized | sdk.NotFoundException) and "auth" in str(exc).lower():
+        return PermissionDenied(f"{where} refused the credentials: {exc}")
+    if isinstance(exc, ks.ConnectFailure | ks.ConnectTimeout | ks.DiscoveryFailure):
+        return Unreachable(
+            f"cannot reach {where}: {exc}",
+            hint="check auth_url in clouds.yaml, or resolve offline with --offline",
+        )
+    if isinstance(exc, sdk.ForbiddenException | ks.Forbidden):
+        return PermissionDenied(f"{where} forbids this request: {exc}")
+    if isinstance(exc, ks.Unauthorized):
+        return PermissionDenied(f"{where} refused the credentials: {exc}")
+    return Unreachable(f"the OpenStack API of {where} failed: {exc}")
+
+
+class NovaSource:
+    """Servers from Nova, ports and networks from Neutron."""
+
+    name = "nova"
+
+    def __init__(self, cloud: str | None = None, timeout: float = 10.0) -> None:
+        self.cloud = cloud
+        self.timeout = timeout
+        self._conn: Any = None
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        from keystoneauth1 import exceptions as ks
+        from openstack import exceptions as sdk
+
+        try:
+            yield
+        except (sdk.SDKException, ks.ClientException) as exc:
+            raise _translate(exc, self.cloud) from None
+
+    def _connect(self) -> Any:
+        if self._conn is None:
+            import openstack
+
+            with self._errors():
+                self._conn = openstack.connect(
+                    cloud=self.cloud, api_timeout=self.timeout, load_envvars=self.cloud is None
+                )
+        return self._conn
+
+    def find(self, query: str, *, all_projects: bool = False) -> list[CloudServer]:
+        """Servers whose id is ``query`` or whose name is exactly ``query``."""
+        from openstack import exceptions as sdk
+
+        conn = self._connect()
+        with self._errors():
+            if _UUID.match(query):
+                try:
+                    return [_server(conn.compute.get_server(query))]
+                except sdk.NotFoundException:
+                    pass
+            # Nova's name filter is a regular expression: anchor it for an exact match.
+            servers = conn.compute.servers(
+                details=True, name=f"^{re.escape(query)}$", all_projects=all_projects
+            )
+            return [_server(s) for s in servers if s.name == query]
+
+    def names(self, *, all_projects: bool = False) -> list[str]:
+        """Every visible server name (for close-name suggestions after a miss)."""
+        conn = self._connect()
+        with self._errors():
+            return [s.name for s in conn.compute.servers(details=False, all_projects=all_projects)]
+
+    def ports(self, server_id: str) -> list[CloudPort]:
+        """The server's Neutron ports, with network names."""
+        conn = self._connect()
+        with self._errors():
+            ports = list(conn.network.ports(device_id=server_id))
+            networks: dict[str, str | None] = {}
+            for port in ports:
+                if port.network_id not in networks:
+                    try:
+                        networks[port.network_id] = conn.network.get_network(port.network_id).name
+                    except Exception:  # a network we may not see: keep the id
+                        networks[port.network_id] = None
+        return [
+            CloudPort(
+                id=p.id,
+                mac=(p.mac_address or "").lower(),
+                network_id=p.network_id,
+                network_name=networks.get(p.network_id),
+                fixed_ips=tuple(ip["ip_address"] for ip in p.fixed_ips or ()),
+                vnic_type=p.binding_vnic_type,
+                vif_type=p.binding_vif_type,
+                hybrid_plug=(p.binding_vif_details or {}).get("ovs_hybrid_plug"),
+                host=p.binding_host_id,
+            )
+            for p in ports
+        ]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _server(s: Any) -> CloudServer:
+    return CloudServer(
+        id=s.id,
+        name=s.name,
+        project_id=s.project_id,
+        status=s.status,
+        host=s.compute_host,
+        instance_name=s.instance_name,
+    )
