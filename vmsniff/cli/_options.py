@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -36,9 +36,10 @@ def resolve_options(func: F) -> F:
         ),
         option("--no-libvirt", is_flag=True, help="Do not ask libvirt."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    decorated: Any = func
+    for decorator in reversed(options):
+        decorated = decorator(decorated)
+    return cast(F, decorated)
 
 
 def resolve_options_from(vm: str, kwargs: dict[str, Any]) -> Any:
