@@ -62,9 +62,9 @@ def test_status_json_has_documented_keys(lab: Lab) -> None:
 def test_ovs_vsctl_sees_the_topology_with_os_vif_external_ids(lab: Lab) -> None:
     show = vsctl(lab, "show")
     assert "Bridge br-int" in show and "Bridge br-phy" in show
-    assert 'datapath_type: netdev' in show
+    assert "datapath_type: netdev" in show
     for vm in lab.vms:
-        assert f'Port {vm.ovs_port}' in show
+        assert f"Port {vm.ovs_port}" in show
         ids = vsctl(lab, "get", "Interface", vm.ovs_port, "external_ids")
         assert f'iface-id="{vm.port_id}"' in ids
         assert f'attached-mac="{vm.mac}"' in ids

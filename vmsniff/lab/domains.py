@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from vmsniff.lab.topology import PROJECT_NAME, USER_NAME, Lab, LabVm, Plug
+from vmsniff.lab.topology import PROJECT_NAME, USER_NAME, GhostVm, Lab, LabVm, Plug
 
 __all__ = ["NOVA_NS", "node_xml"]
 
 NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
+TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 
 
 def _interface(vm: LabVm) -> str:
@@ -41,8 +42,33 @@ def _interface(vm: LabVm) -> str:
     </interface>"""
 
 
-def _domain(lab: Lab, vm: LabVm) -> str:
-    return f"""  <domain type="test">
+def _ghost_interface(vm: GhostVm) -> str:
+    if vm.nic == "sriov":
+        return f"""    <interface type="hostdev" managed="yes">
+      <mac address={quoteattr(vm.mac)}/>
+      <source>
+        <address type="pci" domain="0x0000" bus="0x04" slot="0x10" function="0x{vm.index:x}"/>
+      </source>
+    </interface>"""
+    return f"""    <interface type="bridge">
+      <mac address={quoteattr(vm.mac)}/>
+      <model type="virtio"/>
+      <source bridge="br-int"/>
+      <target dev={quoteattr(vm.tap)}/>
+      <virtualport type="openvswitch">
+        <parameters interfaceid={quoteattr(vm.port_id)}/>
+      </virtualport>
+    </interface>"""
+
+
+def _domain(lab: Lab, vm: LabVm | GhostVm) -> str:
+    if isinstance(vm, GhostVm):
+        interface, project = _ghost_interface(vm), vm.project
+        # The test driver's own namespace sets the initial run state (5 = shut off).
+        runstate = "\n    <test:runstate>5</test:runstate>" if vm.state == "shutoff" else ""
+    else:
+        interface, project, runstate = _interface(vm), PROJECT_NAME, ""
+    return f"""  <domain type="test" xmlns:test="{TEST_NS}">
     <name>{vm.instance_name}</name>
     <uuid>{vm.server_id}</uuid>
     <metadata>
@@ -59,7 +85,7 @@ def _domain(lab: Lab, vm: LabVm) -> str:
         </nova:flavor>
         <nova:owner>
           <nova:user uuid="{lab.user_id}">{USER_NAME}</nova:user>
-          <nova:project uuid="{lab.project_id}">{PROJECT_NAME}</nova:project>
+          <nova:project uuid="{lab.project_uuid(project)}">{project}</nova:project>
         </nova:owner>
         <nova:root type="image" uuid="00000000-0000-4000-8000-00000000c1c0"/>
         <nova:ports>
@@ -74,14 +100,14 @@ def _domain(lab: Lab, vm: LabVm) -> str:
     <vcpu placement="static">1</vcpu>
     <os>
       <type arch="x86_64" machine="pc">hvm</type>
-    </os>
+    </os>{runstate}
     <devices>
-{_interface(vm)}
+{interface}
     </devices>
   </domain>"""
 
 
 def node_xml(lab: Lab) -> str:
     """The ``<node>`` document for ``test:///`` holding every lab VM's domain."""
-    domains = "\n".join(_domain(lab, vm) for vm in lab.vms)
+    domains = "\n".join(_domain(lab, vm) for vm in [*lab.vms, *lab.ghosts])
     return f'<?xml version="1.0"?>\n<node>\n{domains}\n</node>\n'

@@ -21,6 +21,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "GhostVm",
     "Lab",
     "LabVm",
     "Plug",
@@ -43,6 +44,7 @@ VM_MTU = 1500
 DEFAULT_UNDERLAY_MTU = 9000  #: jumbo, as tunnel networks in production usually are
 HOST = "compute-1"  #: the hypervisor's host name as Nova knows it
 PROJECT_NAME = "demo"
+OTHER_PROJECT = "ops"
 USER_NAME = "demo"
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
@@ -99,6 +101,33 @@ class LabVm:
 
 
 @dataclass(frozen=True, slots=True)
+class GhostVm:
+    """A VM that exists only on paper (libvirt XML and the stand-in cloud), with no namespace.
+
+    The lab uses these to exercise what resolve must refuse or explain: a VM that is not
+    running, a NIC that is not on OVS (SR-IOV), two VMs with the same name.
+    """
+
+    name: str
+    index: int
+    server_id: str
+    port_id: str
+    mac: str
+    address: str
+    state: str  #: libvirt state: running or shutoff
+    nic: str  #: "ovs" (tap on br-int, not plugged) or "sriov" (PCI passthrough)
+    project: str
+
+    @property
+    def instance_name(self) -> str:
+        return f"instance-{self.index:08x}"
+
+    @property
+    def tap(self) -> str:
+        return f"tap{self.port_id[:11]}"
+
+
+@dataclass(frozen=True, slots=True)
 class Lab:
     """Everything that names the lab with a given prefix."""
 
@@ -150,7 +179,11 @@ class Lab:
 
     @property
     def project_id(self) -> str:
-        return _uuid(self.prefix, "project").hex
+        return self.project_uuid(PROJECT_NAME)
+
+    def project_uuid(self, project: str) -> str:
+        """Keystone-style (32 hex digits) id of a lab project."""
+        return _uuid(self.prefix, "project", project).hex
 
     @property
     def user_id(self) -> str:
@@ -167,6 +200,33 @@ class Lab:
             self._vm("c-private", 1, Plug.HYBRID, "10.250.1.11"),
             self._vm("c-native", 2, Plug.OVS, "10.250.1.12"),
         ]
+
+    @property
+    def ghosts(self) -> list[GhostVm]:
+        """Paper-only VMs: ``c-stopped`` (SHUTOFF), ``c-sriov`` (SR-IOV NIC), two ``c-twin``."""
+        return [
+            self._ghost("c-stopped", 3, "shutoff", "ovs", PROJECT_NAME, "10.250.1.13"),
+            self._ghost("c-sriov", 4, "running", "sriov", PROJECT_NAME, "10.250.1.14"),
+            self._ghost("c-twin", 5, "running", "ovs", PROJECT_NAME, "10.250.1.15"),
+            self._ghost("c-twin", 6, "running", "ovs", OTHER_PROJECT, "10.250.1.16"),
+        ]
+
+    def _ghost(
+        self, name: str, index: int, state: str, nic: str, project: str, address: str
+    ) -> GhostVm:
+        key = f"{name}/{index}"
+        digest = hashlib.sha256(f"{self.prefix}/{key}/mac".encode()).digest()
+        return GhostVm(
+            name=name,
+            index=index,
+            server_id=str(_uuid(self.prefix, key, "server")),
+            port_id=str(_uuid(self.prefix, key, "port")),
+            mac="fa:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3]),
+            address=address,
+            state=state,
+            nic=nic,
+            project=project,
+        )
 
     def vm(self, name: str) -> LabVm:
         for vm in self.vms:

@@ -79,7 +79,12 @@ def parse_domain(xml: str, state: str = "running") -> DomainInfo:
             DomainIface(
                 mac=(mac.get("address") or "").lower() if mac is not None else "",
                 kind=iface.get("type", ""),
-                tap=target.get("dev") if target is not None else None,
+                # libvirt names a target even for PCI passthrough; only a kernel tap counts.
+                tap=(
+                    target.get("dev")
+                    if target is not None and iface.get("type") not in ("hostdev", "vhostuser")
+                    else None
+                ),
                 source_bridge=source.get("bridge") if source is not None else None,
                 interface_id=params.get("interfaceid") if params is not None else None,
                 mtu=int(mtu.get("size", "0")) or None if mtu is not None else None,

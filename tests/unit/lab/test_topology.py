@@ -42,8 +42,8 @@ def test_domain_xml_is_what_nova_writes() -> None:
     lab = lab_for("vmsniff-lab")
     root = ET.fromstring(node_xml(lab))
     domains = root.findall("domain")
-    assert len(domains) == len(lab.vms)
-    for dom, vm in zip(domains, lab.vms, strict=True):
+    assert len(domains) == len(lab.vms) + len(lab.ghosts)
+    for dom, vm in zip(domains, lab.vms, strict=False):
         assert dom.findtext("name") == vm.instance_name
         assert dom.findtext("uuid") == vm.server_id
         inst = dom.find(f"metadata/{{{NOVA_NS}}}instance")
@@ -55,3 +55,19 @@ def test_domain_xml_is_what_nova_writes() -> None:
         assert iface.find("mac").get("address") == vm.mac  # type: ignore[union-attr]
         source = iface.find("source").get("bridge")  # type: ignore[union-attr]
         assert source == (vm.qbr if vm.plug is Plug.HYBRID else "br-int")
+
+
+def test_ghost_domains_cover_the_error_cases() -> None:
+    lab = lab_for("vmsniff-lab")
+    root = ET.fromstring(node_xml(lab))
+    by_name = {d.findtext("name"): d for d in root.findall("domain")}
+    names = [g.name for g in lab.ghosts]
+    assert names.count("c-twin") == 2
+    stopped = next(g for g in lab.ghosts if g.name == "c-stopped")
+    runstate = by_name[stopped.instance_name].findtext(
+        "{http://libvirt.org/schemas/domain/test/1.0}runstate"
+    )
+    assert runstate == "5"
+    sriov = next(g for g in lab.ghosts if g.name == "c-sriov")
+    iface = by_name[sriov.instance_name].find("devices/interface")
+    assert iface is not None and iface.get("type") == "hostdev"
