@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 
@@ -33,8 +34,13 @@ def run(command: click.Command, argv: list[str] | None = None) -> int:
         if _verbosity(args) >= 2:
             traceback.print_exc()
         click.echo(f"vmsniff: error: {exc.message}", err=True)
+        for candidate in getattr(exc, "candidates", ()):
+            click.echo(f"  - {candidate}", err=True)
         if exc.hint:
             click.echo(f"  hint: {exc.hint}", err=True)
+        if "--json" in args:
+            # Scripts asked for JSON: give them the error as data too (stdout), same exit code.
+            click.echo(json.dumps(exc.to_dict(), indent=2))
         return int(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("vmsniff: interrupted", err=True)
