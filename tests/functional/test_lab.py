@@ -182,7 +182,7 @@ def test_lifecycle_already_running_idempotent_down_no_traces(fresh_lab_prefix: s
     build(the_lab)
     up_s = time.monotonic() - start
     pids = [s["pid"] for s in status(the_lab)["hypervisor"]["daemons"].values() if s["pid"]]
-    assert len(pids) == 2
+    assert len(pids) == 3  # ovsdb-server, ovs-vswitchd, the stand-in cloud
     with pytest.raises(InvalidState, match="already running"):
         build(the_lab)
     proc = vmsniff("lab", "up", "--prefix", fresh_lab_prefix)
@@ -190,7 +190,7 @@ def test_lifecycle_already_running_idempotent_down_no_traces(fresh_lab_prefix: s
     start = time.monotonic()
     report = teardown(the_lab)
     down_s = time.monotonic() - start
-    assert sorted(report["processes_stopped"]) == ["ovs-vswitchd", "ovsdb-server"]
+    assert sorted(report["processes_stopped"]) == ["cloud", "ovs-vswitchd", "ovsdb-server"]
     assert existing_namespaces() == before_ns
     assert not the_lab.rundir.exists()
     for pid in pids:

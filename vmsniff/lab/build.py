@@ -2,7 +2,8 @@
 
 Order matters: the run directory and the state file first (so that ``lab down`` can find
 everything even if a later step fails), then namespaces, Open vSwitch, the underlay with
-the tunnel IP on br-phy, the VMs plugged the way os-vif plugs them, libvirt XML.
+the tunnel IP on br-phy, the VMs plugged the way os-vif plugs them, libvirt XML, and the
+stand-in cloud (Keystone/Nova/Neutron on 127.0.0.1) with its clouds.yaml.
 On any failure the half-built lab is torn down before the error propagates.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from vmsniff.errors import InvalidState, PermissionDenied
 from vmsniff.lab import links
+from vmsniff.lab.cloudsetup import start_cloud
 from vmsniff.lab.domains import node_xml
 from vmsniff.lab.switch import appctl, start_daemons, vsctl
 from vmsniff.lab.teardown import teardown
@@ -61,6 +63,7 @@ def build(lab: Lab) -> dict[str, Any]:
         for vm in lab.vms:
             _plug(lab, vm)
         lab.libvirt_xml.write_text(node_xml(lab))
+        start_cloud(lab)
         _wait_ports_up(lab)
     except BaseException:
         teardown(lab)

@@ -109,5 +109,6 @@ def _domain(lab: Lab, vm: LabVm | GhostVm) -> str:
 
 def node_xml(lab: Lab) -> str:
     """The ``<node>`` document for ``test:///`` holding every lab VM's domain."""
-    domains = "\n".join(_domain(lab, vm) for vm in [*lab.vms, *lab.ghosts])
+    vms: list[LabVm | GhostVm] = [*lab.vms, *lab.ghosts]
+    domains = "\n".join(_domain(lab, vm) for vm in vms)
     return f'<?xml version="1.0"?>\n<node>\n{domains}\n</node>\n'

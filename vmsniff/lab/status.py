@@ -36,6 +36,9 @@ def env_vars(lab: Lab) -> dict[str, str]:
     if clouds.exists():
         env["OS_CLIENT_CONFIG_FILE"] = str(clouds)
         env["OS_CLOUD"] = "vmsniff-lab"
+        port_file = lab.rundir / "cloud.port"
+        if port_file.exists():
+            env["VMSNIFF_LAB_CLOUD_URL"] = f"http://127.0.0.1:{port_file.read_text().strip()}"
     return env
 
 

@@ -127,6 +127,15 @@ def daemon_pid(pidfile: Path, expect: Sequence[str]) -> int | None:
     return None
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie no longer runs: this machine's init may not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return not stat.rsplit(") ", 1)[1].startswith("Z")
+
+
 def stop_pidfile(pidfile: Path, expect: Sequence[str], timeout: float = 5.0) -> bool:
     """Stop the process named by ``pidfile`` (TERM, then KILL). True if one was running."""
     pid = daemon_pid(pidfile, expect)
@@ -134,8 +143,9 @@ def stop_pidfile(pidfile: Path, expect: Sequence[str], timeout: float = 5.0) -> 
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    # Wait on the pid itself: a daemon may remove its pidfile before it has exited.
     while time.monotonic() < deadline:
-        if daemon_pid(pidfile, expect) is None or not Path(f"/proc/{pid}").exists():
+        if not _alive(pid):
             return True
         time.sleep(0.02)
     try:

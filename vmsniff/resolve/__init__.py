@@ -49,14 +49,19 @@ def _suggest(query: str, names: list[str]) -> str | None:
 def _from_cloud(opts: ResolveOptions) -> tuple[CloudServer, list[CloudPort], str]:
     nova = NovaSource(opts.os_cloud)
     try:
-        found = nova.find(opts.query, all_projects=opts.all_projects)
+        all_projects = opts.all_projects
+        found = nova.find(opts.query, all_projects=all_projects)
+        if not found and not all_projects:
+            # An operator with the admin role expects to find any tenant's VM, as with
+            # `openstack server show --all-projects`; a member gets 403 and keeps the miss.
+            try:
+                found = nova.find(opts.query, all_projects=True)
+                all_projects = True
+            except PermissionDenied:
+                pass
         if not found:
-            scope = "any project" if opts.all_projects else "your project"
-            hint = _suggest(opts.query, nova.names(all_projects=opts.all_projects))
-            if not opts.all_projects:
-                hint = (
-                    hint + " " if hint else ""
-                ) + "(admins: --all-projects searches every project)"
+            scope = "any project" if all_projects else "your project"
+            hint = _suggest(opts.query, nova.names(all_projects=all_projects))
             raise NotFound(
                 f"no server named {opts.query!r} (or with that id) in {scope}", hint=hint
             )

@@ -104,7 +104,7 @@ class NovaSource:
 
             with self._errors():
                 self._conn = openstack.connect(
-                    cloud=self.cloud, api_timeout=self.timeout, load_envvars=self.cloud is None
+                    cloud=self.cloud, api_timeout=self.timeout, load_envvars=True
                 )
         return self._conn
 

@@ -113,8 +113,7 @@ def test_select_and_single_nic() -> None:
 
 
 def test_parse_domain_reads_nova_metadata_and_interfaces() -> None:
-    xml = (
-        f"""<domain type='kvm'><name>instance-0000000a</name><uuid>{SERVER}</uuid>
+    xml = f"""<domain type='kvm'><name>instance-0000000a</name><uuid>{SERVER}</uuid>
       <metadata><nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
         <nova:name>web-1</nova:name><nova:owner><nova:project uuid="p1">demo</nova:project>
         </nova:owner></nova:instance></metadata>
@@ -124,7 +123,6 @@ def test_parse_domain_reads_nova_metadata_and_interfaces() -> None:
         <interface type='vhostuser'><mac address='fa:16:3e:00:00:09'/></interface>
         <interface type='hostdev'><mac address='fa:16:3e:00:00:0a'/></interface>
       </devices></domain>"""
-    )
     info = parse_domain(xml, "running")
     assert (info.name, info.display_name, info.project_name) == (
         "instance-0000000a",
