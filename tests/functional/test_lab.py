@@ -176,7 +176,6 @@ def test_gre_mirror_reaches_the_receiver_over_br_phy(lab: Lab) -> None:
 
 
 def test_lifecycle_already_running_idempotent_down_no_traces(fresh_lab_prefix: str) -> None:
-    before_ns = existing_namespaces()
     the_lab = lab_for(fresh_lab_prefix)
     start = time.monotonic()
     build(the_lab)
@@ -191,7 +190,7 @@ def test_lifecycle_already_running_idempotent_down_no_traces(fresh_lab_prefix: s
     report = teardown(the_lab)
     down_s = time.monotonic() - start
     assert sorted(report["processes_stopped"]) == ["cloud", "ovs-vswitchd", "ovsdb-server"]
-    assert existing_namespaces() == before_ns
+    assert not _ours(fresh_lab_prefix)
     assert not the_lab.rundir.exists()
     for pid in pids:
         assert _gone(pid)
@@ -204,7 +203,6 @@ def test_lifecycle_already_running_idempotent_down_no_traces(fresh_lab_prefix: s
 
 def test_down_after_a_crashed_up_removes_everything(fresh_lab_prefix: str) -> None:
     """Half a lab (namespaces, daemons, no state file) is still found and removed."""
-    before_ns = existing_namespaces()
     the_lab = lab_for(fresh_lab_prefix)
     the_lab.rundir.mkdir(parents=True)
     create_namespace(the_lab.hypervisor_ns)
@@ -216,7 +214,7 @@ def test_down_after_a_crashed_up_removes_everything(fresh_lab_prefix: str) -> No
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert set(report["namespaces_removed"]) == {the_lab.hypervisor_ns, the_lab.vms[0].namespace}
-    assert existing_namespaces() == before_ns
+    assert not _ours(fresh_lab_prefix)
     assert _gone(pid)
     assert not the_lab.rundir.exists()
 
@@ -224,7 +222,6 @@ def test_down_after_a_crashed_up_removes_everything(fresh_lab_prefix: str) -> No
 def test_a_failing_up_cleans_up_after_itself(
     fresh_lab_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before_ns = existing_namespaces()
     import vmsniff.lab.build as build_module
 
     def broken(lab: Lab) -> None:
@@ -234,7 +231,7 @@ def test_a_failing_up_cleans_up_after_itself(
     the_lab = lab_for(fresh_lab_prefix)
     with pytest.raises(RuntimeError, match="injected"):
         build(the_lab)
-    assert existing_namespaces() == before_ns
+    assert not _ours(fresh_lab_prefix)
     assert not the_lab.rundir.exists()
 
 
@@ -268,3 +265,8 @@ def _gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.split(") ", 1)[1].startswith("Z")  # a zombie whose parent has not reaped it
+
+
+def _ours(prefix: str) -> set[str]:
+    # Only this test's namespaces: other labs (other runs, a developer's) may exist meanwhile.
+    return {ns for ns in existing_namespaces() if ns.startswith(f"{prefix}-")}
