@@ -20,7 +20,10 @@ __all__ = ["cli", "main"]
 
 #: command name -> "module:attribute"; the only registry of subcommands.
 COMMANDS: dict[str, str] = {
+    "cleanup": "vmsniff.cli.mirror:cleanup",
     "lab": "vmsniff.cli.lab:lab",
+    "list": "vmsniff.cli.mirror:list_command",
+    "mirror": "vmsniff.cli.mirror:mirror",
     "resolve": "vmsniff.cli.resolve:resolve",
 }
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from vmsniff.cli._context import Env
 
-__all__ = ["lab_status_table", "target_table", "traffic_table"]
+__all__ = ["lab_status_table", "sessions_table", "target_table", "traffic_table"]
 
 
 def lab_status_table(env: Env, data: dict[str, Any]) -> None:
@@ -106,3 +106,31 @@ def target_table(env: Env, target: Any) -> None:
             env.out.print(f"  [dim]{nic.mac}: {note}[/dim]")
     for warning in target.warnings:
         env.warn(warning)
+
+
+def sessions_table(env: Env, sessions: Any) -> None:
+    """vmsniff's sessions on a switch."""
+    from rich.table import Table
+
+    if not sessions:
+        env.out.print("no vmsniff sessions on this switch")
+        return
+    table = Table()
+    cols = ("session", "vm", "nic", "dir", "encap", "remote", "keys", "owner", "reason",
+            "created", "expires", "packets", "bytes", "state")  # fmt: skip
+    for col in cols:
+        table.add_column(col)
+    for s in sessions:
+        d = s.to_dict()
+        state = "orphaned" if s.orphaned else ("expired" if s.expired else "active")
+        colour = {"active": "green"}.get(state, "yellow")
+        table.add_row(
+            s.id[:8], s.vm, s.nic, d["direction"], s.encap or "-", s.remote_ip or "-",
+            ",".join(str(k) for k in s.keys.values()), s.owner, s.reason or "-",
+            s.created or "-", s.expires or "-", str(s.packets), str(s.bytes),
+            f"[{colour}]{state}[/{colour}]",
+        )  # fmt: skip
+    env.out.print(table)
+    for s in sessions:
+        for problem in s.problems:
+            env.warn(f"session {s.id[:8]}: {problem}")

@@ -1,0 +1,243 @@
+"""``vmsniff mirror``, ``list`` and ``cleanup``: GRE/ERSPAN port mirroring that leaves no mess."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from vmsniff.cli._context import Env
+from vmsniff.cli._options import json_option, resolve_options, resolve_options_from
+
+ovsdb_option = click.option(
+    "--ovsdb",
+    metavar="REMOTE",
+    envvar="VMSNIFF_OVSDB",
+    help="OVSDB of this host [default unix:/var/run/openvswitch/db.sock].",
+)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGHUP: end the foreground session like Ctrl-C does."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _receive_command(plan: Any) -> str:
+    parts = ["vmsniff receive", f"--key {plan.keys.get('from-vm', plan.keys.get('to-vm'))}"]
+    if plan.tag is not None:
+        parts.append(f"--strip-vlan {plan.tag}")
+    parts.append("-w vm.pcapng")
+    return " ".join(parts)
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--to", "to", required=True, metavar="IP", help="Receiver of the tunnel.")
+@click.option(
+    "--direction",
+    type=click.Choice(["both", "from-vm", "to-vm"]),
+    default="both",
+    show_default=True,
+    help="From the VM's point of view.",
+)
+@click.option("--encap", type=click.Choice(["gre", "erspan"]), default="gre", show_default=True)
+@click.option("--erspan-version", type=click.IntRange(1, 2), default=1, show_default=True)
+@click.option("--erspan-index", type=click.IntRange(0, 0xFFFFF), default=1, show_default=True)
+@click.option("--key", type=click.IntRange(0), help="Tunnel key K (K+1 for to-vm) [random].")
+@click.option("--snaplen", type=click.IntRange(14, 65535), help="Cut mirrored frames to N bytes.")
+@click.option("--duration", metavar="D", help="Stop after D (30s, 10m, 1h).")
+@click.option("--detach", is_flag=True, help="Leave the mirror running; it expires after --ttl.")
+@click.option("--ttl", default="1h", show_default=True, metavar="T", help="Expiry of the rows.")
+@click.option("--reason", metavar="TEXT", help="Recorded on the rows (who asked, ticket).")
+@click.option("--bridge", metavar="BR", help="Bridge to mirror on [the NIC's].")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the ovs-vsctl command only.")
+@resolve_options
+@json_option
+@click.pass_obj
+def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
+    """Mirror VM's traffic to --to over GRE or ERSPAN, then remove the mirror.
+
+    Creates, in one OVSDB transaction, tunnel port(s) and Mirror row(s) on the NIC's bridge
+    (from-vm with key K, to-vm with key K+1), adding to Bridge.ports and Bridge.mirrors and
+    never replacing them. Runs in the foreground until Ctrl-C, SIGTERM, SIGHUP or
+    --duration, then removes exactly what it created. Prints the matching `vmsniff
+    receive` command for the receiving host.
+    """
+    from vmsniff.durations import parse_duration
+    from vmsniff.errors import UsageError
+    from vmsniff.mirror import MirrorSession
+    from vmsniff.model import Direction
+    from vmsniff.ovs.plan import MirrorOptions
+    from vmsniff.resolve import resolve, single_nic
+
+    duration = parse_duration(kw.pop("duration"), "--duration") if kw["duration"] else None
+    ttl = parse_duration(kw.pop("ttl"), "--ttl")
+    if kw["detach"] and duration:
+        raise UsageError("--detach and --duration do not go together; --ttl sets the expiry")
+    opts = MirrorOptions(
+        to=kw.pop("to"),
+        direction=Direction(kw.pop("direction")),
+        encap=kw.pop("encap"),
+        erspan_version=kw.pop("erspan_version"),
+        erspan_index=kw.pop("erspan_index"),
+        key=kw.pop("key"),
+        snaplen=kw.pop("snaplen"),
+        ttl=ttl,
+        reason=kw.pop("reason"),
+        bridge=kw.pop("bridge"),
+    )
+    detach, dry_run = kw.pop("detach"), kw.pop("dry_run")
+    kw.pop("duration", None)
+    target = resolve(resolve_options_from(vm, kw))
+    nic = single_nic(target.nics)
+    if not target.ovsdb:
+        raise UsageError(
+            f"no OVSDB endpoint for host {target.server.host}",
+            hint="pass --ovsdb REMOTE or configure the host in config.toml",
+        )
+    for warning in target.warnings:
+        env.warn(warning)
+    with MirrorSession(target.ovsdb) as session:
+        plan, expired = session.prepare(target.server, nic, opts)
+        for sid in expired:
+            env.info(f"removed expired vmsniff session {sid}")
+        if dry_run:
+            session.detach = True
+            if as_json:
+                env.json({**plan.to_dict(), "dry_run": True, "ovs_vsctl": plan.vsctl_command()})
+            else:
+                env.out.print(f"would mirror {plan.vm_port} on {plan.bridge} to {plan.remote_ip}")
+                env.stdout.write(plan.vsctl_command(target.ovsdb) + "\n")
+            return
+        old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            started = session.start(plan, nic, opts.snaplen)
+            for warning in started.warnings:
+                env.warn(warning)
+            keys = ", ".join(f"{d} key {k}" for d, k in plan.keys.items())
+            env.info(
+                f"mirroring {target.server.name} {nic.mac} ({plan.vm_port} on {plan.bridge}) "
+                f"to {plan.remote_ip} over {plan.encap}: {keys}"
+            )
+            env.info(f"on {plan.remote_ip} run:  {_receive_command(plan)}")
+            if detach:
+                session.detach = True
+                if as_json:
+                    env.json({**plan.to_dict(), "detached": True})
+                else:
+                    env.out.print(f"session {plan.session} expires {plan.expires}")
+                    env.info(f"remove it with:  vmsniff cleanup {plan.session}")
+                return
+            reason = _run(env, session, duration.total_seconds() if duration else None)
+            packets, bytes_ = session.stats()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    env.info(f"stopped ({reason}); mirror removed; {packets} packets, {bytes_} bytes mirrored")
+    if as_json:
+        env.json({**plan.to_dict(), "stopped": reason, "packets": packets, "bytes": bytes_})
+
+
+def _run(env: Env, session: Any, duration: float | None) -> str:
+    start = time.monotonic()
+    live = env.stderr.isatty() and env.verbosity >= 0
+    try:
+        while True:
+            elapsed = time.monotonic() - start
+            if duration is not None and elapsed >= duration:
+                return "duration"
+            if live:
+                packets, bytes_ = session.stats()
+                sys.stderr.write(f"\r  {elapsed:6.0f} s  {packets} packets  {bytes_} bytes   ")
+                sys.stderr.flush()
+            time.sleep(min(0.25, duration - elapsed) if duration is not None else 0.25)
+    except KeyboardInterrupt:
+        return "interrupted"
+    except _Stop as stop:
+        return str(stop)
+    finally:
+        if live:
+            sys.stderr.write("\n")
+
+
+@click.command("list")
+@ovsdb_option
+@json_option
+@click.pass_obj
+def list_command(env: Env, /, ovsdb: str | None, as_json: bool) -> None:
+    """List vmsniff's mirror sessions on this host (expired and orphaned ones marked)."""
+    from vmsniff.cli._render import sessions_table
+    from vmsniff.mirror import list_sessions
+    from vmsniff.resolve.endpoints import DEFAULT_OVSDB
+
+    sessions = list_sessions(ovsdb or DEFAULT_OVSDB)
+    if as_json:
+        env.json([s.to_dict() for s in sessions])
+    else:
+        sessions_table(env, sessions)
+
+
+@click.command()
+@click.argument("sessions", nargs=-1)
+@click.option("--vm", metavar="VM", help="Sessions of this VM (name or server id).")
+@click.option("--expired", is_flag=True, help="Sessions past their expiry, and orphaned ones.")
+@click.option("--all", "everything", is_flag=True, help="Every vmsniff session on this host.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed.")
+@ovsdb_option
+@json_option
+@click.pass_obj
+def cleanup(
+    env: Env,
+    /,
+    sessions: tuple[str, ...],
+    vm: str | None,
+    expired: bool,
+    everything: bool,
+    dry_run: bool,
+    ovsdb: str | None,
+    as_json: bool,
+) -> None:
+    """Remove vmsniff's mirrors and tunnel ports (never anyone else's), in one transaction.
+
+    Select with SESSION ids (or their first 8 characters), --vm, --expired or --all. With no
+    selector it asks on a terminal; elsewhere it needs --all.
+    """
+    from vmsniff.errors import UsageError
+    from vmsniff.mirror import cleanup as do_cleanup
+    from vmsniff.resolve.endpoints import DEFAULT_OVSDB
+
+    remote = ovsdb or DEFAULT_OVSDB
+    if not (sessions or vm or expired or everything):
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "cleanup needs a selector: SESSION ids, --vm, --expired or --all",
+                hint="not on a terminal, so vmsniff will not ask",
+            )
+        click.confirm("remove every vmsniff session on this host?", abort=True, err=True)
+        everything = True
+    report = do_cleanup(
+        remote, sessions=sessions, vm=vm, expired=expired, everything=everything, dry_run=dry_run
+    )
+    if as_json:
+        env.json(
+            {
+                "dry_run": dry_run,
+                "removed": [s.to_dict() for s in report.removed],
+                "kept": report.kept,
+            }
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    for s in report.removed:
+        what = ", ".join([p["name"] for p in s.ports] + [m["name"] for m in s.mirrors])
+        env.out.print(f"{verb} session {s.id} ({s.vm}): {what}")
+    if not report.removed:
+        env.info("no vmsniff session matched; nothing removed")
+    if report.kept:
+        env.info(f"{report.kept} other vmsniff session(s) kept")

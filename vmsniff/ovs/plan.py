@@ -1,0 +1,309 @@
+"""Plan a mirror session: Target + options -> the OVS rows to create. Pure, no switch.
+
+A session mirrors one NIC's OVS port to a tunnel port toward ``--to``:
+
+- ``from-vm``: a Mirror selecting ``select_src_port`` (what the switch receives from the
+  VM's port) -> tunnel port with key K;
+- ``to-vm``: a Mirror selecting ``select_dst_port`` (what the switch sends to it) ->
+  tunnel port with key K+1 (DESIGN.md contract 3, so the receiver can tell them apart);
+- ``both``: both of the above (two Mirror rows, two tunnel ports).
+
+Tunnel identity in OVS is (type, remote_ip, local_ip, key): a port equal to one Neutron
+already has would receive that tunnel's traffic. Keys are therefore drawn above 2**24 (no
+VXLAN VNI or usual GRE segmentation id can be there) and checked against every explicit
+key on the switch. Port names are ``vms`` + 8 hex digits of the session + ``-f``/``-t``
+(13 characters; Linux allows 15).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import shlex
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from vmsniff.errors import InvalidState, SwitchError, UsageError
+from vmsniff.model import Direction, Nic, Server
+from vmsniff.ovs.ownership import ownership_ids
+
+__all__ = [
+    "MAX_MIRRORS",
+    "MirrorOptions",
+    "MirrorPlan",
+    "MirrorRow",
+    "TunnelPort",
+    "Tunnel",
+    "encap_overhead",
+    "plan_mirror",
+]
+
+MAX_MIRRORS = 32  #: Open vSwitch's per-bridge limit (MAX_MIRRORS in ofproto), shared by all
+GRE_KEY_MIN = 1 << 24
+GRE_KEY_MAX = (1 << 32) - 2
+ERSPAN_ID_MAX = 1023  #: ERSPAN session ids are 10 bits
+
+
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """An existing tunnel interface on the switch (for collision checks)."""
+
+    name: str
+    type: str
+    remote_ip: str | None
+    local_ip: str | None
+    key: str | None  #: as OVS stores it: a number, "flow", or None
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    """What the user asked for."""
+
+    to: str
+    direction: Direction = Direction.BOTH
+    encap: str = "gre"  #: gre or erspan
+    erspan_version: int = 1
+    erspan_index: int = 1
+    key: int | None = None
+    snaplen: int | None = None
+    ttl: timedelta = timedelta(hours=1)
+    reason: str | None = None
+    bridge: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelPort:
+    """A tunnel Port+Interface to create."""
+
+    name: str
+    type: str
+    options: dict[str, str]
+    external_ids: dict[str, str]
+    direction: Direction
+    key: int
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRow:
+    """A Mirror row to create."""
+
+    name: str
+    direction: Direction  #: FROM_VM selects src port, TO_VM selects dst port
+    vm_port: str
+    output_port: str
+    snaplen: int | None
+    external_ids: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorPlan:
+    """Everything ``apply`` needs, and what the user is told."""
+
+    session: str
+    bridge: str
+    vm_port: str
+    remote_ip: str
+    encap: str
+    direction: Direction
+    keys: dict[str, int]  #: direction value -> key
+    tag: int | None  #: the VM port's VLAN tag: mirrored frames carry it
+    tunnels: tuple[TunnelPort, ...]
+    mirrors: tuple[MirrorRow, ...]
+    expires: str
+    warnings: tuple[str, ...] = field(default=())
+
+    def vsctl_command(self, db: str | None = None) -> str:
+        """The equivalent single ``ovs-vsctl`` command line (for --dry-run)."""
+        argv = ["ovs-vsctl"] + ([f"--db={db}"] if db else [])
+        for t in self.tunnels:
+            argv += ["--", "add-port", self.bridge, t.name]
+            argv += ["--", "set", "Interface", t.name, f"type={t.type}"]
+            argv += [f"options:{k}={v}" for k, v in t.options.items()]
+            argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
+            argv += ["--", "set", "Port", t.name]
+            argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
+        argv += ["--", "--id=@vm", "get", "Port", self.vm_port]
+        for i, m in enumerate(self.mirrors):
+            argv += ["--", f"--id=@out{i}", "get", "Port", m.output_port]
+            select = "select_src_port" if m.direction is Direction.FROM_VM else "select_dst_port"
+            row = ["--", f"--id=@m{i}", "create", "Mirror", f"name={m.name}"]
+            row += [f"{select}=@vm", f"output_port=@out{i}"]
+            if m.snaplen:
+                row.append(f"snaplen={m.snaplen}")
+            row += [f"external_ids:{k}={_q(v)}" for k, v in m.external_ids.items()]
+            argv += row
+            argv += ["--", "add", "Bridge", self.bridge, "mirrors", f"@m{i}"]
+        return shlex.join(argv)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "session": self.session,
+            "bridge": self.bridge,
+            "vm_port": self.vm_port,
+            "remote_ip": self.remote_ip,
+            "encap": self.encap,
+            "direction": self.direction.value,
+            "keys": self.keys,
+            "tag": self.tag,
+            "expires": self.expires,
+            "tunnel_ports": [t.name for t in self.tunnels],
+            "mirrors": [m.name for m in self.mirrors],
+            "warnings": list(self.warnings),
+        }
+
+
+def _q(value: str) -> str:
+    # OVSDB's string syntax: quote values holding characters ovs-vsctl would split on.
+    return '"' + value.replace('"', '\\"') + '"' if any(c in value for c in ' (),=:"') else value
+
+
+def encap_overhead(encap: str) -> int:
+    """Bytes a mirrored frame grows by on the underlay, beyond the inner Ethernet frame.
+
+    Outer IPv4 (20) + GRE with key (8) for ``gre``; outer IPv4 + GRE with sequence (8) +
+    ERSPAN type II header (8) for ``erspan`` (version 1; type III is 12 + up to 8 more).
+    """
+    return {"gre": 20 + 8, "erspan": 20 + 8 + 8}[encap]
+
+
+def _parse_remote(to: str) -> str:
+    try:
+        addr = ipaddress.ip_address(to)
+    except ValueError:
+        raise UsageError(
+            f"--to {to!r} is not an IP address", hint="give the receiver's IPv4 or IPv6 address"
+        ) from None
+    if addr.is_unspecified or addr.is_multicast:
+        raise UsageError(f"--to {to} cannot receive a tunnel (unspecified or multicast)")
+    return str(addr)
+
+
+def _used_keys(tunnels: Iterable[Tunnel], type_: str, remote: str) -> set[int]:
+    used = set()
+    for t in tunnels:
+        if t.type == type_ and t.remote_ip in (remote, "flow", None) and t.key:
+            if t.key.isdigit():
+                used.add(int(t.key))
+    return used
+
+
+def _pick_keys(
+    opts: MirrorOptions, count: int, tunnels: Sequence[Tunnel], remote: str, rng: random.Random
+) -> int:
+    type_ = opts.encap
+    used = _used_keys(tunnels, type_, remote)
+    top = ERSPAN_ID_MAX if type_ == "erspan" else GRE_KEY_MAX
+    low = 1 if type_ == "erspan" else GRE_KEY_MIN
+    if opts.key is not None:
+        if not 0 <= opts.key <= top - (count - 1):
+            raise UsageError(f"--key {opts.key} is out of range for {type_} (0..{top - count + 1})")
+        clash = {opts.key + i for i in range(count)} & used
+        if clash:
+            names = [t.name for t in tunnels if t.key and t.key.isdigit() and int(t.key) in clash]
+            raise SwitchError(
+                f"key {sorted(clash)} toward {remote} is already used by tunnel port(s) "
+                f"{', '.join(names)}: a second port would take over that tunnel's traffic",
+                hint="pick another --key, or leave it out to get a free one",
+            )
+        return opts.key
+    for _ in range(1000):
+        key = rng.randint(low, top - (count - 1))
+        if not {key + i for i in range(count)} & used:
+            return key
+    raise SwitchError(f"no free {type_} key toward {remote}")  # pragma: no cover
+
+
+def plan_mirror(
+    server: Server,
+    nic: Nic,
+    opts: MirrorOptions,
+    *,
+    tunnels: Sequence[Tunnel] = (),
+    mirrors_on_bridge: int = 0,
+    owners: Sequence[str] = (),
+    now: datetime,
+    session: str | None = None,
+    rng: random.Random | None = None,
+) -> MirrorPlan:
+    """The rows for one session; raises before anything is touched when it cannot work."""
+    if not nic.plug.on_ovs:
+        raise InvalidState(
+            f"NIC {nic.mac} is {nic.plug.value}: its traffic does not pass Open vSwitch, so it "
+            "cannot be mirrored there",
+            hint="capture inside the VM or on the physical function's switch port instead",
+        )
+    if not nic.ovs_port:
+        raise InvalidState(f"NIC {nic.mac} has no OVS port on this host")
+    bridge = opts.bridge or nic.bridge
+    if not bridge:
+        raise InvalidState(f"the bridge of NIC {nic.mac} is unknown", hint="pass --bridge")
+    remote = _parse_remote(opts.to)
+    if opts.encap not in ("gre", "erspan"):
+        raise UsageError(f"--encap {opts.encap!r}: choose gre or erspan")
+    if opts.snaplen is not None and opts.snaplen < 14:
+        raise UsageError("--snaplen must be at least 14 (an Ethernet header)")
+    directions = (
+        [Direction.FROM_VM, Direction.TO_VM]
+        if opts.direction is Direction.BOTH
+        else [opts.direction]
+    )
+    if mirrors_on_bridge + len(directions) > MAX_MIRRORS:
+        ours = sum(1 for o in owners if o.startswith("vmsniff"))
+        raise SwitchError(
+            f"bridge {bridge} has {mirrors_on_bridge} of Open vSwitch's {MAX_MIRRORS} mirrors in "
+            f"use ({ours} by vmsniff sessions, {mirrors_on_bridge - ours} by others); this "
+            f"session needs {len(directions)} more",
+            hint="see `vmsniff list` for vmsniff's own sessions; mirror one direction only "
+            "(--direction from-vm or to-vm), or remove unused mirrors",
+        )
+    rng = rng or random.SystemRandom()
+    sid = session or str(uuid.uuid4())
+    base = _pick_keys(opts, 2, tunnels, remote, rng)
+    short = sid.replace("-", "")[:8]
+    tunnels_out, mirrors_out, keys = [], [], {}
+    for direction in directions:
+        # K for from-vm, K+1 for to-vm (DESIGN.md contract 3), also when only one direction
+        # is mirrored, so that `receive --key K` always knows which way a packet went.
+        key = base + (0 if direction is Direction.FROM_VM else 1)
+        keys[direction.value] = key
+        suffix = "f" if direction is Direction.FROM_VM else "t"
+        port = f"vms{short}-{suffix}"
+        ids = ownership_ids(
+            session=sid, vm_name=server.name, vm_id=server.id, now=now, ttl=opts.ttl,
+            reason=opts.reason, role=f"tunnel-{direction.value}", nic=nic.mac,
+        )  # fmt: skip
+        options = {"remote_ip": remote, "key": str(key)}
+        if opts.encap == "erspan":
+            options["erspan_ver"] = str(opts.erspan_version)
+            if opts.erspan_version == 1:
+                options["erspan_idx"] = str(opts.erspan_index)
+            else:
+                options["erspan_dir"] = "0" if direction is Direction.FROM_VM else "1"
+                options["erspan_hwid"] = "1"
+        tunnels_out.append(TunnelPort(port, opts.encap, options, ids, direction, key))
+        mirrors_out.append(
+            MirrorRow(
+                name=f"vmsniff-{short}-{direction.value}",
+                direction=direction,
+                vm_port=nic.ovs_port,
+                output_port=port,
+                snaplen=opts.snaplen,
+                external_ids={**ids, "vmsniff-role": f"mirror-{direction.value}"},
+            )
+        )
+    expires = tunnels_out[0].external_ids["vmsniff-expires"]
+    return MirrorPlan(
+        session=sid,
+        bridge=bridge,
+        vm_port=nic.ovs_port,
+        remote_ip=remote,
+        encap=opts.encap,
+        direction=opts.direction,
+        keys=keys,
+        tag=nic.tag,
+        tunnels=tuple(tunnels_out),
+        mirrors=tuple(mirrors_out),
+        expires=expires,
+    )

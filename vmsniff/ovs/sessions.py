@@ -1,0 +1,158 @@
+"""vmsniff's sessions as found in OVSDB: list them, and remove them (only ours, ever).
+
+A session is every Mirror, Port and Interface row whose ``external_ids`` carry the same
+``vmsniff-session``. Rows without it are never read into a session, so nothing here can
+touch another operator's mirror or a Neutron port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vmsniff.ovs.apply import remove_rows
+from vmsniff.ovs.ownership import SESSION_KEY, parse_time
+
+__all__ = ["Session", "find_sessions", "remove_sessions"]
+
+
+@dataclass
+class Session:
+    """One vmsniff session on a switch."""
+
+    id: str
+    vm: str = ""
+    nic: str = ""
+    owner: str = ""
+    reason: str | None = None
+    created: str | None = None
+    expires: str | None = None
+    encap: str | None = None
+    remote_ip: str | None = None
+    keys: dict[str, int] = field(default_factory=dict)
+    directions: list[str] = field(default_factory=list)
+    mirrors: list[dict[str, Any]] = field(default_factory=list)  #: uuid, name, bridge, stats
+    ports: list[dict[str, Any]] = field(default_factory=list)  #: name, bridge
+    expired: bool = False
+    orphaned: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def packets(self) -> int:
+        return sum(int(m["stats"].get("tx_packets", 0)) for m in self.mirrors)
+
+    @property
+    def bytes(self) -> int:
+        return sum(int(m["stats"].get("tx_bytes", 0)) for m in self.mirrors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session": self.id,
+            "vm": self.vm,
+            "nic": self.nic,
+            "direction": "both" if len(self.directions) == 2 else "".join(self.directions),
+            "encap": self.encap,
+            "remote_ip": self.remote_ip,
+            "keys": self.keys,
+            "owner": self.owner,
+            "reason": self.reason,
+            "created": self.created,
+            "expires": self.expires,
+            "expired": self.expired,
+            "orphaned": self.orphaned,
+            "problems": self.problems,
+            "mirrored_packets": self.packets,
+            "mirrored_bytes": self.bytes,
+            "mirrors": [{k: v for k, v in m.items() if k != "uuid"} for m in self.mirrors],
+            "ports": self.ports,
+        }
+
+
+def _meta(session: Session, ids: dict[str, str]) -> None:
+    session.vm = session.vm or ids.get("vmsniff-vm", "")
+    session.nic = session.nic or ids.get("vmsniff-nic", "")
+    session.owner = session.owner or ids.get("vmsniff-owner", "")
+    session.reason = session.reason or ids.get("vmsniff-reason")
+    session.created = session.created or ids.get("vmsniff-created")
+    session.expires = session.expires or ids.get("vmsniff-expires")
+
+
+def find_sessions(api: Any, now: datetime) -> list[Session]:
+    """Every vmsniff session on the switch, with expiry and orphan status."""
+    found: dict[str, Session] = {}
+    bridge_of_port: dict[Any, str] = {}
+    bridge_of_mirror: dict[Any, str] = {}
+    for bridge in api.tables["Bridge"].rows.values():
+        for port in bridge.ports:
+            bridge_of_port[port.uuid] = bridge.name
+        for mirror in bridge.mirrors:
+            bridge_of_mirror[mirror.uuid] = bridge.name
+    for port in api.tables["Port"].rows.values():
+        ids = dict(port.external_ids)
+        sid = ids.get(SESSION_KEY)
+        if not sid:
+            continue
+        s = found.setdefault(sid, Session(sid))
+        _meta(s, ids)
+        s.ports.append({"name": port.name, "bridge": bridge_of_port.get(port.uuid)})
+        for iface in port.interfaces:
+            opts = dict(iface.options)
+            s.encap = iface.type
+            s.remote_ip = opts.get("remote_ip")
+            direction = ids.get("vmsniff-role", "").removeprefix("tunnel-")
+            if opts.get("key", "").isdigit() and direction:
+                s.keys[direction] = int(opts["key"])
+    for mirror in api.tables["Mirror"].rows.values():
+        ids = dict(mirror.external_ids)
+        sid = ids.get(SESSION_KEY)
+        if not sid:
+            continue
+        s = found.setdefault(sid, Session(sid))
+        _meta(s, ids)
+        direction = ids.get("vmsniff-role", "").removeprefix("mirror-")
+        if direction:
+            s.directions.append(direction)
+        s.mirrors.append(
+            {
+                "uuid": mirror.uuid,
+                "name": mirror.name,
+                "bridge": bridge_of_mirror.get(mirror.uuid),
+                "stats": dict(mirror.statistics),
+            }
+        )
+        if not mirror.output_port:
+            s.problems.append(f"mirror {mirror.name} lost its output port")
+        if not (mirror.select_src_port or mirror.select_dst_port):
+            s.problems.append(f"mirror {mirror.name} lost the VM's port (VM gone or re-plugged)")
+        if bridge_of_mirror.get(mirror.uuid) is None:
+            s.problems.append(f"mirror {mirror.name} is on no bridge")
+    for s in found.values():
+        s.directions.sort(reverse=True)  # from-vm before to-vm
+        if not s.mirrors:
+            s.problems.append("tunnel ports without a mirror")
+        if not s.ports:
+            s.problems.append("mirrors without a tunnel port")
+        s.orphaned = bool(s.problems)
+        expires = parse_time(s.expires)
+        s.expired = expires is not None and expires <= now
+    return sorted(found.values(), key=lambda s: s.created or "")
+
+
+def remove_sessions(api: Any, sessions: Sequence[Session]) -> None:
+    """Remove every row of ``sessions`` in one transaction (idempotent for gone rows)."""
+    bridge_of: dict[str, str] = {}
+    mirrors = []
+    ports = []
+    for s in sessions:
+        for m in s.mirrors:
+            if m["bridge"]:
+                bridge_of[str(m["uuid"])] = m["bridge"]
+                mirrors.append(m["uuid"])
+        for p in s.ports:
+            if p["bridge"]:
+                bridge_of[p["name"]] = p["bridge"]
+            ports.append(p["name"])
+    if mirrors or ports:
+        remove_rows(api, bridge_of, mirrors, ports)
