@@ -16,7 +16,13 @@ from typing import Any
 from vmsniff.errors import SwitchError
 from vmsniff.model import Nic, Server
 from vmsniff.ovs.apply import TunnelState, apply_plan, switch_facts, wait_tunnels
-from vmsniff.ovs.plan import MirrorOptions, MirrorPlan, encap_overhead, plan_mirror
+from vmsniff.ovs.plan import (
+    MirrorOptions,
+    MirrorPlan,
+    encap_overhead,
+    plan_mirror,
+    require_mirrorable,
+)
 from vmsniff.ovs.sessions import Session, find_sessions, remove_sessions
 
 __all__ = ["CleanupReport", "MirrorSession", "cleanup", "list_sessions", "mtu_warning"]
@@ -94,6 +100,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         self, server: Server, nic: Nic, opts: MirrorOptions
     ) -> tuple[MirrorPlan, list[str]]:
         """Remove expired vmsniff rows on the bridge, then plan (nothing else is touched)."""
+        require_mirrorable(nic)
         bridge = opts.bridge or nic.bridge or ""
         now = _now()
         expired = [

@@ -38,6 +38,7 @@ __all__ = [
     "Tunnel",
     "encap_overhead",
     "plan_mirror",
+    "require_mirrorable",
 ]
 
 MAX_MIRRORS = 32  #: Open vSwitch's per-bridge limit (MAX_MIRRORS in ofproto), shared by all
@@ -215,6 +216,21 @@ def _pick_keys(
     raise SwitchError(f"no free {type_} key toward {remote}")  # pragma: no cover
 
 
+def require_mirrorable(nic: Nic) -> None:
+    """Raise InvalidState unless the NIC's traffic passes an OVS port on this switch."""
+    if not nic.plug.on_ovs:
+        raise InvalidState(
+            f"NIC {nic.mac} is {nic.plug.value}: its traffic does not pass Open vSwitch, so it "
+            "cannot be mirrored there",
+            hint="capture inside the VM or on the physical function's switch port instead",
+        )
+    if not nic.ovs_port:
+        raise InvalidState(
+            f"NIC {nic.mac} has no OVS port on this switch",
+            hint="check `vmsniff resolve` for where the VM runs and which OVSDB was asked",
+        )
+
+
 def plan_mirror(
     server: Server,
     nic: Nic,
@@ -228,14 +244,8 @@ def plan_mirror(
     rng: random.Random | None = None,
 ) -> MirrorPlan:
     """The rows for one session; raises before anything is touched when it cannot work."""
-    if not nic.plug.on_ovs:
-        raise InvalidState(
-            f"NIC {nic.mac} is {nic.plug.value}: its traffic does not pass Open vSwitch, so it "
-            "cannot be mirrored there",
-            hint="capture inside the VM or on the physical function's switch port instead",
-        )
-    if not nic.ovs_port:
-        raise InvalidState(f"NIC {nic.mac} has no OVS port on this host")
+    require_mirrorable(nic)
+    assert nic.ovs_port is not None  # checked just above
     bridge = opts.bridge or nic.bridge
     if not bridge:
         raise InvalidState(f"the bridge of NIC {nic.mac} is unknown", hint="pass --bridge")
