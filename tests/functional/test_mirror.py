@@ -52,6 +52,7 @@ def start_mirror(lab: Lab, *args: str) -> subprocess.Popen[str]:
         if "run:" in line or not line:
             break
     assert any("run:" in line for line in lines), "".join(lines) + (proc.stderr.read() or "")
+    proc.head = "".join(lines)  # type: ignore[attr-defined]  # what it said while starting
     return proc
 
 
