@@ -22,6 +22,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, str] = {
     "cleanup": "vmsniff.cli.mirror:cleanup",
     "lab": "vmsniff.cli.lab:lab",
+    "receive": "vmsniff.cli.receive:receive",
     "list": "vmsniff.cli.mirror:list_command",
     "mirror": "vmsniff.cli.mirror:mirror",
     "resolve": "vmsniff.cli.resolve:resolve",

@@ -149,6 +149,10 @@ def resolve(opts: ResolveOptions, env: Mapping[str, str] = os.environ) -> Target
     if use_cloud:
         server, ports, host = _from_cloud(opts)
         sources.append("nova")
+        if opts.host and server.host and opts.host != server.host:
+            warnings.append(
+                f"Nova says {server.name} runs on {server.host}; using --host {opts.host} as given"
+            )
     ep = endpoints_for(
         host, ovsdb_flag=opts.ovsdb, libvirt_flag=opts.libvirt, env=env, config=config
     )

@@ -19,6 +19,33 @@ from vmsniff.resolve.ovsdb import OvsIface, match_iface
 __all__ = ["merge_nics", "select_nics", "single_nic"]
 
 _SRIOV_VNIC = {"direct", "direct-physical", "accelerator-direct", "remote-managed"}
+# Why each off-OVS plug cannot be seen. SR-IOV: the VF's frames go from the NIC straight to
+# the guest. macvtap: they go through a macvtap device on a host NIC, never through a bridge.
+_OFF_OVS = {
+    PlugKind.SRIOV: (
+        "SR-IOV",
+        "its traffic bypasses Open vSwitch, so it cannot be mirrored or captured on the host",
+    ),
+    PlugKind.MACVTAP: (
+        "macvtap",
+        "its traffic bypasses Open vSwitch (a macvtap device on a host NIC), so an OVS "
+        "mirror cannot see it",
+    ),
+}
+
+
+def _off_ovs_warning(
+    mac: str, plug: PlugKind, port: CloudPort | None, diface: DomainIface | None
+) -> str:
+    # Say why, not only what: the plug column alone reads like a detail, and every command
+    # that mirrors or captures would otherwise fail later with a less helpful message.
+    vnic = port.vnic_type if port else None
+    if vnic in _SRIOV_VNIC or vnic == "macvtap" or diface is None:
+        how = f"vnic_type {vnic}"
+    else:
+        how = f"libvirt interface type {diface.kind}"
+    kind, why = _OFF_OVS[plug]
+    return f"NIC {mac} is {kind} ({how}): {why}"
 
 
 def _plug(
@@ -104,6 +131,8 @@ def merge_nics(
                 )
         if ifaces is not None and ovs is None and plug.on_ovs:
             warnings.append(f"NIC {mac}: no OVS interface found for it on this switch")
+        if plug in _OFF_OVS:
+            warnings.append(_off_ovs_warning(mac, plug, port, diface))
         if port and domain and diface is None:
             warnings.append(f"NIC {mac} (port {port.id}) is in Neutron but not in libvirt's XML")
         sources = tuple(

@@ -8,6 +8,7 @@ Errors of openstacksdk/keystoneauth are translated here.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -54,6 +55,12 @@ class CloudServer:
     instance_name: str | None
 
 
+_CREDENTIALS = (
+    "check username, password and project of the cloud in clouds.yaml (or the OS_* "
+    "variables), or pick another entry with --os-cloud"
+)
+
+
 def _translate(exc: Exception, cloud: str | None) -> VmsniffError:
     from keystoneauth1 import exceptions as ks
     from openstack import exceptions as sdk
@@ -65,17 +72,24 @@ def _translate(exc: Exception, cloud: str | None) -> VmsniffError:
             hint="set OS_CLOUD or pass --os-cloud NAME (clouds.yaml), or --offline",
         )
     if isinstance(exc, ks.Unauthorized | sdk.NotFoundException) and "auth" in str(exc).lower():
-        return PermissionDenied(f"{where} refused the credentials: {exc}")
+        return PermissionDenied(f"{where} refused the credentials: {exc}", hint=_CREDENTIALS)
     if isinstance(exc, ks.ConnectFailure | ks.ConnectTimeout | ks.DiscoveryFailure):
         return Unreachable(
             f"cannot reach {where}: {exc}",
             hint="check auth_url in clouds.yaml, or resolve offline with --offline",
         )
     if isinstance(exc, sdk.ForbiddenException | ks.Forbidden):
-        return PermissionDenied(f"{where} forbids this request: {exc}")
+        return PermissionDenied(
+            f"{where} forbids this request: {exc}",
+            hint="use credentials with the admin role, drop --all-projects, or pass --host "
+            "COMPUTE-HOST (or --offline on the VM's host)",
+        )
     if isinstance(exc, ks.Unauthorized):
-        return PermissionDenied(f"{where} refused the credentials: {exc}")
-    return Unreachable(f"the OpenStack API of {where} failed: {exc}")
+        return PermissionDenied(f"{where} refused the credentials: {exc}", hint=_CREDENTIALS)
+    return Unreachable(
+        f"the OpenStack API of {where} failed: {exc}",
+        hint="retry; if it persists, check the cloud's API services, or use --offline",
+    )
 
 
 class NovaSource:
@@ -100,6 +114,9 @@ class NovaSource:
 
     def _connect(self) -> Any:
         if self._conn is None:
+            # keystoneauth warns on stderr (logging's last resort) before it fails, e.g.
+            # "Failed to discover available identity versions"; the translated error says it.
+            logging.getLogger("keystoneauth").setLevel(logging.ERROR)
             import openstack
 
             with self._errors():

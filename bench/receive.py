@@ -1,0 +1,231 @@
+"""Benchmark ``vmsniff receive`` against ``tcpdump -w`` on the same GRE replay (not a test).
+
+Two namespaces of our own (``vmsbr<pid>-tx`` and ``-rx``, removed in a ``finally``) joined by a
+veth pair; tcpreplay sends a pre-built pcap of GRE packets (key 100, Ethernet inside: 64-byte
+frames, or an IMIX of 64/594/1518 in 7:4:1) at top speed from tx; in rx, ``vmsniff receive -i
+eth0`` and ``tcpdump -i eth0 -w`` capture the same packets in the same run. For each: packets
+offered/written/lost, pps (written over the replay's wall time), CPU seconds (user+sys from
+``wait4``), CPU seconds per million packets, peak RSS, and the ratios vmsniff/tcpdump.
+
+    sudo .venv/bin/python bench/receive.py [--packets 500000] [--mix 64|imix] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vmsniff.pcap.pcap import file_header  # noqa: E402
+from vmsniff.pcap.reader import CaptureReader  # noqa: E402
+from vmsniff.wire.ipv4 import checksum  # noqa: E402
+
+RX_MAC = bytes.fromhex("020000000b02")
+TX_MAC = bytes.fromhex("020000000b01")
+
+
+def build_pcap(path: Path, count: int, mix: str) -> None:
+    """``count`` Ethernet/IPv4/GRE(key 100)/Ethernet frames, written with plain struct."""
+    rng = random.Random(1)
+    sizes = [64] if mix == "64" else [64] * 7 + [594] * 4 + [1518]
+    with path.open("wb") as fh:
+        fh.write(file_header(65535, 1))
+        for n in range(count):
+            size = rng.choice(sizes)
+            inner = bytes.fromhex("fa163e000002fa163e0000010800") + n.to_bytes(4, "big")
+            inner += bytes(size - len(inner))
+            gre = struct.pack("!HHI", 0x2000, 0x6558, 100) + inner
+            ip = struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(gre),
+                n & 0xFFFF,
+                0,
+                64,
+                47,
+                0,
+                bytes([10, 251, 0, 1]),
+                bytes([10, 251, 0, 2]),
+            )
+            ip = ip[:10] + checksum(ip).to_bytes(2, "big") + ip[12:]
+            frame = RX_MAC + TX_MAC + b"\x08\x00" + ip + gre
+            fh.write(struct.pack("<IIII", n // 1000000, n % 1000000, len(frame), len(frame)))
+            fh.write(frame)
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def count_records(path: Path) -> int:
+    reader = CaptureReader()
+    n = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            n += len(reader.feed(chunk))
+    return n
+
+
+def run_once(prefix: str, pcap: Path, tmp: Path, offered: int) -> dict[str, dict[str, float]]:
+    tx, rx = f"{prefix}-tx", f"{prefix}-rx"
+    outputs = {"vmsniff": tmp / "vmsniff.pcap", "tcpdump": tmp / "tcpdump.pcap"}
+    for p in outputs.values():
+        p.unlink(missing_ok=True)
+    cmds = {
+        "vmsniff": [
+            sys.executable,
+            "-m",
+            "vmsniff",
+            "-q",
+            "receive",
+            "-i",
+            "eth0",
+            "-w",
+            str(outputs["vmsniff"]),
+        ],
+        "tcpdump": [
+            "tcpdump",
+            "-q",
+            "-B",
+            "32768",
+            "-i",
+            "eth0",
+            "-w",
+            str(outputs["tcpdump"]),
+            "ip proto 47",
+        ],
+    }
+    procs = {
+        name: subprocess.Popen(
+            ["ip", "netns", "exec", rx, *cmd],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, cmd in cmds.items()
+    }
+    results: dict[str, dict[str, float]] = {}
+    try:
+        time.sleep(3)  # both receivers ready
+        t0 = time.monotonic()
+        replay = subprocess.run(
+            ["ip", "netns", "exec", tx, "tcpreplay", "-i", "veth0", "--topspeed", str(pcap)],
+            capture_output=True,
+            text=True,
+        )
+        wall = time.monotonic() - t0
+        m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)
+        replay_pps = float(m.group(1)) if m else offered / wall
+        sent = re.search(r"Successful packets:\s+(\d+)", replay.stdout)
+        offered = int(sent.group(1)) if sent else offered
+        time.sleep(1.5)
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for name, p in procs.items():
+            _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            written = count_records(outputs[name])
+            cpu = usage.ru_utime + usage.ru_stime
+            results[name] = {
+                "offered": offered,
+                "written": written,
+                "lost": offered - written,
+                "pps": written / (offered / replay_pps),
+                "cpu_s": cpu,
+                "cpu_s_per_M": cpu / max(written, 1) * 1e6,
+                "rss_mb": usage.ru_maxrss / 1024,
+                "replay_pps": replay_pps,
+            }
+    finally:
+        for p in procs.values():
+            if p.poll() is None and p.returncode is None:
+                p.kill()
+                p.wait()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=500_000)
+    ap.add_argument("--mix", choices=["64", "imix"], nargs="*", default=["64", "imix"])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    prefix = f"vmsbr{os.getpid()}"
+    tx, rx = f"{prefix}-tx", f"{prefix}-rx"
+    all_results = {}
+    with tempfile.TemporaryDirectory(prefix="vmsniff-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            sh("ip", "netns", "add", tx)
+            sh("ip", "netns", "add", rx)
+            sh(
+                "ip",
+                "-n",
+                tx,
+                "link",
+                "add",
+                "veth0",
+                "address",
+                TX_MAC.hex(":"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                rx,
+            )
+            sh("ip", "-n", rx, "link", "set", "eth0", "address", RX_MAC.hex(":"))
+            sh("ip", "-n", tx, "addr", "add", "10.251.0.1/24", "dev", "veth0")
+            sh("ip", "-n", rx, "addr", "add", "10.251.0.2/24", "dev", "eth0")
+            for ns, dev in ((tx, "veth0"), (rx, "eth0"), (tx, "lo"), (rx, "lo")):
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+            for mix in args.mix:
+                pcap = tmp / f"gre-{mix}.pcap"
+                build_pcap(pcap, args.packets, mix)
+                all_results[mix] = run_once(prefix, pcap, tmp, args.packets)
+                pcap.unlink()
+        finally:
+            for ns in (tx, rx):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    if args.json:
+        print(json.dumps(all_results, indent=2))
+        return 0
+    head = (
+        f"{'mix':5} {'tool':8} {'offered':>8} {'written':>8} {'lost':>7} {'pps':>9} "
+        f"{'cpu s':>6} {'cpu s/M':>8} {'RSS MB':>7}"
+    )
+    print(head)
+    for mix, res in all_results.items():
+        for tool, r in res.items():
+            print(
+                f"{mix:5} {tool:8} {r['offered']:8.0f} {r['written']:8.0f} {r['lost']:7.0f} "
+                f"{r['pps']:9.0f} {r['cpu_s']:6.2f} {r['cpu_s_per_M']:8.2f} {r['rss_mb']:7.1f}"
+            )
+        v, t = res["vmsniff"], res["tcpdump"]
+        cpu_ratio = v["cpu_s_per_M"] / t["cpu_s_per_M"]
+        print(
+            f"{mix:5} ratio vmsniff/tcpdump: CPU per packet {cpu_ratio:.2f}x, "
+            f"RSS {v['rss_mb'] / t['rss_mb']:.2f}x, replay {v['replay_pps']:.0f} pps"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,263 @@
+"""``vmsniff receive``: decapsulate mirrored GRE/ERSPAN traffic, filter it, write pcap/pcapng.
+
+Parses options, builds the pipeline (:mod:`vmsniff.pipeline`) and renders the stats; no
+packet logic lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vmsniff.cli._context import Env
+from vmsniff.errors import UsageError
+
+
+def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
+    if value is None:
+        return False, None
+    if value in ("", "any"):
+        return True, None
+    try:
+        vid = int(value)
+    except ValueError:
+        raise UsageError(f"--strip-vlan {value!r}: a VLAN id (0-4095) or 'any'") from None
+    if not 0 <= vid <= 4095:
+        raise UsageError(f"--strip-vlan {value}: a VLAN id is 0-4095")
+    return True, vid
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-i", "--interface", metavar="IFACE", help="Listen on IFACE only [default: all].")
+@click.option(
+    "-r",
+    "--read",
+    "read_file",
+    metavar="FILE|-",
+    help="Read a pcap/pcapng capture of encapsulated traffic instead of the network.",
+)
+@click.option(
+    "-w",
+    "--write",
+    "write_file",
+    metavar="FILE|-",
+    help="Write inner frames here; '-' is stdout; '{key}' in FILE writes one file per session key.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pcap", "pcapng"]),
+    help="Output format [default: pcapng with --direction, else pcap].",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option(
+    "--from",
+    "sources",
+    multiple=True,
+    metavar="ADDR[/LEN]",
+    help="Accept GRE only from these outer source addresses (repeatable).",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    type=click.IntRange(0, 0xFFFFFFFF),
+    metavar="K",
+    help="Accept only these GRE keys / ERSPAN session ids (repeatable).",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["from-vm", "to-vm", "both"]),
+    help="Mark direction by key: 'both' means each K is from-vm and K+1 to-vm.",
+)
+@click.option(
+    "--strip-vlan",
+    "strip_vlan",
+    metavar="[ID]",
+    is_flag=False,
+    flag_value="any",
+    default=None,
+    help="Remove the outer 802.1Q tag (only tag ID if given) the access port added.",
+)
+@click.option(
+    "-f",
+    "--filter",
+    "filter_opt",
+    metavar="FILTER",
+    help="tcpdump filter on the inner frame (or give it as arguments).",
+)
+@click.option(
+    "-s",
+    "--snaplen",
+    type=click.IntRange(1, 262144),
+    default=262144,
+    show_default=True,
+    help="Keep at most this many bytes of each inner frame.",
+)
+@click.option("-c", "--count", type=click.IntRange(1), help="Stop after writing COUNT packets.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, min_open=True),
+    metavar="SECONDS",
+    help="Stop after this long.",
+)
+@click.option(
+    "-C",
+    "file_size",
+    type=click.FloatRange(0, min_open=True),
+    metavar="MB",
+    help="Rotate when a file reaches MB million bytes (FILE, FILE1, ...).",
+)
+@click.option(
+    "-G",
+    "rotate_seconds",
+    type=click.IntRange(1),
+    metavar="SECONDS",
+    help="Rotate every SECONDS; strftime patterns in FILE.",
+)
+@click.option(
+    "-W",
+    "file_count",
+    type=click.IntRange(1),
+    metavar="FILES",
+    help="With -C: wrap around after FILES files; with -G: stop after FILES files.",
+)
+@click.option("-U", "--packet-buffered", is_flag=True, help="Flush the output after every packet.")
+@click.option(
+    "--print", "print_", is_flag=True, help="Print a one-line summary per packet on stdout."
+)
+@click.option(
+    "-Z",
+    "--relinquish-privileges",
+    "user",
+    metavar="USER",
+    help="Drop privileges to USER after opening the sockets.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the final stats as JSON (stdout; stderr when -w -).",
+)
+@click.argument("expression", nargs=-1)
+@click.pass_obj
+def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
+    """Decapsulate mirrored GRE/ERSPAN traffic and write the VM's own frames.
+
+    Run it on the node a mirror sends to (`vmsniff mirror --to`). Frames are taken out of their
+    GRE (RFC 2784/2890) or ERSPAN I/II/III envelope, optionally untagged, filtered with
+    tcpdump's syntax on the inner frame, and written as pcap or pcapng. Stats go to stderr at
+    the end (Ctrl-C, SIGTERM, -c, --duration). Live capture needs CAP_NET_RAW.
+    """
+    from vmsniff.pipeline.core import Pipeline, PipelineConfig, parse_sources
+    from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
+
+    expression = " ".join(opts["expression"]).strip()
+    if opts["filter_opt"] and expression:
+        raise UsageError("give the filter either with -f or as arguments, not both")
+    expression = opts["filter_opt"] or expression
+    write, print_, as_json = opts["write_file"], opts["print_"], opts["as_json"]
+    if write is None and not print_:
+        raise UsageError("nothing to do: give -w FILE, -w - or --print")
+    if write == "-" and print_:
+        raise UsageError("-w - and --print both want stdout; pick one")
+    if opts["read_file"] and (opts["interface"] or opts["user"]):
+        raise UsageError("-r reads a file: -i and -Z do not apply")
+    strip, vlan_id = _strip_vlan(opts["strip_vlan"])
+    in_filter = None
+    if expression:
+        from vmsniff.filter import InnerFilter
+
+        in_filter = InnerFilter(expression)  # a bad filter fails here, before any capture
+    config = PipelineConfig(
+        keys=tuple(opts["keys"]),
+        direction=opts["direction"],
+        strip_vlan=strip,
+        vlan_id=vlan_id,
+        filter=in_filter,
+        snaplen=opts["snaplen"],
+        sources=parse_sources(opts["sources"]),
+    )
+    fmt = opts["fmt"] or ("pcapng" if config.marks_direction else "pcap")
+    source: Any
+    if opts["read_file"]:
+        from vmsniff.pipeline.sources import FileSource
+
+        source = FileSource(opts["read_file"])
+    else:
+        from vmsniff.pipeline.sources import LiveSource
+
+        source = LiveSource(opts["interface"], [str(n) for n in config.sources])
+    flag = StopFlag()
+    try:
+        if opts["user"]:
+            from vmsniff.pipeline.sources import drop_privileges
+
+            drop_privileges(opts["user"])
+        sink = _sink(env, opts, fmt, write, print_)
+        on_tick = None
+        if env.stderr.isatty() and not as_json and env.verbosity >= 0:
+            from vmsniff.cli._render_receive import live_line
+
+            on_tick = live_line(env)
+        try:
+            with stop_on_signals(flag):
+                stats = drive(
+                    source,
+                    Pipeline(config),
+                    sink,
+                    count=opts["count"],
+                    duration=opts["duration"],
+                    stop=flag,
+                    on_tick=on_tick,
+                )
+        finally:
+            sink.close()
+    finally:
+        source.close()
+    damage = getattr(source, "damage", None)
+    if damage:
+        env.warn(f"{opts['read_file']}: {damage}; the records before it were processed")
+    from vmsniff.cli._render_receive import render_stats
+
+    render_stats(env, stats, as_json=as_json, json_to_stderr=write == "-", files=_files(sink))
+
+
+def _files(sink: Any) -> list[str]:
+    from vmsniff.pipeline.sinks import TeeSink
+
+    sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
+    return [f for s in sinks for f in getattr(s, "files", [])]
+
+
+def _sink(env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: bool) -> Any:
+    from vmsniff.pipeline.sinks import FileSink, KeyedSink, PrintSink, Rotation, Sink, TeeSink
+
+    rotation = Rotation(
+        size=int(opts["file_size"] * 1_000_000) if opts["file_size"] else None,
+        seconds=opts["rotate_seconds"],
+        files=opts["file_count"],
+    )
+    sinks: list[Sink] = []
+    if write is not None:
+
+        def factory(path: str) -> FileSink:
+            return FileSink(
+                path,
+                fmt,
+                opts["snaplen"],
+                rotation=rotation,
+                flush_each=opts["packet_buffered"],
+                force=opts["force"],
+            )
+
+        if "{key}" in write:
+            sinks.append(KeyedSink(write, factory))
+        else:
+            sinks.append(factory(write))
+    elif rotation.active:
+        raise UsageError("-C/-G/-W need -w FILE")
+    if print_:
+        sinks.append(PrintSink(env.stdout, flush_each=True))
+    return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

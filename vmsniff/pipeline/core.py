@@ -1,0 +1,245 @@
+"""The receiver's pipeline, sans-IO: outer frames in, inner packets to write out.
+
+Stages, in order (each is skipped when not asked for)::
+
+    decap (vmsniff.wire) -> --from (outer source) -> --key (session) -> --strip-vlan
+        -> filter (libpcap, in C) -> -s snaplen -> Packet
+
+:meth:`Pipeline.push` takes a batch of ``(timestamp_ns, bytes)`` frames of one link type, as a
+ring block or a file chunk gives them, and returns the :class:`Packet` values to write; every
+frame is counted in :class:`Stats` exactly once as decapsulated-and-written, filtered out,
+malformed, or held (an IP fragment waiting for the rest of its datagram). Nothing here reads a
+clock or touches a socket or file: sources and sinks do that (:mod:`.sources`, :mod:`.sinks`).
+
+Direction (DESIGN.md contract 3): with ``--direction both`` each key K given means K = from-vm
+and K+1 = to-vm; with ``from-vm`` or ``to-vm`` every key is that direction. The mark is a pcapng
+``epb_flags`` direction: outbound = from-vm, inbound = to-vm. An ERSPAN type III packet with no
+such mark gets one from its ``D`` bit (0: ingress into the mirrored port, i.e. sent by the VM).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from vmsniff.errors import MalformedPacket, UsageError
+from vmsniff.filter import InnerFilter
+from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
+from vmsniff.wire.decap import decap_linktype
+from vmsniff.wire.ipv4 import Reassembler
+
+__all__ = [
+    "DIRECTIONS",
+    "Packet",
+    "Pipeline",
+    "PipelineConfig",
+    "Stats",
+    "direction_name",
+    "parse_sources",
+]
+
+#: ``--direction`` values (DESIGN.md contract 3).
+DIRECTIONS = ("from-vm", "to-vm", "both")
+_TPIDS = (0x8100, 0x88A8, 0x9100)
+
+
+class Packet(NamedTuple):
+    """One inner frame ready to write."""
+
+    ts_ns: int
+    data: bytes
+    """The inner frame, cut to the snaplen."""
+    origlen: int
+    """Its length before any cut (by the mirror's snaplen, or ours)."""
+    linktype: int
+    session: int | None
+    """GRE key, else ERSPAN session id; None when the envelope carries neither."""
+    direction: int
+    """pcapng ``epb_flags`` direction bits: 0 unknown, 1 inbound (to-vm), 2 outbound (from-vm)."""
+    erspan: bool
+    """True when the envelope was ERSPAN (for naming)."""
+
+
+def direction_name(flags: int) -> str | None:
+    """``from-vm``, ``to-vm`` or None for the pcapng direction bits."""
+    return {DIRECTION_OUTBOUND: "from-vm", DIRECTION_INBOUND: "to-vm"}.get(flags & 3)
+
+
+@dataclass
+class Stats:
+    """Counters of a receive run; ``kernel_dropped`` is filled in by the live source."""
+
+    received: int = 0
+    decapsulated: int = 0
+    malformed: int = 0
+    filtered_out: int = 0
+    written: int = 0
+    kernel_dropped: int = 0
+    fragments_held: int = 0
+    malformed_reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """The documented JSON keys (docs/receive.md)."""
+        return {
+            "received": self.received,
+            "decapsulated": self.decapsulated,
+            "malformed": self.malformed,
+            "filtered_out": self.filtered_out,
+            "written": self.written,
+            "kernel_dropped": self.kernel_dropped,
+            "fragments_held": self.fragments_held,
+            "malformed_reasons": dict(
+                sorted(self.malformed_reasons.items(), key=lambda kv: -kv[1])[:10]
+            ),
+        }
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_sources(values: Sequence[str]) -> tuple[Network, ...]:
+    """``--from ADDR[/LEN]`` values as networks; a bad one is a :class:`UsageError`."""
+    out: list[Network] = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value, strict=False))
+        except ValueError as exc:
+            raise UsageError(f"--from {value!r}: {exc}") from None
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """What the user asked for, checked (build it with the CLI's options)."""
+
+    keys: tuple[int, ...] = ()
+    direction: str | None = None
+    strip_vlan: bool = False
+    vlan_id: int | None = None
+    filter: InnerFilter | None = None
+    snaplen: int = 262144
+    sources: tuple[Network, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise UsageError(f"--direction must be one of {', '.join(DIRECTIONS)}")
+        if self.direction is not None and not self.keys:
+            raise UsageError("--direction needs --key: the GRE keys say which way a packet went")
+        if self.snaplen < 1:
+            raise UsageError("-s must be at least 1")
+        for k in self.keys:
+            if not 0 <= k <= 0xFFFFFFFF or (self.direction == "both" and k == 0xFFFFFFFF):
+                raise UsageError(f"--key {k}: out of range")
+
+    def key_directions(self) -> dict[int, int]:
+        """Accepted session key -> direction bits (empty: every key, unmarked)."""
+        table: dict[int, int] = {}
+        for k in self.keys:
+            if self.direction == "both":
+                table[k] = DIRECTION_OUTBOUND
+                table.setdefault(k + 1, DIRECTION_INBOUND)
+            elif self.direction == "from-vm":
+                table[k] = DIRECTION_OUTBOUND
+            elif self.direction == "to-vm":
+                table[k] = DIRECTION_INBOUND
+            else:
+                table[k] = 0
+        return table
+
+    @property
+    def marks_direction(self) -> bool:
+        """True when packets get from-vm/to-vm marks (pcapng is then the default format)."""
+        return self.direction is not None
+
+
+def _source_matchers(sources: tuple[Network, ...]) -> tuple[tuple[int, int, int], ...]:
+    # (address length in bytes, mask, network) as integers: one AND and compare per packet.
+    return tuple(
+        (net.max_prefixlen // 8, int(net.netmask), int(net.network_address)) for net in sources
+    )
+
+
+class Pipeline:
+    """Decapsulate, select, filter and cut frames; count everything in :attr:`stats`."""
+
+    def __init__(self, config: PipelineConfig, *, reassembler: Reassembler | None = None) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.reassembler = reassembler if reassembler is not None else Reassembler()
+        self._keys = config.key_directions()
+        self._sources = _source_matchers(config.sources)
+
+    def push(
+        self, frames: Iterable[tuple[int, bytes | bytearray | memoryview]], linktype: int
+    ) -> list[Packet]:
+        """Run a batch of outer frames of ``linktype`` through every stage."""
+        out: list[Packet] = []
+        append = out.append
+        stats = self.stats
+        cfg = self.config
+        keys = self._keys
+        sources = self._sources
+        strip = cfg.strip_vlan
+        vlan_id = cfg.vlan_id
+        snaplen = cfg.snaplen
+        flt = cfg.filter
+        matchers = {}
+        if flt is not None:
+            matchers = {lt: flt.matcher(lt) for lt in (LINKTYPE_ETHERNET, 101)}
+        reasm = self.reassembler
+        reasons = stats.malformed_reasons
+        for ts_ns, frame in frames:
+            stats.received += 1
+            try:
+                d = decap_linktype(linktype, frame, reasm, ts_ns / 1e9)
+            except MalformedPacket as exc:
+                stats.malformed += 1
+                reason = exc.message
+                reasons[reason] = reasons.get(reason, 0) + 1
+                continue
+            if d is None:
+                stats.fragments_held += 1
+                continue
+            stats.decapsulated += 1
+            if sources:
+                src = int.from_bytes(d.outer_src, "big")
+                size = len(d.outer_src)
+                for nbytes, mask, net in sources:
+                    if nbytes == size and src & mask == net:
+                        break
+                else:
+                    stats.filtered_out += 1
+                    continue
+            session = d.key if d.key is not None else d.erspan_session
+            direction = 0
+            if keys:
+                got = keys.get(session) if session is not None else None
+                if got is None:
+                    stats.filtered_out += 1
+                    continue
+                direction = got
+            if not direction and d.erspan_direction is not None:
+                direction = DIRECTION_INBOUND if d.erspan_direction else DIRECTION_OUTBOUND
+            data = bytes(d.inner)
+            origlen = d.origlen
+            lt = d.linktype
+            if strip and lt == LINKTYPE_ETHERNET and len(data) >= 18:
+                tpid = data[12] << 8 | data[13]
+                if tpid in _TPIDS and (
+                    vlan_id is None or (data[14] << 8 | data[15]) & 0xFFF == vlan_id
+                ):
+                    data = data[:12] + data[16:]
+                    origlen -= 4
+            if flt is not None:
+                fn = matchers.get(lt)
+                if fn is None or not fn(data):
+                    stats.filtered_out += 1
+                    continue
+            if len(data) > snaplen:
+                data = data[:snaplen]
+            stats.written += 1
+            append(Packet(ts_ns, data, origlen, lt, session, direction, d.erspan_type is not None))
+        return out

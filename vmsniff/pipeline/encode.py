@@ -1,0 +1,117 @@
+"""Turn :class:`~vmsniff.pipeline.core.Packet` values into pcap or pcapng bytes (sans-IO).
+
+An encoder is stateful only in what a file needs once: the header, and for pcapng the
+Interface Description Blocks. A fresh encoder starts each file (so a rotated file stands alone).
+
+pcap has one link type per file. OVS mirrors carry Ethernet, so a pcap file is Ethernet; a
+raw-IP inner frame (GRE 0x0800/0x86DD, ERSPAN III frame type 2) gets a 14-byte Ethernet header
+with zero addresses and the EtherType of its IP version, and both lengths grow by 14. pcapng has
+no such limit: each (session, direction, link type) is an interface of its own, named like
+``gre-key-100-from-vm``, and packets carry the direction in ``epb_flags`` (pcapng section 4.3.1).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.pcap.pcapng import interface_description_block, section_header_block
+from vmsniff.pipeline.core import Packet, direction_name
+
+__all__ = ["FORMATS", "Encoder", "PcapEncoder", "PcapngEncoder", "interface_name", "new_encoder"]
+
+FORMATS = ("pcap", "pcapng")
+_PCAP_FILE = struct.Struct("<IHHiIII")
+_PCAP_REC = struct.Struct("<IIII")
+_EPB_HEAD = struct.Struct("<IIIIIII")  # block type, length, interface, ts hi, ts lo, caplen, len
+_EPB_FLAGS = struct.Struct("<HHIHH")  # option epb_flags (2), length 4, value, opt_endofopt
+_U32 = struct.Struct("<I")
+_ZERO_MACS = bytes(12)
+
+
+def interface_name(session: int | None, direction: int, erspan: bool) -> str:
+    """A pcapng interface name: ``gre-key-100-from-vm``, ``erspan-session-7``, ``gre``."""
+    if session is None:
+        name = "erspan" if erspan else "gre"
+    elif erspan:
+        name = f"erspan-session-{session}"
+    else:
+        name = f"gre-key-{session}"
+    way = direction_name(direction)
+    return f"{name}-{way}" if way else name
+
+
+class Encoder:
+    """Base of the two encoders: :meth:`header` once, then :meth:`encode` per packet."""
+
+    def __init__(self, snaplen: int) -> None:
+        self.snaplen = snaplen
+
+    def header(self) -> bytes:
+        raise NotImplementedError
+
+    def encode(self, pkt: Packet) -> bytes:
+        raise NotImplementedError
+
+
+class PcapEncoder(Encoder):
+    """Classic pcap, little-endian, nanosecond timestamps, Ethernet link type."""
+
+    def header(self) -> bytes:
+        # Magic 0xA1B23C4D: nanosecond timestamps (draft-ietf-opsawg-pcap section 4).
+        return _PCAP_FILE.pack(0xA1B23C4D, 2, 4, 0, 0, self.snaplen, LINKTYPE_ETHERNET)
+
+    def encode(self, pkt: Packet) -> bytes:
+        data = pkt.data
+        origlen = pkt.origlen
+        if pkt.linktype == LINKTYPE_RAW and data:
+            etype = b"\x86\xdd" if data[0] >> 4 == 6 else b"\x08\x00"
+            data = _ZERO_MACS + etype + data
+            origlen += 14
+        sec, ns = divmod(pkt.ts_ns, 1_000_000_000)
+        n = len(data)
+        return _PCAP_REC.pack(sec, ns, n, origlen if origlen > n else n) + data
+
+
+class PcapngEncoder(Encoder):
+    """pcapng: one Section Header Block, one interface per (session, direction, link type)."""
+
+    def __init__(self, snaplen: int) -> None:
+        super().__init__(snaplen)
+        self._interfaces: dict[tuple[int | None, int, int, bool], int] = {}
+
+    def header(self) -> bytes:
+        return section_header_block(userappl="vmsniff receive")
+
+    def encode(self, pkt: Packet) -> bytes:
+        ident = (pkt.session, pkt.direction, pkt.linktype, pkt.erspan)
+        idb = b""
+        index = self._interfaces.get(ident)
+        if index is None:
+            index = self._interfaces[ident] = len(self._interfaces)
+            name = interface_name(pkt.session, pkt.direction, pkt.erspan)
+            idb = interface_description_block(
+                pkt.linktype,
+                self.snaplen,
+                name=name,
+                description="inner frames decapsulated by vmsniff",
+                tsresol=9,
+            )
+        data = pkt.data
+        n = len(data)
+        pad = -n % 4
+        opts = _EPB_FLAGS.pack(2, 4, pkt.direction, 0, 0) if pkt.direction else b""
+        total = 32 + n + pad + len(opts)
+        ts = pkt.ts_ns
+        origlen = pkt.origlen if pkt.origlen > n else n
+        head = _EPB_HEAD.pack(6, total, index, ts >> 32, ts & 0xFFFFFFFF, n, origlen)
+        return b"".join((idb, head, data, b"\x00" * pad, opts, _U32.pack(total)))
+
+
+def new_encoder(fmt: str, snaplen: int) -> Encoder:
+    """A fresh encoder for ``pcap`` or ``pcapng``."""
+    if fmt == "pcap":
+        return PcapEncoder(snaplen)
+    if fmt == "pcapng":
+        return PcapngEncoder(snaplen)
+    raise ValueError(f"unknown format {fmt!r}")

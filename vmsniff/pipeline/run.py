@@ -1,0 +1,104 @@
+"""The one loop that drives a source through the pipeline into a sink (the only I/O loop).
+
+It stops at the end of the source, after ``count`` packets written, after ``duration``
+seconds, when the sink is finished (``-G`` with ``-W``), or when ``stop()`` says so (the CLI's
+signal handler sets it). Buffered records are flushed at least every ``flush_interval``
+seconds, so ``-w - | wireshark -k -i -`` sees packets while they come.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from vmsniff.pipeline.core import Pipeline, Stats
+from vmsniff.pipeline.sinks import Sink
+from vmsniff.pipeline.sources import Batch
+
+__all__ = ["Source", "StopFlag", "drive", "stop_on_signals"]
+
+
+class Source(Protocol):
+    kernel_dropped: int
+
+    def batches(self) -> Iterator[Batch]: ...
+
+    def close(self) -> None: ...
+
+
+class StopFlag:
+    """Set by a signal handler, read by :func:`drive` between batches."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
+    """SIGINT, SIGTERM and SIGHUP end the capture cleanly instead of raising."""
+    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: object) -> None:
+        flag.signal = signum
+
+    for sig in caught:
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def drive(
+    source: Source,
+    pipeline: Pipeline,
+    sink: Sink,
+    *,
+    count: int | None = None,
+    duration: float | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    flush_interval: float = 1.0,
+    on_tick: Callable[[Stats], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Stats:
+    """Run until one of the stop conditions; return the pipeline's stats (kernel drops in)."""
+    stats = pipeline.stats
+    start = last_flush = last_tick = clock()
+    try:
+        for linktype, frames in source.batches():
+            if frames:
+                packets = pipeline.push(frames, linktype)
+                if count is not None and stats.written >= count:
+                    extra = stats.written - count
+                    if extra:
+                        del packets[len(packets) - extra :]
+                        stats.written = count
+                sink.write(packets)
+                if count is not None and stats.written >= count:
+                    break
+                if sink.finished:
+                    break
+            now = clock()
+            if now - last_flush >= flush_interval:
+                sink.flush()
+                last_flush = now
+            if on_tick is not None and now - last_tick >= 0.5:
+                on_tick(stats)
+                last_tick = now
+            if stop() or (duration is not None and now - start >= duration):
+                break
+    finally:
+        sink.flush()
+        try:
+            stats.kernel_dropped = source.kernel_dropped
+        except OSError:
+            pass
+    return stats

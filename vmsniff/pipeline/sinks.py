@@ -1,0 +1,389 @@
+"""Where inner packets go: capture files (with tcpdump's rotation), stdout, a text summary.
+
+Files hold tenant traffic, so they are created mode 0600 with ``O_EXCL`` (never overwriting a
+file unless ``force``); bytes reach the file in whole records only, so the file is a valid
+pcap/pcapng at every flush (DESIGN.md contract 6). Records are batched in memory and written
+with one ``write`` per flush; ``flush_each`` (``-U``) flushes after every packet.
+
+Rotation follows tcpdump(8):
+
+* ``-C size``: before a record would take the file past ``size`` bytes, start a new file. Names
+  are FILE, FILE1, FILE2, …; with ``-W N`` they are FILE0 … FILE(N-1) (zero-padded to the width
+  of N-1) and the numbering wraps, overwriting our own oldest file;
+* ``-G seconds``: a new file each interval, its name FILE passed through ``strftime``; time is
+  the packets' timestamps (so that ``-r`` rotates as the capture did). With ``-W N`` and no
+  ``-C`` the run ends after N files (:attr:`FileSink.finished`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+
+from vmsniff.errors import NotFound, PermissionDenied, UsageError, VmsniffError
+from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+from vmsniff.pipeline.core import Packet, direction_name
+from vmsniff.pipeline.encode import Encoder, new_encoder
+
+__all__ = [
+    "FileSink",
+    "KeyedSink",
+    "PrintSink",
+    "Rotation",
+    "Sink",
+    "TeeSink",
+    "open_capture_file",
+    "summary",
+]
+
+_BUFFER = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """tcpdump's ``-C`` (bytes, already multiplied), ``-G`` (seconds) and ``-W`` (files)."""
+
+    size: int | None = None
+    seconds: int | None = None
+    files: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.size < 1:
+            raise UsageError("-C must be positive")
+        if self.seconds is not None and self.seconds < 1:
+            raise UsageError("-G must be at least 1 second")
+        if self.files is not None and (
+            self.files < 1 or (self.size is None and self.seconds is None)
+        ):
+            raise UsageError("-W needs -C or -G, and at least 1 file")
+
+    @property
+    def active(self) -> bool:
+        return self.size is not None or self.seconds is not None
+
+
+class Sink:
+    """A destination for packets: :meth:`write` batches, :meth:`close` at the end."""
+
+    finished = False
+
+    def write(self, packets: list[Packet]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Push buffered whole records to the OS."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def open_capture_file(path: str, *, force: bool, ours: bool = False) -> int:
+    """Create ``path`` mode 0600 and return its descriptor.
+
+    Without ``force`` an existing file is refused (``O_EXCL``); ``ours`` says the file is one
+    this run created (rotation wrapping round) and may be truncated.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    flags |= os.O_TRUNC if (force or ours) else os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UsageError(
+            f"{path} exists; not overwriting it", hint="pick another name, or pass --force"
+        ) from None
+    except PermissionError:
+        raise PermissionDenied(f"cannot create {path}: permission denied") from None
+    except FileNotFoundError:
+        raise NotFound(f"cannot create {path}: no such directory") from None
+    except OSError as exc:
+        raise VmsniffError(f"cannot create {path}: {exc.strerror}") from None
+    if force or ours:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+    return fd
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            raise
+        view = view[n:]
+
+
+class FileSink(Sink):
+    """One capture file (or stdout for ``-``), rotated like tcpdump's -C/-G/-W."""
+
+    def __init__(
+        self,
+        path: str,
+        fmt: str,
+        snaplen: int,
+        *,
+        rotation: Rotation = Rotation(),
+        flush_each: bool = False,
+        force: bool = False,
+    ) -> None:
+        if path == "-" and rotation.active:
+            raise UsageError("-C and -G need a file name, not -w -")
+        self.path = path
+        self.fmt = fmt
+        self.snaplen = snaplen
+        self.rotation = rotation
+        self.flush_each = flush_each
+        self.force = force
+        self.files: list[str] = []
+        self._created: set[str] = set()
+        self._fd = -1
+        self._buf = bytearray()
+        self._size = 0
+        self._packets_in_file = 0
+        self._count = 0  # -C file number
+        self._interval: int | None = None  # -G interval number of the open file
+        self._generations = 0
+        self._encoder: Encoder = new_encoder(fmt, snaplen)
+        self._digits = len(str(rotation.files - 1)) if rotation.files else 0
+        if path == "-":
+            self._fd = 1
+            self._start_file()
+        elif rotation.seconds is None:
+            self._open(self._name(None))
+
+    # -- naming and opening -----------------------------------------------------------------
+
+    def _name(self, ts_ns: int | None) -> str:
+        base = self.path
+        if self.rotation.seconds is not None and ts_ns is not None:
+            base = time.strftime(base, time.localtime(ts_ns // 1_000_000_000))
+        if self.rotation.size is not None and (self._count or self._digits):
+            return f"{base}{self._count:0{self._digits}d}"
+        return base
+
+    def _open(self, name: str) -> None:
+        self._fd = open_capture_file(name, force=self.force, ours=name in self._created)
+        self._created.add(name)
+        self.files.append(name)
+        self._encoder = new_encoder(self.fmt, self.snaplen)
+        self._start_file()
+
+    def _start_file(self) -> None:
+        header = self._encoder.header()
+        self._buf += header
+        self._size = len(header)
+        self._packets_in_file = 0
+        self.flush()  # an empty capture is still a valid file
+
+    def _rotate(self, ts_ns: int, new_interval: bool) -> None:
+        self.flush()
+        os.close(self._fd)
+        self._fd = -1
+        if new_interval:
+            self._count = 0
+            self._generations += 1
+            files = self.rotation.files
+            if files is not None and self.rotation.size is None and self._generations >= files:
+                self.finished = True
+                return
+        else:
+            self._count += 1
+            if self.rotation.files is not None:
+                self._count %= self.rotation.files
+        self._open(self._name(ts_ns))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, packets: list[Packet]) -> None:
+        rot = self.rotation
+        encode = self._encoder.encode
+        for pkt in packets:
+            if self.finished:
+                return
+            if rot.seconds is not None:
+                interval = pkt.ts_ns // (rot.seconds * 1_000_000_000)
+                if self._interval is None:
+                    self._interval = interval
+                    self._open(self._name(pkt.ts_ns))
+                    encode = self._encoder.encode
+                elif interval != self._interval:
+                    self._interval = interval
+                    self._rotate(pkt.ts_ns, True)
+                    if self.finished:
+                        return
+                    encode = self._encoder.encode
+            rec = encode(pkt)
+            if rot.size is not None and self._packets_in_file and self._size + len(rec) > rot.size:
+                self._rotate(pkt.ts_ns, False)
+                encode = self._encoder.encode
+                rec = encode(pkt)  # pcapng: the new file needs the interface block again
+            self._buf += rec
+            self._size += len(rec)
+            self._packets_in_file += 1
+            if self.flush_each or len(self._buf) >= _BUFFER:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._buf and self._fd >= 0:
+            _write_all(self._fd, self._buf)
+            self._buf.clear()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._fd > 2:
+                os.close(self._fd)
+            self._fd = -1
+
+
+class KeyedSink(Sink):
+    """``-w`` with ``{key}``: one :class:`FileSink` per session (GRE key or ERSPAN session id;
+    ``none`` when the envelope has neither)."""
+
+    def __init__(self, template: str, factory: Callable[[str], FileSink]) -> None:
+        if "{key}" not in template:
+            raise UsageError("a per-session -w template needs {key}")
+        self.template = template
+        self._factory = factory
+        self.sinks: dict[int | None, FileSink] = {}
+
+    def _path(self, session: int | None) -> str:
+        return self.template.replace("{key}", "none" if session is None else str(session))
+
+    def write(self, packets: list[Packet]) -> None:
+        groups: dict[int | None, list[Packet]] = {}
+        for pkt in packets:
+            groups.setdefault(pkt.session, []).append(pkt)
+        for session, group in groups.items():
+            sink = self.sinks.get(session)
+            if sink is None:
+                sink = self.sinks[session] = self._factory(self._path(session))
+            sink.write(group)
+
+    @property
+    def files(self) -> list[str]:
+        return [f for s in self.sinks.values() for f in s.files]
+
+    def flush(self) -> None:
+        for sink in self.sinks.values():
+            sink.flush()
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
+
+
+_H = struct.Struct("!H")
+_PROTOS = {1: "ICMP", 6: "TCP", 17: "UDP", 47: "GRE", 58: "ICMP6", 132: "SCTP"}
+
+
+def _ip_summary(data: bytes, off: int, version: int) -> str:
+    import ipaddress
+
+    if version == 4 and len(data) >= off + 20:
+        proto = data[off + 9]
+        src = str(ipaddress.IPv4Address(data[off + 12 : off + 16]))
+        dst = str(ipaddress.IPv4Address(data[off + 16 : off + 20]))
+        l4 = off + (data[off] & 0x0F) * 4
+        family = "IP"
+    elif version == 6 and len(data) >= off + 40:
+        proto = data[off + 6]
+        src = str(ipaddress.IPv6Address(data[off + 8 : off + 24]))
+        dst = str(ipaddress.IPv6Address(data[off + 24 : off + 40]))
+        l4 = off + 40
+        family = "IP6"
+    else:
+        return "IP (cut short)"
+    name = _PROTOS.get(proto, f"proto {proto}")
+    if proto in (6, 17, 132) and len(data) >= l4 + 4:
+        sport, dport = struct.unpack_from("!HH", data, l4)
+        return f"{family} {src}.{sport} > {dst}.{dport}: {name}"
+    return f"{family} {src} > {dst}: {name}"
+
+
+def summary(pkt: Packet) -> str:
+    """One line for ``--print``: time, session, direction, what the inner frame is."""
+    sec, ns = divmod(pkt.ts_ns, 1_000_000_000)
+    stamp = time.strftime("%H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
+    tags = []
+    if pkt.session is not None:
+        tags.append(f"{'session' if pkt.erspan else 'key'} {pkt.session}")
+    way = direction_name(pkt.direction)
+    if way:
+        tags.append(way)
+    data = pkt.data
+    what = "?"
+    if pkt.linktype == LINKTYPE_ETHERNET:
+        if len(data) >= 14:
+            off = 12
+            etype = _H.unpack_from(data, off)[0]
+            vlans = []
+            while etype in (0x8100, 0x88A8, 0x9100) and len(data) >= off + 6:
+                vlans.append(str(_H.unpack_from(data, off + 2)[0] & 0xFFF))
+                off += 4
+                etype = _H.unpack_from(data, off)[0]
+            prefix = f"vlan {','.join(vlans)} " if vlans else ""
+            if etype == 0x0800:
+                what = prefix + _ip_summary(data, off + 2, 4)
+            elif etype == 0x86DD:
+                what = prefix + _ip_summary(data, off + 2, 6)
+            elif etype == 0x0806:
+                what = prefix + "ARP"
+            else:
+                what = prefix + f"ethertype 0x{etype:04x}"
+        else:
+            what = "Ethernet (cut short)"
+    elif data:
+        what = _ip_summary(data, 0, data[0] >> 4)
+    head = f"{stamp} [{', '.join(tags)}] " if tags else f"{stamp} "
+    return f"{head}{what}, length {pkt.origlen}"
+
+
+class PrintSink(Sink):
+    """``--print``: one summary line per packet on a text stream (no scapy)."""
+
+    def __init__(self, stream: IO[str], *, flush_each: bool = True) -> None:
+        self.stream = stream
+        self.flush_each = flush_each
+
+    def write(self, packets: list[Packet]) -> None:
+        if packets:
+            self.stream.write("".join(summary(p) + "\n" for p in packets))
+            if self.flush_each:
+                self.stream.flush()
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class TeeSink(Sink):
+    """Several sinks fed the same packets (``-w FILE --print``)."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+
+    @property
+    def finished(self) -> bool:  # type: ignore[override]
+        return any(s.finished for s in self.sinks)
+
+    def write(self, packets: list[Packet]) -> None:
+        for s in self.sinks:
+            s.write(packets)
+
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()

@@ -1,0 +1,154 @@
+"""Where outer frames come from: a capture file, or the live network (a TPACKET_V3 ring).
+
+A source yields batches ``(linktype, [(timestamp_ns, frame), …])``; an empty batch means
+"nothing yet" (live sources yield one every ~100 ms so the caller can watch its clock and
+signals). I/O lives here, the pipeline (:mod:`.core`) stays sans-IO.
+
+Live: the ring is opened ``SOCK_DGRAM`` on one interface or all of them, so frames start at the
+IP header whatever the link; a kernel filter (``ip proto 47 or ip6 proto 47``, plus
+``src net …`` for ``--from``, compiled by libpcap) keeps everything else out of the ring. A raw
+``IPPROTO_GRE`` socket is held open beside it, with a filter that accepts nothing: its
+existence stops the kernel answering each GRE packet with ICMP protocol-unreachable
+(FACTS.md), and it never queues a byte.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
+
+from vmsniff.errors import MalformedPacket, NotFound, PermissionDenied, UsageError
+from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.pcap.reader import CaptureReader
+from vmsniff.pipeline.ring import Ring, attach_filter
+
+__all__ = ["Batch", "FileSource", "LiveSource", "drop_privileges", "kernel_program"]
+
+Batch = tuple[int, list[tuple[int, bytes | memoryview]]]
+_CHUNK = 1 << 20
+_REJECT_ALL = [(0x06, 0, 0, 0)]  # BPF_RET|BPF_K 0: accept no byte
+
+
+class FileSource:
+    """``-r FILE`` (``-`` for stdin): records of a pcap or pcapng file, in batches.
+
+    A file that is not a capture, or is cut inside a record, ends after the records before
+    the damage; :attr:`damage` says what was wrong (the CLI warns).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path == "-":
+            self._fh: BinaryIO = sys.stdin.buffer
+        else:
+            try:
+                self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
+            except FileNotFoundError:
+                raise NotFound(f"{path}: no such file") from None
+            except PermissionError:
+                raise PermissionDenied(f"{path}: permission denied") from None
+            except IsADirectoryError:
+                raise UsageError(f"{path} is a directory") from None
+        self.kernel_dropped = 0
+        self.damage: str | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        """Batches of records; damage to the file itself ends the batches and is kept in
+        :attr:`damage` (never an exception: what came before it is still written)."""
+        reader = CaptureReader()
+        while True:
+            chunk = self._fh.read(_CHUNK)
+            if not chunk:
+                break
+            try:
+                records = reader.feed(chunk)
+            except MalformedPacket as exc:
+                self.damage = exc.message
+                return
+            # Group consecutive records by link type (pcapng interfaces may differ).
+            i = 0
+            while i < len(records):
+                lt = records[i].linktype
+                j = i
+                group: list[tuple[int, bytes | memoryview]] = []
+                while j < len(records) and records[j].linktype == lt:
+                    r = records[j]
+                    group.append((r.ts_ns or 0, r.data))
+                    j += 1
+                yield lt, group
+                i = j
+        try:
+            reader.close()
+        except MalformedPacket as exc:
+            self.damage = exc.message
+
+    def close(self) -> None:
+        if self._fh is not sys.stdin.buffer:
+            self._fh.close()
+
+
+def kernel_program(sources: Sequence[str]) -> list[tuple[int, int, int, int]]:
+    """The kernel filter of the live ring: GRE over IPv4/IPv6, from ``sources`` if given."""
+    from vmsniff.filter import bpf_instructions
+
+    expr = "(ip proto 47 or ip6 proto 47)"
+    if sources:
+        expr += " and (" + " or ".join(f"src net {s}" for s in sources) + ")"
+    return bpf_instructions(expr, LINKTYPE_RAW)
+
+
+def _gre_holder() -> socket.socket:
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
+    except PermissionError:
+        raise PermissionDenied(
+            "receiving GRE needs CAP_NET_RAW",
+            hint="run as root, or give the interpreter cap_net_raw (setcap)",
+        ) from None
+    attach_filter(sock, _REJECT_ALL)
+    return sock
+
+
+class LiveSource:
+    """GRE from the network: a TPACKET_V3 ring plus the ICMP-silencing GRE socket."""
+
+    def __init__(self, interface: str | None, sources: Sequence[str] = ()) -> None:
+        self.interface = interface
+        program = kernel_program(sources)
+        self._holder = _gre_holder()
+        try:
+            self.ring = Ring(interface, kind=socket.SOCK_DGRAM, program=program)
+        except BaseException:
+            self._holder.close()
+            raise
+
+    @property
+    def kernel_dropped(self) -> int:
+        return self.ring.statistics()[1]
+
+    def batches(self) -> Iterator[Batch]:
+        for frames in self.ring.blocks():
+            yield LINKTYPE_RAW, frames  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.ring.close()
+        self._holder.close()
+
+
+def drop_privileges(user: str) -> None:
+    """``-Z USER``: become ``user`` (and its primary group, no supplementary groups)."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise NotFound(f"-Z {user}: no such user") from None
+    try:
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except PermissionError:
+        raise PermissionDenied(f"-Z {user}: cannot switch user (not root?)") from None
