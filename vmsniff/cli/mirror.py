@@ -29,11 +29,14 @@ def _raise_stop(signum: int, _frame: object) -> None:
 
 
 def _receive_command(plan: Any) -> str:
-    parts = ["vmsniff receive", f"--key {plan.keys.get('from-vm', plan.keys.get('to-vm'))}"]
+    if plan.direction.value == "both":
+        parts = [f"--key {plan.keys['from-vm']}", "--direction both"]
+    else:
+        key = plan.keys[plan.direction.value]
+        parts = [f"--key {key}", f"--direction {plan.direction.value}"]
     if plan.tag is not None:
         parts.append(f"--strip-vlan {plan.tag}")
-    parts.append("-w vm.pcapng")
-    return " ".join(parts)
+    return " ".join(["vmsniff receive", *parts, "-w vm.pcapng"])
 
 
 @click.command()
