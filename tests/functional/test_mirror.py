@@ -340,3 +340,19 @@ def test_dry_run_prints_plan_and_touches_nothing(lab: Lab) -> None:
 def test_cleanup_without_selector_off_a_terminal_refuses(lab: Lab) -> None:
     proc = vmsniff(lab, "cleanup")
     assert proc.returncode == 2 and "--all" in proc.stderr
+
+
+def test_erspan_sessions_carry_k_and_k_plus_one(lab: Lab) -> None:
+    with collector(lab) as got:
+        proc = start_mirror(lab, "c-private", "--to", RECEIVER_IP, "--encap", "erspan",
+                            "--key", "100", "--duration", "4")  # fmt: skip
+        make_traffic(lab, "c-private", "c-native", count=1)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert_clean(lab)
+    # GRE with sequence, no key; then the 8-byte ERSPAN type II header (draft-foschiano-erspan):
+    # version 1 in the top 4 bits, the 10-bit session id in the low bits of the next 16.
+    headers = [bytes.fromhex(str(inner))[:8] for _key, inner, _len in got]
+    assert headers and all(h[0] >> 4 == 1 for h in headers)
+    sessions = {int.from_bytes(h[2:4], "big") & 0x3FF for h in headers}
+    assert sessions == {100, 101}
