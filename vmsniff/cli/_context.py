@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -55,6 +54,8 @@ class Env:
 
     def json(self, data: Any) -> None:
         """Write one JSON document to stdout (``--json`` output), no colour, no wrapping."""
+        import json
+
         self.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         self.stdout.flush()
 
