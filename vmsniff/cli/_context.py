@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -54,8 +55,6 @@ class Env:
 
     def json(self, data: Any) -> None:
         """Write one JSON document to stdout (``--json`` output), no colour, no wrapping."""
-        import json
-
         self.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         self.stdout.flush()
 

@@ -1,8 +1,15 @@
-"""The one place where exceptions become messages and exit codes."""
+"""The one place where exceptions become messages and exit codes.
+
+json and traceback are imported at the top on purpose: after ``receive -Z USER`` drops
+privileges the interpreter may no longer be able to read its own standard library (seen
+with a Python under /root), and reporting an error must still work then.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+import traceback
 
 import click
 
@@ -23,13 +30,6 @@ def _verbosity(argv: list[str]) -> int:
     return count
 
 
-def _print_traceback() -> None:
-    # Imported here: `vmsniff --help` should not pay for the traceback module.
-    import traceback
-
-    traceback.print_exc()
-
-
 def run(command: click.Command, argv: list[str] | None = None) -> int:
     """Run ``command`` and turn every outcome into an exit code, printing what went wrong."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -37,7 +37,7 @@ def run(command: click.Command, argv: list[str] | None = None) -> int:
         result = command.main(args=args, prog_name="vmsniff", standalone_mode=False)
     except VmsniffError as exc:
         if _verbosity(args) >= 2:
-            _print_traceback()
+            traceback.print_exc()
         click.echo(f"vmsniff: error: {exc.message}", err=True)
         for candidate in getattr(exc, "candidates", ()):
             click.echo(f"  - {candidate}", err=True)
@@ -45,8 +45,6 @@ def run(command: click.Command, argv: list[str] | None = None) -> int:
             click.echo(f"  hint: {exc.hint}", err=True)
         if "--json" in args:
             # Scripts asked for JSON: give them the error as data too (stdout), same exit code.
-            import json
-
             click.echo(json.dumps(exc.to_dict(), indent=2))
         return int(exc.exit_code)
     except click.exceptions.Abort:
@@ -65,7 +63,7 @@ def run(command: click.Command, argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return int(ExitCode.OK)
     except Exception:  # a bug: say so, show where
-        _print_traceback()
+        traceback.print_exc()
         click.echo(
             "vmsniff: internal error (a bug in vmsniff); please report it with the output above",
             err=True,
