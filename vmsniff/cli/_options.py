@@ -7,9 +7,30 @@ from typing import Any, TypeVar, cast
 
 import click
 
-__all__ = ["json_option", "resolve_options", "resolve_options_from"]
+__all__ = ["DURATION", "json_option", "resolve_options", "resolve_options_from"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Duration(click.ParamType[float]):
+    """``30``, ``30s``, ``10m``, ``1h30m`` -> seconds (float), the same for every command."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        from vmsniff.durations import parse_duration
+        from vmsniff.errors import UsageError
+
+        option = param.opts[0] if param is not None and param.opts else "duration"
+        try:
+            return parse_duration(str(value), option).total_seconds()
+        except UsageError as exc:
+            self.fail(exc.message + (f" ({exc.hint})" if exc.hint else ""), param, ctx)
+
+
+DURATION = _Duration()
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 

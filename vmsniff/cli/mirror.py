@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
-from vmsniff.cli._options import json_option, resolve_options, resolve_options_from
+from vmsniff.cli._options import DURATION, json_option, resolve_options, resolve_options_from
 
 ovsdb_option = click.option(
     "--ovsdb",
@@ -54,9 +54,11 @@ def _receive_command(plan: Any) -> str:
 @click.option("--erspan-index", type=click.IntRange(0, 0xFFFFF), default=1, show_default=True)
 @click.option("--key", type=click.IntRange(0), help="Tunnel key K (K+1 for to-vm) [random].")
 @click.option("--snaplen", type=click.IntRange(14, 65535), help="Cut mirrored frames to N bytes.")
-@click.option("--duration", metavar="D", help="Stop after D (30s, 10m, 1h).")
+@click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 10m, 1h).")
 @click.option("--detach", is_flag=True, help="Leave the mirror running; it expires after --ttl.")
-@click.option("--ttl", default="1h", show_default=True, metavar="T", help="Expiry of the rows.")
+@click.option(
+    "--ttl", type=DURATION, default="1h", show_default=True, metavar="T", help="Expiry of the rows."
+)
 @click.option("--reason", metavar="TEXT", help="Recorded on the rows (who asked, ticket).")
 @click.option("--bridge", metavar="BR", help="Bridge to mirror on [the NIC's].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the ovs-vsctl command only.")
@@ -72,15 +74,16 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
     --duration, then removes exactly what it created. Prints the matching `vmsniff
     receive` command for the receiving host.
     """
-    from vmsniff.durations import parse_duration
+    from datetime import timedelta
+
     from vmsniff.errors import UsageError
     from vmsniff.mirror import MirrorSession
     from vmsniff.model import Direction
     from vmsniff.ovs.plan import MirrorOptions
     from vmsniff.resolve import resolve, single_nic
 
-    duration = parse_duration(kw.pop("duration"), "--duration") if kw["duration"] else None
-    ttl = parse_duration(kw.pop("ttl"), "--ttl")
+    duration: float | None = kw.pop("duration")
+    ttl = timedelta(seconds=kw.pop("ttl"))
     if kw["detach"] and duration:
         raise UsageError("--detach and --duration do not go together; --ttl sets the expiry")
     opts = MirrorOptions(
@@ -96,7 +99,6 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
         bridge=kw.pop("bridge"),
     )
     detach, dry_run = kw.pop("detach"), kw.pop("dry_run")
-    kw.pop("duration", None)
     target = resolve(resolve_options_from(vm, kw))
     nic = single_nic(target.nics)
     if not target.ovsdb:
@@ -137,7 +139,7 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
                     env.out.print(f"session {plan.session} expires {plan.expires}")
                     env.info(f"remove it with:  vmsniff cleanup {plan.session}")
                 return
-            reason = _run(env, session, duration.total_seconds() if duration else None)
+            reason = _run(env, session, duration)
             packets, bytes_ = session.stats()
         finally:
             for sig, handler in old.items():

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
+from vmsniff.cli._options import DURATION
 from vmsniff.errors import UsageError
 
 
@@ -98,9 +99,9 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
 @click.option("-c", "--count", type=click.IntRange(1), help="Stop after writing COUNT packets.")
 @click.option(
     "--duration",
-    type=click.FloatRange(0, min_open=True),
-    metavar="SECONDS",
-    help="Stop after this long.",
+    type=DURATION,
+    metavar="D",
+    help="Stop after D (30, 30s, 10m, 1h).",
 )
 @click.option(
     "-C",
