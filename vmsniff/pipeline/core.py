@@ -61,6 +61,9 @@ class Packet(NamedTuple):
     """pcapng ``epb_flags`` direction bits: 0 unknown, 1 inbound (to-vm), 2 outbound (from-vm)."""
     erspan: bool
     """True when the envelope was ERSPAN (for naming)."""
+    interface: str | None = None
+    """A pcapng interface name to file the packet under (``capture``: the NIC's name); None
+    names it from the session and direction."""
 
 
 def direction_name(flags: int) -> str | None:

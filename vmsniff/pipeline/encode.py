@@ -44,8 +44,9 @@ def interface_name(session: int | None, direction: int, erspan: bool) -> str:
 class Encoder:
     """Base of the two encoders: :meth:`header` once, then :meth:`encode` per packet."""
 
-    def __init__(self, snaplen: int) -> None:
+    def __init__(self, snaplen: int, application: str = "vmsniff receive") -> None:
         self.snaplen = snaplen
+        self.application = application
 
     def header(self) -> bytes:
         raise NotImplementedError
@@ -76,27 +77,37 @@ class PcapEncoder(Encoder):
 class PcapngEncoder(Encoder):
     """pcapng: one Section Header Block, one interface per (session, direction, link type)."""
 
-    def __init__(self, snaplen: int) -> None:
-        super().__init__(snaplen)
-        self._interfaces: dict[tuple[int | None, int, int, bool], int] = {}
+    def __init__(self, snaplen: int, application: str = "vmsniff receive") -> None:
+        super().__init__(snaplen, application)
+        self._interfaces: dict[tuple[int | None, int, int, bool, str | None], int] = {}
 
     def header(self) -> bytes:
-        return section_header_block(userappl="vmsniff receive")
+        return section_header_block(userappl=self.application)
+
+    def interface(
+        self, session: int | None, direction: int, linktype: int, erspan: bool, name: str | None
+    ) -> tuple[int, bytes]:
+        """The interface index for these packets, and its Interface Description Block when
+        this is the first packet to use it (else ``b""``)."""
+        ident = (session, direction, linktype, erspan, name)
+        index = self._interfaces.get(ident)
+        if index is not None:
+            return index, b""
+        index = self._interfaces[ident] = len(self._interfaces)
+        if name is None:
+            name = interface_name(session, direction, erspan)
+            description = "inner frames decapsulated by vmsniff"
+        else:
+            description = f"captured by {self.application}"
+        idb = interface_description_block(
+            linktype, self.snaplen, name=name, description=description, tsresol=9
+        )
+        return index, idb
 
     def encode(self, pkt: Packet) -> bytes:
-        ident = (pkt.session, pkt.direction, pkt.linktype, pkt.erspan)
-        idb = b""
-        index = self._interfaces.get(ident)
-        if index is None:
-            index = self._interfaces[ident] = len(self._interfaces)
-            name = interface_name(pkt.session, pkt.direction, pkt.erspan)
-            idb = interface_description_block(
-                pkt.linktype,
-                self.snaplen,
-                name=name,
-                description="inner frames decapsulated by vmsniff",
-                tsresol=9,
-            )
+        index, idb = self.interface(
+            pkt.session, pkt.direction, pkt.linktype, pkt.erspan, pkt.interface
+        )
         data = pkt.data
         n = len(data)
         pad = -n % 4
@@ -108,10 +119,11 @@ class PcapngEncoder(Encoder):
         return b"".join((idb, head, data, b"\x00" * pad, opts, _U32.pack(total)))
 
 
-def new_encoder(fmt: str, snaplen: int) -> Encoder:
-    """A fresh encoder for ``pcap`` or ``pcapng``."""
+def new_encoder(fmt: str, snaplen: int, application: str = "vmsniff receive") -> Encoder:
+    """A fresh encoder for ``pcap`` or ``pcapng``; ``application`` goes into pcapng's
+    ``shb_userappl``."""
     if fmt == "pcap":
-        return PcapEncoder(snaplen)
+        return PcapEncoder(snaplen, application)
     if fmt == "pcapng":
-        return PcapngEncoder(snaplen)
+        return PcapngEncoder(snaplen, application)
     raise ValueError(f"unknown format {fmt!r}")

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 from vmsniff.errors import NotFound, PermissionDenied, VmsniffError
 
-__all__ = ["PACKET_OUTGOING", "Ring", "attach_filter"]
+__all__ = ["PACKET_HOST", "PACKET_OUTGOING", "Ring", "attach_filter"]
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -32,6 +32,7 @@ PACKET_VERSION = 10
 TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
+PACKET_HOST = 0
 PACKET_OUTGOING = 4
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -148,6 +149,48 @@ class Ring:
             finally:
                 for _, mv in frames:
                     mv.release()
+                struct.pack_into("=I", view, base + 8, TP_STATUS_KERNEL)
+                self._next = (self._next + 1) % self.block_count
+
+    def typed_blocks(
+        self, timeout_ms: int = 100
+    ) -> Iterator[list[tuple[int, memoryview, int, int]]]:
+        """Like :meth:`blocks`, but every packet, outgoing ones included, as
+        ``(timestamp_ns, frame, pkttype, wire_length)``. ``pkttype`` is ``sll_pkttype``:
+        :data:`PACKET_OUTGOING` for what this host sent out of the interface,
+        :data:`PACKET_HOST` and the others for what arrived on it."""
+        view = self._view
+        assert view is not None
+        unpack_pkt = _PKT.unpack_from
+        bs = self.block_size
+        while True:
+            base = self._next * bs
+            status, count, first = _BLOCK.unpack_from(view, base + 8)
+            if not status & TP_STATUS_USER:
+                self._poll.poll(timeout_ms)
+                status = _BLOCK.unpack_from(view, base + 8)[0]
+                if not status & TP_STATUS_USER:
+                    yield []
+                    continue
+                status, count, first = _BLOCK.unpack_from(view, base + 8)
+            frames: list[tuple[int, memoryview, int]] = []
+            off = base + first
+            for _ in range(count):
+                nxt, sec, nsec, snap, _len, _st, mac, net = unpack_pkt(view, off)
+                start = off + mac
+                frames.append(
+                    (
+                        sec * 1_000_000_000 + nsec,
+                        view[start : start + snap],
+                        view[off + _PKTTYPE_OFFSET],
+                    )
+                )
+                off += nxt
+            try:
+                yield frames
+            finally:
+                for frame in frames:
+                    frame[1].release()
                 struct.pack_into("=I", view, base + 8, TP_STATUS_KERNEL)
                 self._next = (self._next + 1) % self.block_count
 

@@ -131,6 +131,7 @@ class FileSink(Sink):
         rotation: Rotation = Rotation(),
         flush_each: bool = False,
         force: bool = False,
+        application: str = "vmsniff receive",
     ) -> None:
         if path == "-" and rotation.active:
             raise UsageError("-C and -G need a file name, not -w -")
@@ -140,6 +141,7 @@ class FileSink(Sink):
         self.rotation = rotation
         self.flush_each = flush_each
         self.force = force
+        self.application = application
         self.files: list[str] = []
         self._created: set[str] = set()
         self._fd = -1
@@ -149,7 +151,7 @@ class FileSink(Sink):
         self._count = 0  # -C file number
         self._interval: int | None = None  # -G interval number of the open file
         self._generations = 0
-        self._encoder: Encoder = new_encoder(fmt, snaplen)
+        self._encoder: Encoder = new_encoder(fmt, snaplen, application)
         self._digits = len(str(rotation.files - 1)) if rotation.files else 0
         if path == "-":
             self._fd = 1
@@ -171,7 +173,7 @@ class FileSink(Sink):
         self._fd = open_capture_file(name, force=self.force, ours=name in self._created)
         self._created.add(name)
         self.files.append(name)
-        self._encoder = new_encoder(self.fmt, self.snaplen)
+        self._encoder = new_encoder(self.fmt, self.snaplen, self.application)
         self._start_file()
 
     def _start_file(self) -> None:
