@@ -173,18 +173,14 @@ class Ring:
                     yield []
                     continue
                 status, count, first = _BLOCK.unpack_from(view, base + 8)
-            frames: list[tuple[int, memoryview, int]] = []
+            frames: list[tuple[int, memoryview, int, int]] = []
             off = base + first
             for _ in range(count):
-                nxt, sec, nsec, snap, _len, _st, mac, net = unpack_pkt(view, off)
+                nxt, sec, nsec, snap, wire, _st, mac, net = unpack_pkt(view, off)
                 start = off + mac
-                frames.append(
-                    (
-                        sec * 1_000_000_000 + nsec,
-                        view[start : start + snap],
-                        view[off + _PKTTYPE_OFFSET],
-                    )
-                )
+                ts = sec * 1_000_000_000 + nsec
+                ptype = view[off + _PKTTYPE_OFFSET]
+                frames.append((ts, view[start : start + snap], ptype, wire))
                 off += nxt
             try:
                 yield frames
