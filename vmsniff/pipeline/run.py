@@ -14,19 +14,32 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from vmsniff.pipeline.core import Pipeline, Stats
+from vmsniff.pipeline.core import Packet, Stats
 from vmsniff.pipeline.sinks import Sink
 from vmsniff.pipeline.sources import Batch
 
-__all__ = ["Source", "StopFlag", "drive", "stop_on_signals"]
+__all__ = ["Source", "Stage", "StopFlag", "drive", "stop_on_signals"]
 
 
 class Source(Protocol):
+    """Where frames come from: :class:`~.sources.FileSource`, :class:`~.sources.LiveSource`,
+    or a capture's tap source (``batches`` yields ``(linktype, frames)``)."""
+
     kernel_dropped: int
 
-    def batches(self) -> Iterator[Batch]: ...
+    def batches(self) -> Iterator[Batch] | Iterator[tuple[int, list[Any]]]: ...
 
     def close(self) -> None: ...
+
+
+class Stage(Protocol):
+    """What :func:`drive` runs each batch through: :class:`~.core.Pipeline` for ``receive``
+    (frames are ``(timestamp_ns, bytes)``); ``capture`` has its own, whose frames carry the
+    packet type too. Every frame is counted in :attr:`stats`."""
+
+    stats: Stats
+
+    def push(self, frames: Any, linktype: int) -> list[Packet]: ...
 
 
 class StopFlag:
@@ -59,7 +72,7 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
 
 def drive(
     source: Source,
-    pipeline: Pipeline,
+    pipeline: Stage,
     sink: Sink,
     *,
     count: int | None = None,
