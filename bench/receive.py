@@ -79,6 +79,12 @@ def count_records(path: Path) -> int:
     return n
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process so far (proc(5), fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_once(prefix: str, pcap: Path, tmp: Path, offered: int) -> dict[str, dict[str, float]]:
     tx, rx = f"{prefix}-tx", f"{prefix}-rx"
     outputs = {"vmsniff": tmp / "vmsniff.pcap", "tcpdump": tmp / "tcpdump.pcap"}
@@ -120,6 +126,7 @@ def run_once(prefix: str, pcap: Path, tmp: Path, offered: int) -> dict[str, dict
     results: dict[str, dict[str, float]] = {}
     try:
         time.sleep(3)  # both receivers ready
+        busy0 = {name: proc_cpu(p.pid) for name, p in procs.items()}
         t0 = time.monotonic()
         replay = subprocess.run(
             ["ip", "netns", "exec", tx, "tcpreplay", "-i", "veth0", "--topspeed", str(pcap)],
@@ -132,6 +139,7 @@ def run_once(prefix: str, pcap: Path, tmp: Path, offered: int) -> dict[str, dict
         sent = re.search(r"Successful packets:\s+(\d+)", replay.stdout)
         offered = int(sent.group(1)) if sent else offered
         time.sleep(1.5)
+        busy = {name: proc_cpu(p.pid) - busy0[name] for name, p in procs.items()}
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
         for name, p in procs.items():
@@ -145,7 +153,8 @@ def run_once(prefix: str, pcap: Path, tmp: Path, offered: int) -> dict[str, dict
                 "lost": offered - written,
                 "pps": written / (offered / replay_pps),
                 "cpu_s": cpu,
-                "cpu_s_per_M": cpu / max(written, 1) * 1e6,
+                "busy_cpu_s": busy[name],
+                "cpu_s_per_M": busy[name] / max(written, 1) * 1e6,
                 "rss_mb": usage.ru_maxrss / 1024,
                 "replay_pps": replay_pps,
             }
@@ -209,14 +218,15 @@ def main() -> int:
         return 0
     head = (
         f"{'mix':5} {'tool':8} {'offered':>8} {'written':>8} {'lost':>7} {'pps':>9} "
-        f"{'cpu s':>6} {'cpu s/M':>8} {'RSS MB':>7}"
+        f"{'cpu s':>6} {'busy s':>6} {'busy s/M':>8} {'RSS MB':>7}"
     )
     print(head)
     for mix, res in all_results.items():
         for tool, r in res.items():
             print(
                 f"{mix:5} {tool:8} {r['offered']:8.0f} {r['written']:8.0f} {r['lost']:7.0f} "
-                f"{r['pps']:9.0f} {r['cpu_s']:6.2f} {r['cpu_s_per_M']:8.2f} {r['rss_mb']:7.1f}"
+                f"{r['pps']:9.0f} {r['cpu_s']:6.2f} {r['busy_cpu_s']:6.2f} {r['cpu_s_per_M']:8.2f} "
+                f"{r['rss_mb']:7.1f}"
             )
         v, t = res["vmsniff"], res["tcpdump"]
         cpu_ratio = v["cpu_s_per_M"] / t["cpu_s_per_M"]

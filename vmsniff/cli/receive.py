@@ -182,6 +182,9 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     )
     fmt = opts["fmt"] or ("pcapng" if config.marks_direction else "pcap")
     source: Any
+    # The fast path (whole ring blocks, numpy) writes one plain file: not for --print, {key}
+    # templates or rotation, which take the packet-by-packet path.
+    blocks = not (print_ or opts["file_size"] or opts["rotate_seconds"] or "{key}" in write)
     if opts["read_file"]:
         from vmsniff.pipeline.sources import FileSource
 
@@ -189,14 +192,40 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     else:
         from vmsniff.pipeline.sources import LiveSource
 
-        source = LiveSource(opts["interface"], [str(n) for n in config.sources])
+        inner = None
+        if expression:
+            from vmsniff.filter import bpf_instructions
+            from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+
+            inner = bpf_instructions(expression, LINKTYPE_ETHERNET)
+        source = LiveSource(
+            opts["interface"],
+            [str(n) for n in config.sources],
+            inner=inner,
+            strip_vlan=strip,
+            vlan_id=vlan_id,
+            blocks=blocks,
+        )
     flag = StopFlag()
+    fast = None
+    if getattr(source, "blocks", False):
+        # Before -Z: after it the interpreter may no longer read numpy's files (or the stdlib).
+        from vmsniff.pipeline.fastpath import FastPath
     try:
         if opts["user"]:
             from vmsniff.pipeline.sources import drop_privileges
 
             drop_privileges(opts["user"])
         sink = _sink(env, opts, fmt, write, print_)
+        pipeline = Pipeline(config)
+        if getattr(source, "blocks", False):
+            fast = FastPath(
+                source.ring.memory,
+                source.ring.block_size,
+                pipeline,
+                sink.encoder,
+                kernel_filtered=source.kernel_filtered,
+            )
         on_tick = None
         if env.stderr.isatty() and not as_json and env.verbosity >= 0:
             from vmsniff.cli._render_receive import live_line
@@ -206,8 +235,9 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
             with stop_on_signals(flag):
                 stats = drive(
                     source,
-                    Pipeline(config),
+                    pipeline,
                     sink,
+                    fast=fast,
                     count=opts["count"],
                     duration=opts["duration"],
                     stop=flag,
@@ -216,6 +246,8 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
         finally:
             sink.close()
     finally:
+        if fast is not None:
+            fast.close()
         source.close()
     damage = getattr(source, "damage", None)
     if damage:

@@ -190,6 +190,35 @@ class Ring:
                 struct.pack_into("=I", view, base + 8, TP_STATUS_KERNEL)
                 self._next = (self._next + 1) % self.block_count
 
+    @property
+    def memory(self) -> mmap.mmap:
+        """The mapped ring itself (for readers that take a whole block at once)."""
+        assert self._map is not None
+        return self._map
+
+    def raw_blocks(self, timeout_ms: int = 100) -> Iterator[tuple[int, int, int] | None]:
+        """Yield each filled block as ``(base, count, first)``: its offset in :attr:`memory`,
+        its number of packets and the offset of the first packet from ``base``; None when
+        ``timeout_ms`` passed with nothing new. The block is the caller's (to read, and to
+        write into: nothing else looks at it) until the generator is resumed."""
+        view = self._view
+        assert view is not None
+        bs = self.block_size
+        while True:
+            base = self._next * bs
+            status, count, first = _BLOCK.unpack_from(view, base + 8)
+            if not status & TP_STATUS_USER:
+                self._poll.poll(timeout_ms)
+                status, count, first = _BLOCK.unpack_from(view, base + 8)
+                if not status & TP_STATUS_USER:
+                    yield None
+                    continue
+            try:
+                yield base, count, first
+            finally:
+                struct.pack_into("=I", view, base + 8, TP_STATUS_KERNEL)
+                self._next = (self._next + 1) % self.block_count
+
     def statistics(self) -> tuple[int, int]:
         """``(packets, drops)`` since the ring opened (PACKET_STATISTICS resets on each read,
         so this adds them up)."""

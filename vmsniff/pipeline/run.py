@@ -12,11 +12,14 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vmsniff.pipeline.core import Packet, Stats
-from vmsniff.pipeline.sinks import Sink
-from vmsniff.pipeline.sources import Batch
+from vmsniff.pipeline.sinks import FileSink, Sink
+from vmsniff.pipeline.sources import RING_BLOCK, Batch
+
+if TYPE_CHECKING:
+    from vmsniff.pipeline.fastpath import FastPath
 
 __all__ = ["Source", "Stage", "StopFlag", "drive", "stop_on_signals"]
 
@@ -75,6 +78,7 @@ def drive(
     pipeline: Stage,
     sink: Sink,
     *,
+    fast: FastPath | None = None,
     count: int | None = None,
     duration: float | None = None,
     stop: Callable[[], bool] = lambda: False,
@@ -82,12 +86,25 @@ def drive(
     on_tick: Callable[[Stats], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Stats:
-    """Run until one of the stop conditions; return the pipeline's stats (kernel drops in)."""
+    """Run until one of the stop conditions; return the pipeline's stats (kernel drops in).
+
+    With ``fast`` (whose pipeline is ``pipeline``), batches of :data:`~.sources.RING_BLOCK` go
+    through it straight into ``sink``, a :class:`~.sinks.FileSink` without rotation.
+    """
     stats = pipeline.stats
     start = last_flush = last_tick = clock()
     try:
         for linktype, frames in source.batches():
-            if frames:
+            if linktype == RING_BLOCK:
+                if frames and fast is not None:
+                    left = None if count is None else count - stats.written
+                    before = stats.written
+                    records = fast.process(*frames, limit=left)  # type: ignore[misc]
+                    assert isinstance(sink, FileSink)
+                    sink.write_records(records, stats.written - before)
+                    if count is not None and stats.written >= count:
+                        break
+            elif frames:
                 packets = pipeline.push(frames, linktype)
                 if count is not None and stats.written >= count:
                     extra = stats.written - count

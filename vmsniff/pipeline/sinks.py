@@ -231,6 +231,23 @@ class FileSink(Sink):
             if self.flush_each or len(self._buf) >= _BUFFER:
                 self.flush()
 
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder of the open file (a new one per rotated file)."""
+        return self._encoder
+
+    def write_records(self, records: list[bytes], packets: int) -> None:
+        """Records already encoded by :attr:`encoder` (the fast path), ``packets`` of them
+        packets. Only without rotation: a record batch cannot be split across files."""
+        if self.rotation.active:
+            raise ValueError("encoded records cannot be rotated")
+        data = b"".join(records)
+        self._buf += data
+        self._size += len(data)
+        self._packets_in_file += packets
+        if self.flush_each or len(self._buf) >= _BUFFER:
+            self.flush()
+
     def flush(self) -> None:
         if self._buf and self._fd >= 0:
             _write_all(self._fd, self._buf)

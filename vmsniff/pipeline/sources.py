@@ -25,7 +25,18 @@ from vmsniff.pcap.linktypes import LINKTYPE_RAW
 from vmsniff.pcap.reader import CaptureReader
 from vmsniff.pipeline.ring import Ring, attach_filter
 
-__all__ = ["Batch", "FileSource", "LiveSource", "drop_privileges", "kernel_program"]
+__all__ = [
+    "RING_BLOCK",
+    "Batch",
+    "FileSource",
+    "LiveSource",
+    "drop_privileges",
+    "kernel_program",
+]
+
+#: The "link type" of a batch that is a whole ring block ``(base, count, first)`` for the fast
+#: path (:mod:`.fastpath`) rather than a list of frames.
+RING_BLOCK = -1
 
 Batch = tuple[int, list[tuple[int, bytes | memoryview]]]
 _CHUNK = 1 << 20
@@ -113,14 +124,42 @@ def _gre_holder() -> socket.socket:
 
 
 class LiveSource:
-    """GRE from the network: a TPACKET_V3 ring plus the ICMP-silencing GRE socket."""
+    """GRE from the network: a TPACKET_V3 ring plus the ICMP-silencing GRE socket.
 
-    def __init__(self, interface: str | None, sources: Sequence[str] = ()) -> None:
+    With ``inner`` (the user's filter compiled for Ethernet, as instructions) the ring's kernel
+    filter also runs it on the inner frame of fast-shaped packets (:mod:`vmsniff.filter.kernel`);
+    :attr:`kernel_filtered` says whether that worked. ``blocks=True`` makes :meth:`batches`
+    yield whole ring blocks (:data:`RING_BLOCK`) for :class:`~.fastpath.FastPath`.
+    """
+
+    def __init__(
+        self,
+        interface: str | None,
+        sources: Sequence[str] = (),
+        *,
+        inner: Sequence[tuple[int, int, int, int]] | None = None,
+        strip_vlan: bool = False,
+        vlan_id: int | None = None,
+        blocks: bool = False,
+        block_size: int = 1 << 20,
+        block_count: int = 32,
+    ) -> None:
+        from vmsniff.filter.kernel import receive_program
+
         self.interface = interface
-        program = kernel_program(sources)
+        self.blocks = blocks
+        program, self.kernel_filtered = receive_program(
+            kernel_program(sources), inner, strip_vlan=strip_vlan, vlan_id=vlan_id
+        )
         self._holder = _gre_holder()
         try:
-            self.ring = Ring(interface, kind=socket.SOCK_DGRAM, program=program)
+            self.ring = Ring(
+                interface,
+                kind=socket.SOCK_DGRAM,
+                program=program,
+                block_size=block_size,
+                block_count=block_count,
+            )
         except BaseException:
             self._holder.close()
             raise
@@ -130,6 +169,10 @@ class LiveSource:
         return self.ring.statistics()[1]
 
     def batches(self) -> Iterator[Batch]:
+        if self.blocks:
+            for block in self.ring.raw_blocks():
+                yield RING_BLOCK, block  # type: ignore[misc]
+            return
         for frames in self.ring.blocks():
             yield LINKTYPE_RAW, frames  # type: ignore[misc]
 

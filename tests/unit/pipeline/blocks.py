@@ -1,0 +1,37 @@
+"""Build TPACKET_V3 blocks in memory, laid out as the kernel lays them (linux/if_packet.h)."""
+
+from __future__ import annotations
+
+import struct
+
+BLOCK_HEADER = 48  # tpacket_block_desc with tpacket_hdr_v1, aligned
+PACKET_OUTGOING = 4
+
+
+def block(
+    packets: list[tuple[int, bytes]] | list[tuple[int, bytes, int]],
+    *,
+    size: int = 1 << 16,
+    mac: int = 96,
+    base: int = 0,
+    total: int | None = None,
+) -> tuple[bytearray, int, int, int]:
+    """``(memory, base, count, first)``: ``packets`` of ``(timestamp_ns, bytes[, pkttype])``
+    written from ``base`` into a block of ``size`` bytes inside ``memory`` (``total`` bytes,
+    default ``base + size``), each at ``mac`` bytes into its slot, slots 8-aligned."""
+    mem = bytearray(total if total is not None else base + size)
+    off = BLOCK_HEADER
+    for item in packets:
+        ts, data = item[0], item[1]
+        pkttype = item[2] if len(item) == 3 else 0  # type: ignore[misc]
+        nxt = (mac + len(data) + 7) & ~7
+        if off + mac + len(data) > size:
+            raise ValueError("packets do not fit in the block")
+        sec, nsec = divmod(ts, 1_000_000_000)
+        struct.pack_into("=IIIIIIHH", mem, base + off, nxt, sec, nsec, len(data), len(data),
+                         1, mac, mac)  # fmt: skip
+        mem[base + off + 58] = pkttype
+        mem[base + off + mac : base + off + mac + len(data)] = data
+        off += nxt
+    struct.pack_into("=III", mem, base + 8, 1, len(packets), BLOCK_HEADER)
+    return mem, base, len(packets), BLOCK_HEADER
