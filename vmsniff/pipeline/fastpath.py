@@ -113,7 +113,7 @@ class FastPath:
         stats = self.pipeline.stats
         a = self._a
         u32 = self._u32
-        offs = np.array(self._offsets(base, count, first), dtype=np.int64)
+        offs = np.fromiter(self._offsets(base, count, first), dtype=np.int64, count=count)
         o4 = offs >> 2
         sec = u32[o4 + 1].astype(np.int64)
         nsec = u32[o4 + 2].astype(np.int64)
@@ -122,21 +122,26 @@ class FastPath:
         mac = (u32[o4 + 6] & 0xFFFF).astype(np.int64)
         incoming = a[offs + 58] != _OUTGOING
         ip = offs + mac
-        idx = np.minimum(ip[:, None] + np.arange(_OUTER), len(a) - 1)
-        h = a[idx].astype(np.int64)
-        iplen = h[:, 2] << 8 | h[:, 3]
-        gflags = h[:, 20] << 8 | h[:, 21]
+
+        def at(k: Any) -> Array:  # the byte at ip + k (clipped: past the ring is never used)
+            return np.take(a, ip + k, mode="clip").astype(np.int64)  # type: ignore[no-any-return]
+
+        def be16(k: Any) -> Array:
+            return at(k) << 8 | at(k + 1)
+
+        iplen = be16(2)
+        gflags = be16(20)
         glen = 4 + 4 * ((gflags >> 15 & 1) + (gflags >> 13 & 1) + (gflags >> 12 & 1))
         outer = 20 + glen
         fast = (
             incoming
             & (snap == wire)
             & (snap >= 24)
-            & (h[:, 0] == 0x45)
-            & (h[:, 9] == 47)
-            & ((h[:, 6] << 8 | h[:, 7]) & 0x3FFF == 0)
+            & (at(0) == 0x45)
+            & (at(9) == 47)
+            & (be16(6) & 0x3FFF == 0)
             & (wire <= iplen)
-            & ((h[:, 22] << 8 | h[:, 23]) == 0x6558)
+            & (be16(22) == 0x6558)
             & (gflags & _FLAG_MASK == 0)
             & (snap >= outer)
         )
@@ -148,7 +153,7 @@ class FastPath:
         # --from (the kernel checks it too; this keeps the fast path right on its own)
         ok = fast.copy()
         if self._sources or self._only_v6_sources:
-            src = h[:, 12] << 24 | h[:, 13] << 16 | h[:, 14] << 8 | h[:, 15]
+            src = be16(12) << 16 | be16(14)
             hit = np.zeros(count, dtype=bool)
             for mask, net in self._sources:
                 hit |= src & mask == net
@@ -156,14 +161,7 @@ class FastPath:
         # --key: the session and the direction it gives
         has_key = gflags & 0x2000 != 0
         koff = 24 + 4 * (gflags >> 15 & 1)
-        rows = np.arange(count)
-        kcols = np.minimum(koff, _OUTER - 4)
-        key = (
-            h[rows, kcols] << 24
-            | h[rows, kcols + 1] << 16
-            | h[rows, kcols + 2] << 8
-            | h[rows, kcols + 3]
-        )
+        key = be16(koff) << 16 | be16(koff + 2)
         key = np.where(has_key, key, -1)
         direction = np.zeros(count, dtype=np.int64)
         if len(self._key_values):
@@ -298,18 +296,13 @@ class FastPath:
         c = cap[sel]
         heads = s - 16
         ends = s + c
-        a = self._a
 
         def write(fits: Array) -> None:
             k = np.flatnonzero(fits)
             if not len(k):
                 return
-            hdr = np.empty((len(k), 4), dtype="<u4")
-            hdr[:, 0] = sec[sel[k]]
-            hdr[:, 1] = nsec[sel[k]]
-            hdr[:, 2] = c[k]
-            hdr[:, 3] = orig[sel[k]]
-            a[heads[k][:, None] + np.arange(16)] = hdr.view(np.uint8)
+            i = sel[k]
+            self._put_words(heads[k], (sec[i], nsec[i], c[k], orig[i]))
 
         return heads, write, ends
 
@@ -334,18 +327,14 @@ class FastPath:
         ifidx = np.zeros(len(sel), dtype=np.int64)
         if len(sel):
             combo = (k_ + 1) * 4 + d
-            uniq, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
-            index = [0] * len(uniq)
-            for u in np.argsort(first).tolist():  # new interfaces in order of appearance
-                code = int(uniq[u])
+            for code, where in _groups(combo):  # in order of first appearance
                 session = code // 4 - 1
                 i, idb = self.encoder.interface(
                     None if session < 0 else session, code % 4, LINKTYPE_ETHERNET, False, None
                 )
-                index[u] = i
+                ifidx[where] = i
                 if idb:
                     self._new_idbs.append(idb)
-            ifidx = np.array(index, dtype=np.int64)[inverse.reshape(-1)]
         pad = -c % 4
         opt = np.where(d != 0, 12, 0)
         total = 32 + c + pad + opt
@@ -358,33 +347,41 @@ class FastPath:
             k = np.flatnonzero(fits)
             if not len(k):
                 return
-            head = np.empty((len(k), 7), dtype="<u4")
-            head[:, 0] = 6
-            head[:, 1] = total[k]
-            head[:, 2] = ifidx[k]
-            head[:, 3] = t[k] >> 32
-            head[:, 4] = t[k] & 0xFFFFFFFF
-            head[:, 5] = c[k]
-            head[:, 6] = orig[sel[k]]
-            a[heads[k][:, None] + np.arange(28)] = head.view(np.uint8)
+            tk = t[k]
+            tot = total[k]
+            self._put_words(
+                heads[k], (6, tot, ifidx[k], tk >> 32, tk & 0xFFFFFFFF, c[k], orig[sel[k]])
+            )
             end = s[k] + c[k]
-            a[end[:, None] + np.arange(3)] = 0
+            for j in range(3):
+                a[end + j] = 0
             tail_at = end + pad[k]
-            w = np.flatnonzero(d[k] != 0)
-            if len(w):
-                tail = np.empty((len(w), 4), dtype="<u4")
-                tail[:, 0] = _OPT_FLAGS
-                tail[:, 1] = d[k][w]
-                tail[:, 2] = 0
-                tail[:, 3] = total[k][w]
-                a[tail_at[w][:, None] + np.arange(16)] = tail.view(np.uint8)
-            w = np.flatnonzero(d[k] == 0)
-            if len(w):
-                a[tail_at[w][:, None] + np.arange(4)] = (
-                    total[k][w].astype("<u4")[:, None].view(np.uint8)
-                )
+            dk = d[k]
+            w = np.flatnonzero(dk != 0)
+            if len(w) == len(k):
+                self._put_words(tail_at, (_OPT_FLAGS, dk, 0, tot))
+            elif len(w):
+                self._put_words(tail_at[w], (_OPT_FLAGS, dk[w], 0, tot[w]))
+            if len(w) != len(k):
+                w = np.flatnonzero(dk == 0)
+                self._put_words(tail_at[w], (tot[w],))
 
         return heads, write, ends
+
+    def _put_words(self, pos: Array, words: tuple[Any, ...]) -> None:
+        """Write consecutive little-endian 32-bit ``words`` (arrays or ints) at byte offsets
+        ``pos``: one store per word when every offset is 4-aligned (the usual case)."""
+        if not len(pos):
+            return
+        if not (pos & 3).any():
+            w = pos >> 2
+            for j, col in enumerate(words):
+                self._u32[w + j] = col
+            return
+        block = np.empty((len(pos), len(words)), dtype="<u4")
+        for j, col in enumerate(words):
+            block[:, j] = col
+        self._a[pos[:, None] + np.arange(4 * len(words))] = block.view(np.uint8)
 
     def _copy_record(
         self,
@@ -411,3 +408,26 @@ class FastPath:
         )
         # The interface is known already: its block, if new, is in this batch's prefix.
         return self.encoder.encode(pkt)
+
+
+def _groups(values: Array) -> list[tuple[int, Any]]:
+    """``(value, where)`` for each distinct value, in order of first appearance; ``where``
+    selects its elements. A few passes when there are few values (the usual case: one session
+    and its two directions), a sort otherwise."""
+    out: list[tuple[int, Any]] = []
+    rest = np.ones(len(values), dtype=bool)
+    for _ in range(4):
+        left = np.flatnonzero(rest)
+        if not len(left):
+            return out
+        v = values[left[0]]
+        where = rest & (values == v)
+        out.append((int(v), where))
+        rest &= ~where
+    left = np.flatnonzero(rest)
+    if len(left):
+        uniq, first, inverse = np.unique(values[left], return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for u in np.argsort(first).tolist():
+            out.append((int(uniq[u]), left[inverse == u]))
+    return out

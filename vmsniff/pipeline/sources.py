@@ -142,7 +142,7 @@ class LiveSource:
         vlan_id: int | None = None,
         blocks: bool = False,
         block_size: int = 1 << 20,
-        block_count: int = 32,
+        block_count: int = 16,
     ) -> None:
         from vmsniff.filter.kernel import receive_program
 

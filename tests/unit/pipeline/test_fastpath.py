@@ -242,3 +242,26 @@ def test_random_traffic(spec: list[tuple[Any, ...]], name: str, fmt: str) -> Non
     got, got_stats = fast(CONFIGS[name], fmt, packets, size=1 << 16)  # type: ignore[arg-type]
     same_capture(fmt, got, want)
     assert got_stats.as_dict() == want_stats.as_dict()
+
+
+def test_groups_keep_the_order_of_first_appearance() -> None:
+    import numpy as np
+
+    from vmsniff.pipeline.fastpath import _groups
+
+    values = np.array([9, 3, 9, 7, 1, 5, 3, 8, 2, 6, 6, 0, 4], dtype=np.int64)
+    groups = _groups(values)
+    assert [v for v, _ in groups] == [9, 3, 7, 1, 5, 8, 2, 6, 0, 4]
+    for v, where in groups:
+        assert (values[where] == v).all() and int(np.count_nonzero(values == v)) == len(
+            values[where]
+        )
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_many_sessions_in_one_block(fmt: str) -> None:
+    packets = [(i, gre(icmp_frame(i), key=(i * 7) % 11)) for i in range(60)]
+    want, want_stats = reference(PipelineConfig(), fmt, packets)  # type: ignore[arg-type]
+    got, got_stats = fast(PipelineConfig(), fmt, packets)  # type: ignore[arg-type]
+    same_capture(fmt, got, want)
+    assert got_stats.as_dict() == want_stats.as_dict()
