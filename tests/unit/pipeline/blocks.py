@@ -23,7 +23,7 @@ def block(
     off = BLOCK_HEADER
     for item in packets:
         ts, data = item[0], item[1]
-        pkttype = item[2] if len(item) == 3 else 0  # type: ignore[misc]
+        pkttype = item[2] if len(item) == 3 else 0
         nxt = (mac + len(data) + 7) & ~7
         if off + mac + len(data) > size:
             raise ValueError("packets do not fit in the block")

@@ -34,7 +34,7 @@ def reference(cfg: PipelineConfig, fmt: str, packets: list[tuple[Any, ...]]) -> 
 def fast(
     cfg: PipelineConfig, fmt: str, packets: list[tuple[Any, ...]], **layout: int
 ) -> tuple[bytes, Any]:
-    mem, base, count, first = block(packets, **layout)  # type: ignore[arg-type]
+    mem, base, count, first = block(packets, **layout)
     pipe = Pipeline(cfg)
     enc = new_encoder(fmt, cfg.snaplen)
     size = layout.get("size", 1 << 16)
@@ -184,8 +184,8 @@ def test_only_fast_packets_and_a_full_block(fmt: str, mac: int) -> None:
     bare = len(gre(icmp_frame(n), key=100))
     packets.append((n * 1000, gre(icmp_frame(n, size=size - used - mac - bare), key=100)))
     # the last packet ends at the very end of the block: its trailer cannot go in place
-    want, _ = reference(cfg, fmt, packets)  # type: ignore[arg-type]
-    got, stats = fast(cfg, fmt, packets, size=size, mac=mac)  # type: ignore[arg-type]
+    want, _ = reference(cfg, fmt, packets)
+    got, stats = fast(cfg, fmt, packets, size=size, mac=mac)
     same_capture(fmt, got, want)
     assert stats.written == len(packets)
     if fmt == "pcapng":  # the last record's trailer would run past the block: copied
@@ -238,8 +238,8 @@ def test_random_traffic(spec: list[tuple[Any, ...]], name: str, fmt: str) -> Non
             pkt = gre(inner[: max(0, len(inner) - cut)], key=key, seq=seq, checksum=csum,
                       total_length=len(pkt))  # fmt: skip
         packets.append((i, pkt))
-    want, want_stats = reference(CONFIGS[name], fmt, packets)  # type: ignore[arg-type]
-    got, got_stats = fast(CONFIGS[name], fmt, packets, size=1 << 16)  # type: ignore[arg-type]
+    want, want_stats = reference(CONFIGS[name], fmt, packets)
+    got, got_stats = fast(CONFIGS[name], fmt, packets, size=1 << 16)
     same_capture(fmt, got, want)
     assert got_stats.as_dict() == want_stats.as_dict()
 
@@ -261,7 +261,7 @@ def test_groups_keep_the_order_of_first_appearance() -> None:
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_many_sessions_in_one_block(fmt: str) -> None:
     packets = [(i, gre(icmp_frame(i), key=(i * 7) % 11)) for i in range(60)]
-    want, want_stats = reference(PipelineConfig(), fmt, packets)  # type: ignore[arg-type]
-    got, got_stats = fast(PipelineConfig(), fmt, packets)  # type: ignore[arg-type]
+    want, want_stats = reference(PipelineConfig(), fmt, packets)
+    got, got_stats = fast(PipelineConfig(), fmt, packets)
     same_capture(fmt, got, want)
     assert got_stats.as_dict() == want_stats.as_dict()
