@@ -7,7 +7,7 @@ eth0`` and ``tcpdump -i eth0 -w`` capture the same packets in the same run. For 
 offered/written/lost, pps (written over the replay's wall time), CPU seconds (user+sys from
 ``wait4``), CPU seconds per million packets, peak RSS, and the ratios vmsniff/tcpdump.
 
-    sudo .venv/bin/python bench/receive.py [--packets 500000] [--mix 64|imix] [--json]
+    sudo .venv/bin/python bench/receive.py [--packets 500000] [--mix 64|imix] [--loop N] [--json]
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_once(prefix: str, pcap: Path, tmp: Path, offered: int) -> dict[str, dict[str, float]]:
+def run_once(
+    prefix: str, pcap: Path, tmp: Path, offered: int, loop: int = 1
+) -> dict[str, dict[str, float]]:
     tx, rx = f"{prefix}-tx", f"{prefix}-rx"
     outputs = {"vmsniff": tmp / "vmsniff.pcap", "tcpdump": tmp / "tcpdump.pcap"}
     for p in outputs.values():
@@ -129,7 +131,18 @@ def run_once(prefix: str, pcap: Path, tmp: Path, offered: int) -> dict[str, dict
         busy0 = {name: proc_cpu(p.pid) for name, p in procs.items()}
         t0 = time.monotonic()
         replay = subprocess.run(
-            ["ip", "netns", "exec", tx, "tcpreplay", "-i", "veth0", "--topspeed", str(pcap)],
+            [
+                "ip",
+                "netns",
+                "exec",
+                tx,
+                "tcpreplay",
+                "-i",
+                "veth0",
+                "--topspeed",
+                f"--loop={loop}",
+                str(pcap),
+            ],  # fmt: skip
             capture_output=True,
             text=True,
         )
@@ -171,6 +184,9 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=500_000)
     ap.add_argument("--mix", choices=["64", "imix"], nargs="*", default=["64", "imix"])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--loop", type=int, default=1, help="replay the pcap this many times (RSS over 10M packets)"
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -208,7 +224,7 @@ def main() -> int:
             for mix in args.mix:
                 pcap = tmp / f"gre-{mix}.pcap"
                 build_pcap(pcap, args.packets, mix)
-                all_results[mix] = run_once(prefix, pcap, tmp, args.packets)
+                all_results[mix] = run_once(prefix, pcap, tmp, args.packets * args.loop, args.loop)
                 pcap.unlink()
         finally:
             for ns in (tx, rx):
