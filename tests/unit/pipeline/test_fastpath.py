@@ -247,7 +247,7 @@ def test_random_traffic(spec: list[tuple[Any, ...]], name: str, fmt: str) -> Non
 def test_groups_keep_the_order_of_first_appearance() -> None:
     import numpy as np
 
-    from vmsniff.pipeline.fastpath import _groups
+    from vmsniff.pipeline.inplace import groups as _groups
 
     values = np.array([9, 3, 9, 7, 1, 5, 3, 8, 2, 6, 6, 0, 4], dtype=np.int64)
     groups = _groups(values)
