@@ -58,8 +58,9 @@ _II_HDR = struct.Struct("!HH4x")
 _III_HDR = struct.Struct("!HH6xH")
 _TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
 # IPv6 extension headers that may sit between the fixed header and GRE (RFC 8200 section 4):
-# hop-by-hop options, routing, destination options. A fragment header (44) is not handled.
+# hop-by-hop options, routing, destination options; a Fragment header (44) goes to reassembly.
 _IP6_EXT = frozenset({0, 43, 60})
+_IP6_FRAGMENT = 44
 _GRE_C, _GRE_K, _GRE_S = 0x8000, 0x2000, 0x1000
 _GRE_BAD = 0x4007  # routing bit (RFC 1701) or a version other than 0
 _ETH_BRIDGING = 0x6558
@@ -182,7 +183,7 @@ def _decap_ip(
         raise MalformedPacket("IP: no header")
     version = mv[start] >> 4
     if version == 6:
-        return _decap_ip6(mv, start)
+        return _decap_ip6(mv, start, reassembler, now)
     if version != 4:
         raise MalformedPacket(f"IP: version {version}")
     if n < start + 20:
@@ -199,7 +200,9 @@ def _decap_ip(
     return _decap_gre(mv, start + hlen, claimed if claimed < n else n, claimed, src, dst)
 
 
-def _decap_ip6(mv: memoryview, start: int) -> Decapsulated:
+def _decap_ip6(
+    mv: memoryview, start: int, reassembler: Reassembler | None = None, now: float = 0.0
+) -> Decapsulated | None:
     n = len(mv)
     if n < start + 40:
         raise MalformedPacket(f"IPv6: {n - start} bytes, shorter than a header")
@@ -208,11 +211,15 @@ def _decap_ip6(mv: memoryview, start: int) -> Decapsulated:
         raise MalformedPacket("IPv6: jumbogram or empty payload")
     off = start + 40
     claimed = off + plen
+    prev = start + 6  # where the "next header" byte that names the current header sits
     while nh in _IP6_EXT:
         if n < off + 8:
             raise MalformedPacket("IPv6: extension header cut short")
+        prev = off
         nh = mv[off]
         off += (mv[off + 1] + 1) * 8
+    if nh == _IP6_FRAGMENT:
+        return _reassemble6(mv, start, off, prev, claimed, src, dst, reassembler, now)
     if nh != IPPROTO_GRE:
         raise MalformedPacket(f"not GRE: IPv6 next header {nh}")
     if off > claimed:
@@ -230,6 +237,40 @@ def _reassemble(
     if whole is None:
         return None
     return _decap_ip(memoryview(whole), 0, None, now)
+
+
+def _reassemble6(
+    mv: memoryview,
+    start: int,
+    frag: int,
+    prev: int,
+    claimed: int,
+    src: bytes,
+    dst: bytes,
+    reassembler: Reassembler | None,
+    now: float,
+) -> Decapsulated | None:
+    """An IPv6 Fragment header at ``frag`` (RFC 8200 section 4.5): reassemble, then decap the
+    packet rebuilt from the unfragmentable headers and the whole fragmentable part."""
+    if reassembler is None:
+        raise MalformedPacket("IPv6 fragment and no reassembler")
+    if len(mv) < frag + 8 or claimed > len(mv):
+        raise MalformedPacket("IPv6 fragment cut short: cannot reassemble")
+    nxt = mv[frag]
+    offset_flags = _H.unpack_from(mv, frag + 2)[0]
+    ident = _I.unpack_from(mv, frag + 4)[0]
+    whole = reassembler.push_ipv6(
+        bytes(src), bytes(dst), ident, offset_flags & 0xFFF8, bool(offset_flags & 1),
+        mv[frag + 8 : claimed], now,
+    )  # fmt: skip
+    if whole is None:
+        return None
+    head = bytearray(mv[start:frag])  # fixed header and the unfragmentable extension headers
+    head[prev - start] = nxt  # the header before the Fragment header now names what it named
+    if len(head) - 40 + len(whole) > 0xFFFF:
+        raise MalformedPacket("IPv6 fragment: reassembled payload above 65535 bytes")
+    head[4:6] = (len(head) - 40 + len(whole)).to_bytes(2, "big")
+    return _decap_ip6(memoryview(bytes(head) + whole), 0)
 
 
 def _decap_gre(

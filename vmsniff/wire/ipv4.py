@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from vmsniff.errors import MalformedPacket
 
@@ -151,7 +152,7 @@ class _Pending:
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
-        self.header: IPv4Header | None = None  # of the fragment at offset 0
+        self.header: Any = None  # what the fragment at offset 0 brought (IPv4: its header)
         self.parts: dict[int, bytes] = {}  # offset -> data
         self.total: int | None = None  # known once the last fragment (MF=0) arrives
 
@@ -204,8 +205,46 @@ class Reassembler:
         end = header.frag_offset + len(data)
         if end > 0xFFFF - IPV4_MIN_HEADER:
             raise MalformedPacket("IPv4 fragment: reassembled datagram above 65535 bytes")
-        self.expire(now)
         key = (header.src, header.dst, header.proto, header.ident)
+        done = self._collect(key, header.frag_offset, header.mf, data, now, header, "IPv4")
+        if done is None:
+            return None
+        first, whole = done
+        return _rebuild(first, whole)
+
+    def push_ipv6(
+        self,
+        src: bytes,
+        dst: bytes,
+        ident: int,
+        offset: int,
+        more: bool,
+        data: bytes | bytearray | memoryview,
+        now: float,
+    ) -> bytes | None:
+        """Add one IPv6 fragment (RFC 8200 section 4.5): ``offset`` in bytes, ``more`` the M
+        flag, ``data`` what follows the Fragment header; return the whole fragmentable part
+        once every fragment is in (the caller puts the headers back in front)."""
+        data = bytes(data)
+        if more and len(data) % 8:
+            raise MalformedPacket("IPv6 fragment: non-final fragment not a multiple of 8 bytes")
+        if offset + len(data) > 0xFFFF:
+            raise MalformedPacket("IPv6 fragment: reassembled payload above 65535 bytes")
+        done = self._collect((src, dst, 44, ident), offset, more, data, now, True, "IPv6")
+        return None if done is None else done[1]
+
+    def _collect(
+        self,
+        key: tuple[bytes, bytes, int, int],
+        start: int,
+        more: bool,
+        data: bytes,
+        now: float,
+        first: Any,
+        family: str,
+    ) -> tuple[Any, bytes] | None:
+        """File one fragment; ``(what the first fragment brought, whole payload)`` when done."""
+        self.expire(now)
         pending = self._table.get(key)
         if pending is None:
             if len(self._table) >= self.max_datagrams:
@@ -213,7 +252,7 @@ class Reassembler:
                 self.evicted += 1
             pending = self._table[key] = _Pending(now)
         try:
-            _add(pending, header, data, end)
+            _add(pending, start, more, data, first, family)
         except MalformedPacket:
             del self._table[key]
             raise
@@ -224,25 +263,25 @@ class Reassembler:
             return None
         del self._table[key]
         whole = b"".join(pending.parts[o] for o in sorted(pending.parts))
-        return _rebuild(pending.header, whole)
+        return pending.header, whole
 
 
-def _add(pending: _Pending, header: IPv4Header, data: bytes, end: int) -> None:
-    start = header.frag_offset
-    if not header.mf:
+def _add(pending: _Pending, start: int, more: bool, data: bytes, first: Any, family: str) -> None:
+    end = start + len(data)
+    if not more:
         if pending.total is not None and pending.total != end:
-            raise MalformedPacket("IPv4 fragment: two different last fragments")
+            raise MalformedPacket(f"{family} fragment: two different last fragments")
         pending.total = end
     if pending.total is not None and end > pending.total:
-        raise MalformedPacket("IPv4 fragment beyond the last fragment")
+        raise MalformedPacket(f"{family} fragment beyond the last fragment")
     for off, part in pending.parts.items():
         if start < off + len(part) and off < end:
             if off == start and part == data:
                 return  # an exact duplicate (retransmitted by a switch): ignore it
-            raise MalformedPacket("IPv4 fragments overlap")
+            raise MalformedPacket(f"{family} fragments overlap")
     pending.parts[start] = data
     if start == 0:
-        pending.header = header
+        pending.header = first
 
 
 def _rebuild(header: IPv4Header, payload: bytes) -> bytes:

@@ -164,6 +164,36 @@ def test_fragmented_outer_packet() -> None:
     assert d is not None and d.key == 9 and bytes(d.inner) == bytes(big)
 
 
+@pytest.mark.parametrize("with_hop_by_hop", [False, True])
+def test_fragmented_outer_ipv6_packet(with_hop_by_hop: bool) -> None:
+    """An IPv6 underlay fragments at the sender (RFC 8200 section 4.5): the pieces are put back
+    together, in any order, unfragmentable extension headers kept."""
+    from scapy.layers.inet6 import IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, fragment6
+
+    big = INNER_ETH.copy()
+    big[ICMP].remove_payload()
+    big = big / (b"z" * 3000)
+    head = IPv6(src="fd00::1", dst="fd00::2")
+    if with_hop_by_hop:
+        head = head / IPv6ExtHdrHopByHop()
+    whole = head / IPv6ExtHdrFragment(id=77) / GRE(proto=0x6558, key_present=1, key=9) / big
+    frags = [bytes(f) for f in fragment6(whole, 1280)]
+    assert len(frags) == 3
+    with pytest.raises(MalformedPacket, match="fragment"):
+        decap_ip(frags[0])
+    r = Reassembler()
+    assert decap_ip(frags[2], r, 1.0) is None
+    assert decap_ip(frags[0], r, 1.1) is None
+    d = decap_ip(frags[1], r, 1.2)
+    assert d is not None and d.key == 9 and bytes(d.inner) == bytes(big)
+    assert d.outer_src == bytes.fromhex("fd00" + "00" * 13 + "01") and len(r) == 0
+    # overlapping pieces are a peer's fault: dropped and counted as malformed
+    r = Reassembler()
+    assert decap_ip(frags[0], r, 1.0) is None
+    with pytest.raises(MalformedPacket, match="overlap"):
+        decap_ip(frags[0][:-8] + b"x" * 8, r, 1.1)
+
+
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
