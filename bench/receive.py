@@ -32,6 +32,7 @@ from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.pcap.reader import CaptureReader  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
 
+BUFFER_KIB = int(os.environ.get("VMSNIFF_BENCH_B", "16384"))  # vmsniff's -B (tcpdump: 32768)
 RX_MAC = bytes.fromhex("020000000b02")
 TX_MAC = bytes.fromhex("020000000b01")
 
@@ -85,11 +86,35 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def build_c_reference(tmp: Path) -> Path | None:
+    """Compile bench/c_receiver.c (needs cc and libpcap-dev); None when that fails."""
+    binary = tmp / "c_receiver"
+    done = subprocess.run(
+        ["cc", "-O2", "-o", str(binary), str(ROOT / "bench" / "c_receiver.c"), "-lpcap"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        print(f"C reference not built: {done.stderr.strip()}", file=sys.stderr)
+        return None
+    return binary
+
+
 def run_once(
-    prefix: str, pcap: Path, tmp: Path, offered: int, loop: int = 1
+    prefix: str,
+    pcap: Path,
+    tmp: Path,
+    offered: int,
+    loop: int = 1,
+    c_ref: Path | None = None,
+    tools: tuple[str, ...] = ("vmsniff", "tcpdump"),
 ) -> dict[str, dict[str, float]]:
+    """One replay with ``tools`` receiving it side by side."""
     tx, rx = f"{prefix}-tx", f"{prefix}-rx"
     outputs = {"vmsniff": tmp / "vmsniff.pcap", "tcpdump": tmp / "tcpdump.pcap"}
+    if c_ref is not None:
+        outputs["C ref"] = tmp / "c_ref.pcap"
+    outputs = {k: v for k, v in outputs.items() if k in tools}
     for p in outputs.values():
         p.unlink(missing_ok=True)
     cmds = {
@@ -99,10 +124,12 @@ def run_once(
             "vmsniff",
             "-q",
             "receive",
+            "-B",
+            str(BUFFER_KIB),
             "-i",
             "eth0",
             "-w",
-            str(outputs["vmsniff"]),
+            str(tmp / "vmsniff.pcap"),
         ],
         "tcpdump": [
             "tcpdump",
@@ -112,10 +139,13 @@ def run_once(
             "-i",
             "eth0",
             "-w",
-            str(outputs["tcpdump"]),
+            str(tmp / "tcpdump.pcap"),
             "ip proto 47",
         ],
     }
+    if c_ref is not None:
+        cmds["C ref"] = [str(c_ref), "eth0", str(tmp / "c_ref.pcap")]
+    cmds = {k: v for k, v in cmds.items() if k in tools}
     procs = {
         name: subprocess.Popen(
             ["ip", "netns", "exec", rx, *cmd],
@@ -184,8 +214,12 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=500_000)
     ap.add_argument("--mix", choices=["64", "imix"], nargs="*", default=["64", "imix"])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-c-reference", action="store_true", help="leave out bench/c_receiver.c")
     ap.add_argument(
-        "--loop", type=int, default=1, help="replay the pcap this many times (RSS over 10M packets)"
+        "--loop",
+        type=int,
+        default=4,
+        help="replay the pcap this many times (default 4: 2M packets)",
     )
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -196,6 +230,7 @@ def main() -> int:
     all_results = {}
     with tempfile.TemporaryDirectory(prefix="vmsniff-bench-") as tmpdir:
         tmp = Path(tmpdir)
+        c_ref = None if args.no_c_reference else build_c_reference(tmp)
         try:
             sh("ip", "netns", "add", tx)
             sh("ip", "netns", "add", rx)
@@ -224,7 +259,15 @@ def main() -> int:
             for mix in args.mix:
                 pcap = tmp / f"gre-{mix}.pcap"
                 build_pcap(pcap, args.packets, mix)
-                all_results[mix] = run_once(prefix, pcap, tmp, args.packets * args.loop, args.loop)
+                offered = args.packets * args.loop
+                all_results[mix] = run_once(prefix, pcap, tmp, offered, args.loop)
+                if c_ref is not None:
+                    # A second replay, so that the C receiver does not take CPU from vmsniff.
+                    second = run_once(
+                        prefix, pcap, tmp, offered, args.loop, c_ref, ("tcpdump", "C ref")
+                    )
+                    all_results[mix]["C ref"] = second["C ref"]
+                    all_results[mix]["tcpdump, C pass"] = second["tcpdump"]
                 pcap.unlink()
         finally:
             for ns in (tx, rx):
@@ -250,6 +293,12 @@ def main() -> int:
             f"{mix:5} ratio vmsniff/tcpdump: CPU per packet {cpu_ratio:.2f}x, "
             f"RSS {v['rss_mb'] / t['rss_mb']:.2f}x, replay {v['replay_pps']:.0f} pps"
         )
+        if "C ref" in res:
+            c = res["C ref"]
+            print(
+                f"{mix:5} ratio vmsniff/C reference: CPU per packet "
+                f"{v['cpu_s_per_M'] / c['cpu_s_per_M']:.2f}x"
+            )
     return 0
 
 

@@ -96,6 +96,15 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     show_default=True,
     help="Keep at most this many bytes of each inner frame.",
 )
+@click.option(
+    "-B",
+    "--buffer-size",
+    type=click.IntRange(1024, 1 << 21),
+    default=16384,
+    show_default=True,
+    metavar="KIB",
+    help="Size of the kernel ring in KiB (rounded to whole MiB); counts in peak memory.",
+)
 @click.option("-c", "--count", type=click.IntRange(1), help="Stop after writing COUNT packets.")
 @click.option(
     "--duration",
@@ -205,6 +214,7 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
             strip_vlan=strip,
             vlan_id=vlan_id,
             blocks=blocks,
+            block_count=max(1, round(opts["buffer_size"] / 1024)),
         )
     flag = StopFlag()
     fast = None

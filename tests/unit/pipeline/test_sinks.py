@@ -160,3 +160,28 @@ def test_print_summary() -> None:
     out = io.StringIO()
     PrintSink(out).write([pkt(1), pkt(2)])
     assert len(out.getvalue().splitlines()) == 2
+
+
+def test_writev_all_resumes_after_short_writes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+
+    from vmsniff.pipeline import sinks
+
+    real = os.writev
+    calls = []
+
+    def short(fd: int, bufs: list[bytes]) -> int:
+        calls.append(len(bufs))
+        return real(fd, [bytes(b"".join(bytes(b) for b in bufs)[:7])])  # at most 7 bytes a call
+
+    monkeypatch.setattr(sinks, "_IOV_MAX", 3)
+    monkeypatch.setattr(os, "writev", short)
+    parts = [bytes([i]) * (i + 1) for i in range(10)]
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    sinks._writev_all(fd, parts)
+    os.close(fd)
+    assert path.read_bytes() == b"".join(parts)
+    assert max(calls) <= 3
