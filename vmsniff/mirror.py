@@ -10,16 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vmsniff.errors import SwitchError
-from vmsniff.model import Nic, Server
+from vmsniff.model import Direction, Nic, Server
 from vmsniff.ovs.apply import TunnelState, apply_plan, switch_facts, wait_tunnels
 from vmsniff.ovs.plan import (
     MirrorOptions,
     MirrorPlan,
     encap_overhead,
+    plan_local_mirror,
     plan_mirror,
     require_mirrorable,
 )
@@ -95,6 +96,42 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
                 self.stop()
         finally:
             self._stack.close()
+
+    def _remove_expired(self, bridge: str, now: datetime) -> list[str]:
+        expired = [
+            s
+            for s in find_sessions(self.api, now)
+            if s.expired
+            and any(m["bridge"] == bridge for m in s.mirrors)
+            or s.expired
+            and any(p["bridge"] == bridge for p in s.ports)
+        ]
+        if expired:
+            remove_sessions(self.api, expired)
+        return [s.id for s in expired]
+
+    def prepare_local(
+        self,
+        server: Server,
+        nic: Nic,
+        *,
+        direction: Direction = Direction.BOTH,
+        ttl: timedelta = timedelta(hours=1),
+        reason: str | None = None,
+        bridge: str | None = None,
+    ) -> tuple[MirrorPlan, list[str]]:
+        """Like :meth:`prepare`, for ``capture --at ovs``: mirror into local internal ports
+        (:func:`~vmsniff.ovs.plan.plan_local_mirror`); start it with :meth:`start`."""
+        require_mirrorable(nic)
+        bridge = bridge or nic.bridge or ""
+        now = _now()
+        removed = self._remove_expired(bridge, now)
+        _tunnels, count, owners = switch_facts(self.api, bridge)
+        plan = plan_local_mirror(
+            server, nic, direction=direction, ttl=ttl, reason=reason, bridge=bridge,
+            mirrors_on_bridge=count, owners=owners, now=now,
+        )  # fmt: skip
+        return plan, removed
 
     def prepare(
         self, server: Server, nic: Nic, opts: MirrorOptions

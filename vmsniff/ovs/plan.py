@@ -37,6 +37,7 @@ __all__ = [
     "TunnelPort",
     "Tunnel",
     "encap_overhead",
+    "plan_local_mirror",
     "plan_mirror",
     "require_mirrorable",
 ]
@@ -76,7 +77,8 @@ class MirrorOptions:
 
 @dataclass(frozen=True, slots=True)
 class TunnelPort:
-    """A tunnel Port+Interface to create."""
+    """An output Port+Interface to create: a tunnel toward ``--to``, or (``type`` internal,
+    no options, ``key`` 0 and unused) the local port a ``capture --at ovs`` reads."""
 
     name: str
     type: str
@@ -229,6 +231,76 @@ def require_mirrorable(nic: Nic) -> None:
             f"NIC {nic.mac} has no OVS port on this switch",
             hint="check `vmsniff resolve` for where the VM runs and which OVSDB was asked",
         )
+
+
+def plan_local_mirror(
+    server: Server,
+    nic: Nic,
+    *,
+    direction: Direction = Direction.BOTH,
+    ttl: timedelta = timedelta(hours=1),
+    reason: str | None = None,
+    bridge: str | None = None,
+    mirrors_on_bridge: int = 0,
+    owners: Sequence[str] = (),
+    now: datetime,
+    session: str | None = None,
+) -> MirrorPlan:
+    """The rows for ``capture --at ovs``: per direction an internal port (``type=internal``,
+    whose kernel network device the capture reads) and a Mirror selecting the VM's port into
+    it. The same ownership marks, names and one-transaction apply/teardown as a GRE session
+    (:func:`plan_mirror`), so ``list`` and ``cleanup`` see and remove these rows too; one
+    port per direction, because frames arriving on it carry no other mark of their way.
+    """
+    require_mirrorable(nic)
+    assert nic.ovs_port is not None  # checked just above
+    bridge = bridge or nic.bridge
+    if not bridge:
+        raise InvalidState(f"the bridge of NIC {nic.mac} is unknown", hint="pass --bridge")
+    directions = (
+        [Direction.FROM_VM, Direction.TO_VM] if direction is Direction.BOTH else [direction]
+    )
+    if mirrors_on_bridge + len(directions) > MAX_MIRRORS:
+        ours = sum(1 for o in owners if o.startswith("vmsniff"))
+        raise SwitchError(
+            f"bridge {bridge} has {mirrors_on_bridge} of Open vSwitch's {MAX_MIRRORS} mirrors in "
+            f"use ({ours} by vmsniff sessions, {mirrors_on_bridge - ours} by others); this "
+            f"capture needs {len(directions)} more",
+            hint="see `vmsniff list`; capture one direction only, or use --at tap",
+        )
+    sid = session or str(uuid.uuid4())
+    short = sid.replace("-", "")[:8]
+    ports, mirrors = [], []
+    for way in directions:
+        name = f"vms{short}-{'f' if way is Direction.FROM_VM else 't'}"
+        ids = ownership_ids(
+            session=sid, vm_name=server.name, vm_id=server.id, now=now, ttl=ttl,
+            reason=reason, role=f"capture-{way.value}", nic=nic.mac,
+        )  # fmt: skip
+        ports.append(TunnelPort(name, "internal", {}, ids, way, 0))
+        mirrors.append(
+            MirrorRow(
+                name=f"vmsniff-{short}-{way.value}",
+                direction=way,
+                vm_port=nic.ovs_port,
+                output_port=name,
+                snaplen=None,
+                external_ids={**ids, "vmsniff-role": f"mirror-{way.value}"},
+            )
+        )
+    return MirrorPlan(
+        session=sid,
+        bridge=bridge,
+        vm_port=nic.ovs_port,
+        remote_ip="",
+        encap="internal",
+        direction=direction,
+        keys={},
+        tag=nic.tag,
+        tunnels=tuple(ports),
+        mirrors=tuple(mirrors),
+        expires=ports[0].external_ids["vmsniff-expires"],
+    )
 
 
 def plan_mirror(
