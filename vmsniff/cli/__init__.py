@@ -20,6 +20,7 @@ __all__ = ["cli", "main"]
 
 #: command name -> "module:attribute"; the only registry of subcommands.
 COMMANDS: dict[str, str] = {
+    "capture": "vmsniff.cli.capture:capture",
     "cleanup": "vmsniff.cli.mirror:cleanup",
     "lab": "vmsniff.cli.lab:lab",
     "receive": "vmsniff.cli.receive:receive",

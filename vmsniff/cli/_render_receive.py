@@ -1,9 +1,13 @@
-"""Rendering for ``vmsniff receive``: the live stats line and the final summary."""
+"""Rendering for ``vmsniff receive`` (and ``capture``): the live stats line and the summary.
+
+``capture`` has no envelope to decapsulate, so it passes its own ``fields`` (a subset of the
+counters, same names) and ``extra`` keys for the JSON document.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from vmsniff.cli._context import Env
 from vmsniff.pipeline.core import Stats
@@ -13,27 +17,40 @@ __all__ = ["live_line", "render_stats"]
 _ORDER = ("received", "decapsulated", "malformed", "filtered_out", "written", "kernel_dropped")
 
 
-def _line(stats: Stats) -> str:
+def _line(stats: Stats, fields: Sequence[str] = _ORDER) -> str:
     d = stats.as_dict()
-    return ", ".join(f"{d[k]} {k.replace('_', ' ')}" for k in _ORDER)
+    return ", ".join(f"{d[k]} {k.replace('_', ' ')}" for k in fields)
 
 
-def live_line(env: Env) -> Callable[[Stats], None]:
+def live_line(env: Env, fields: Sequence[str] = _ORDER) -> Callable[[Stats], None]:
     """A callback that rewrites one status line on a terminal's stderr."""
 
     def tick(stats: Stats) -> None:
-        env.stderr.write("\r\x1b[2K" + _line(stats))
+        env.stderr.write("\r\x1b[2K" + _line(stats, fields))
         env.stderr.flush()
 
     return tick
 
 
 def render_stats(
-    env: Env, stats: Stats, *, as_json: bool, json_to_stderr: bool, files: list[str]
+    env: Env,
+    stats: Stats,
+    *,
+    as_json: bool,
+    json_to_stderr: bool,
+    files: list[str],
+    fields: Sequence[str] | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> None:
-    """The end-of-run summary on stderr; ``--json`` as one document (stdout unless ``-w -``)."""
+    """The end-of-run summary on stderr; ``--json`` as one document (stdout unless ``-w -``).
+
+    ``fields`` narrows the counters shown and put in the document (default: all of receive's).
+    """
     if as_json:
-        doc = {**stats.as_dict(), "files": files}
+        counters = stats.as_dict()
+        if fields is not None:
+            counters = {k: counters[k] for k in fields}
+        doc = {**counters, "files": files, **(extra or {})}
         text = json.dumps(doc, indent=2) + "\n"
         stream = env.stderr if json_to_stderr else env.stdout
         stream.write(text)
@@ -42,7 +59,7 @@ def render_stats(
     if env.stderr.isatty():
         env.stderr.write("\r\x1b[2K")
     if env.verbosity >= 0:
-        env.stderr.write(_line(stats) + "\n")
+        env.stderr.write(_line(stats, _ORDER if fields is None else fields) + "\n")
         if stats.fragments_held:
             env.stderr.write(f"{stats.fragments_held} IP fragments (reassembled or pending)\n")
         if stats.malformed and env.verbosity >= 1:

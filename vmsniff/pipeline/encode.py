@@ -89,7 +89,13 @@ class PcapngEncoder(Encoder):
     ) -> tuple[int, bytes]:
         """The interface index for these packets, and its Interface Description Block when
         this is the first packet to use it (else ``b""``)."""
-        ident = (session, direction, linktype, erspan, name)
+        # A named interface (capture: one per NIC) holds both directions; epb_flags tell them
+        # apart. Unnamed ones (receive) are one per session and direction.
+        ident = (
+            (session, direction, linktype, erspan, name)
+            if name is None
+            else (None, 0, linktype, False, name)
+        )
         index = self._interfaces.get(ident)
         if index is not None:
             return index, b""

@@ -1,0 +1,135 @@
+"""Open a capture's points on this host: tap rings, ``--at ovs`` mirror ports; close them all.
+
+Order matters for what a failure leaves behind: the filter is compiled and the packet-socket
+privilege checked before anything is touched; ``--at ovs`` rows are created (one OVSDB
+transaction per NIC, :class:`vmsniff.mirror.MirrorSession`) only then, and every exit from the
+``with`` (error, Ctrl-C, the end) closes the rings and removes those rows again, each in one
+transaction. After SIGKILL the rows stay with their expiry, for ``vmsniff cleanup --expired``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmsniff.capture.plan import CaptureOptions, CapturePoint, Instruction, kernel_program
+from vmsniff.capture.source import RingLike, RingSource
+from vmsniff.capture.stage import CaptureStage, StagePoint
+from vmsniff.errors import PermissionDenied
+from vmsniff.model import Direction, Target
+from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+
+__all__ = ["OpenCapture", "compile_filter", "open_capture", "require_packet_sockets"]
+
+RingFactory = Callable[[str, list[Instruction]], RingLike]
+
+
+@dataclass
+class OpenCapture:
+    """A capture ready to :func:`~vmsniff.pipeline.run.drive`."""
+
+    source: RingSource
+    stage: CaptureStage
+    devices: list[str]  #: the kernel devices read, in ring order
+    devices_of: dict[str, list[str]] = field(default_factory=dict)  #: point name -> devices
+    sessions: list[Any] = field(default_factory=list)  #: MirrorPlan of each --at ovs NIC
+    removed_expired: list[str] = field(default_factory=list)
+
+
+def compile_filter(expression: str) -> list[Instruction]:
+    """libpcap's classic BPF for ``expression`` on Ethernet; a bad one is a UsageError."""
+    from vmsniff.filter import bpf_instructions
+
+    return bpf_instructions(expression, LINKTYPE_ETHERNET)
+
+
+def require_packet_sockets() -> None:
+    """Fail early, before any switch row exists, without CAP_NET_RAW."""
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except PermissionError:
+        raise PermissionDenied(
+            "capturing needs CAP_NET_RAW (packet sockets)",
+            hint="run as root, or give the interpreter cap_net_raw (setcap)",
+        ) from None
+
+
+def _ring(device: str, program: list[Instruction]) -> RingLike:
+    from vmsniff.pipeline.ring import Ring
+
+    return Ring(device, kind=socket.SOCK_RAW, program=program)
+
+
+@contextmanager
+def open_capture(
+    target: Target,
+    points: Sequence[CapturePoint],
+    opts: CaptureOptions,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    deadline: float | None = None,
+    ring_factory: RingFactory = _ring,
+) -> Iterator[OpenCapture]:
+    """Open every point; yield the source and stage; close and remove everything after."""
+    base = compile_filter(opts.filter)
+    require_packet_sockets()
+    with ExitStack() as stack:
+        rings: list[RingLike] = []
+        stage_points: list[StagePoint] = []
+        devices: list[str] = []
+        devices_of: dict[str, list[str]] = {}
+        sessions: list[Any] = []
+        removed: list[str] = []
+
+        def add(device: str, program: list[Instruction], point: StagePoint) -> None:
+            ring = ring_factory(device, program)
+            stack.enter_context(closing(ring))
+            rings.append(ring)
+            stage_points.append(point)
+            devices.append(device)
+            devices_of.setdefault(point.name, []).append(device)
+
+        tap_program = kernel_program(base, opts.snaplen, opts.direction)
+        # An ovs port holds one direction; its device's own outgoing packets (none, once
+        # quiet_up ran) are not the VM's: keep only what arrives, like a tap's from-vm.
+        port_program = kernel_program(base, opts.snaplen, Direction.FROM_VM)
+        for point in points:
+            if point.at == "tap":
+                assert point.device is not None
+                add(point.device, tap_program, StagePoint(point.name))
+                continue
+            plan = _start_mirror(stack, target, point, opts, removed)
+            sessions.append(plan)
+            from vmsniff.capture.netdev import quiet_up, wait_link
+
+            for port in plan.tunnels:
+                wait_link(port.name)
+                quiet_up(port.name)
+                add(port.name, port_program, StagePoint(point.name, port.direction))
+        yield OpenCapture(
+            source=RingSource(rings, stop=stop, deadline=deadline),
+            stage=CaptureStage(stage_points, snaplen=opts.snaplen, keep=opts.direction),
+            devices=devices,
+            devices_of=devices_of,
+            sessions=sessions,
+            removed_expired=removed,
+        )
+
+
+def _start_mirror(
+    stack: ExitStack, target: Target, point: CapturePoint, opts: CaptureOptions, removed: list[str]
+) -> Any:
+    from vmsniff.mirror import MirrorSession
+
+    assert target.ovsdb is not None  # plan_points checked
+    session = stack.enter_context(MirrorSession(target.ovsdb))
+    plan, expired = session.prepare_local(
+        target.server, point.nic, direction=opts.direction, ttl=opts.ttl, reason=opts.reason,
+        bridge=opts.bridge,
+    )  # fmt: skip
+    removed.extend(expired)
+    session.start(plan, point.nic, None)
+    return plan

@@ -1,0 +1,136 @@
+"""The capture's packet source: one TPACKET_V3 ring per capture point, merged in time order.
+
+With one ring, each block goes to the stage as the ring gives it (views into the ring, copied
+by the stage). With several (``--nic all``, ``--at ovs`` with both directions), one ``poll``
+waits on every ring; the frames are copied out, held for ``hold_ms`` and released in
+timestamp order, so that a block one ring hands over late (the kernel retires a block when it
+is full or after ``retire_ms``) still falls into place. Each frame then carries its point's
+index for the stage.
+
+Stopping (a signal, ``--duration``) is decided here rather than in :func:`drive`: on the way
+out every held frame is released first, then :attr:`drained` turns true, and the CLI passes
+``stop=source.drained_flag`` to ``drive`` so nothing captured is left behind.
+"""
+
+from __future__ import annotations
+
+import heapq
+import select
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+
+__all__ = ["RingLike", "RingSource"]
+
+
+class RingLike(Protocol):
+    """What the source needs of :class:`vmsniff.pipeline.ring.Ring` (tests pass fakes)."""
+
+    def typed_blocks(self, timeout_ms: int = 100) -> Iterator[list[tuple[int, Any, int, int]]]: ...
+
+    def raw_blocks(self, timeout_ms: int = 100) -> Iterator[tuple[int, int, int] | None]: ...
+
+    def fileno(self) -> int: ...
+
+    def statistics(self) -> tuple[int, int]: ...
+
+    def close(self) -> None: ...
+
+
+class RingSource:
+    """Batches ``(LINKTYPE_ETHERNET, frames)`` from ``rings``, until ``stop()`` or ``deadline``
+    (a ``clock()`` value), releasing every held frame before it ends."""
+
+    def __init__(
+        self,
+        rings: Sequence[RingLike],
+        *,
+        stop: Callable[[], bool] = lambda: False,
+        deadline: float | None = None,
+        hold_ms: int = 250,
+        timeout_ms: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if not rings:
+            raise ValueError("no rings to read")
+        self.rings = list(rings)
+        self.stop = stop
+        self.deadline = deadline
+        self.hold_ns = hold_ms * 1_000_000
+        self.timeout_ms = timeout_ms
+        self.clock = clock
+        self.wall_ns = wall_ns
+        self.drained = False
+        self.blocks = False
+        """With one ring: yield whole blocks (:data:`~vmsniff.pipeline.sources.RING_BLOCK`)
+        for :class:`~vmsniff.pipeline.framepath.FramePath` instead of frames."""
+
+    def drained_flag(self) -> bool:
+        """For ``drive(stop=…)``: true once the source has released everything and ended."""
+        return self.drained
+
+    @property
+    def kernel_dropped(self) -> int:
+        return sum(r.statistics()[1] for r in self.rings)
+
+    def close(self) -> None:
+        """Close every ring (idempotent; :func:`~vmsniff.capture.live.open_capture` also does)."""
+        for ring in self.rings:
+            ring.close()
+
+    def _ending(self) -> bool:
+        return self.stop() or (self.deadline is not None and self.clock() >= self.deadline)
+
+    def batches(self) -> Iterator[tuple[int, Any]]:
+        if len(self.rings) == 1:
+            yield from self._single()
+        else:
+            yield from self._merged()
+        self.drained = True
+
+    def _single(self) -> Iterator[tuple[int, Any]]:
+        if self.blocks:
+            from vmsniff.pipeline.sources import RING_BLOCK
+
+            for raw in self.rings[0].raw_blocks(self.timeout_ms):
+                yield RING_BLOCK, raw
+                if self._ending():
+                    return
+            return
+        for block in self.rings[0].typed_blocks(self.timeout_ms):
+            yield LINKTYPE_ETHERNET, block
+            if self._ending():
+                return
+
+    def _merged(self) -> Iterator[tuple[int, list[Any]]]:
+        poller = select.poll()
+        for ring in self.rings:
+            poller.register(ring.fileno(), select.POLLIN | select.POLLERR)
+        gens = [ring.typed_blocks(0) for ring in self.rings]
+        held: list[tuple[int, int, tuple[int, bytes, int, int, int]]] = []
+        push, pop = heapq.heappush, heapq.heappop
+        seq = 0
+        try:
+            while True:
+                poller.poll(self.timeout_ms)
+                for index, gen in enumerate(gens):
+                    while block := next(gen):  # empty list: nothing more in this ring now
+                        for ts, frame, ptype, wire in block:
+                            push(held, (ts, seq, (ts, bytes(frame), ptype, wire, index)))
+                            seq += 1
+                ending = self._ending()
+                cutoff = self.wall_ns() - self.hold_ns
+                out = []
+                while held and (ending or held[0][0] <= cutoff):
+                    out.append(pop(held)[2])
+                yield LINKTYPE_ETHERNET, out
+                if ending:
+                    return
+        finally:
+            for gen in gens:  # hand the last block of each ring back to the kernel
+                close = getattr(gen, "close", None)
+                if close is not None:
+                    close()
