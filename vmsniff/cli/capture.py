@@ -130,7 +130,12 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     from datetime import timedelta
 
     from vmsniff.capture import CaptureOptions, plan_points, require_local
-    from vmsniff.capture.live import compile_filter, open_capture, require_packet_sockets
+    from vmsniff.capture.live import (
+        block_fast_path,
+        compile_filter,
+        open_capture,
+        require_packet_sockets,
+    )
     from vmsniff.capture.netdev import link_exists
     from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
@@ -194,7 +199,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
             # RingSource.kernel_dropped is a read-only property; drive's Source protocol
             # spells it as a plain attribute (receive's LiveSource has the same property).
             source: Any = cap.source
-            fast = _fast_path(cap, sink, copts)
+            fast = block_fast_path(cap, sink, copts.direction)
             try:
                 stats = drive(
                     source, cap.stage, sink, count=opts["count"], stop=cap.source.drained_flag,
@@ -230,28 +235,6 @@ for _param in capture.params:
     if _param.name == "nic" and isinstance(_param, click.Option):
         _param.metavar = "MAC|PORT|NET|all"
         _param.help = "One NIC (MAC, Neutron port id, network), or 'all' into one pcapng."
-
-
-def _fast_path(cap: Any, sink: Any, copts: Any) -> Any:
-    """The block fast path (pipeline/framepath.py) when it applies: one ring, one plain file
-    (no --print, -C or -G); None otherwise (frames go through the capture stage)."""
-    from vmsniff.capture.stage import direction_bits
-    from vmsniff.pipeline.sinks import FileSink
-
-    rings = cap.source.rings
-    if len(rings) != 1 or not isinstance(sink, FileSink) or sink.rotation.active:
-        return None
-    if not hasattr(rings[0], "memory"):
-        return None
-    from vmsniff.pipeline.framepath import FramePath
-
-    point = cap.stage.points[0]
-    cap.source.blocks = True
-    return FramePath(
-        rings[0].memory, rings[0].block_size, sink.encoder, cap.stage.stats,
-        name=point.name, fixed=direction_bits(point.fixed) if point.fixed else 0,
-        wanted=direction_bits(copts.direction), snaplen=cap.stage.snaplen,
-    )  # fmt: skip
 
 
 def _files(sink: Any) -> list[str]:

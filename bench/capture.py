@@ -1,0 +1,250 @@
+"""Benchmark ``vmsniff capture --at tap`` against ``tcpdump -i TAP -w`` on the same traffic.
+
+Two namespaces of our own (``vmsbc<pid>-vm`` and ``-hv``, removed in a ``finally``) joined by a
+veth pair: ``eth0`` in the "VM", ``tapbench0`` on the "hypervisor". tcpreplay sends a
+pre-built pcap of Ethernet/IPv4/UDP frames (64-byte, or an IMIX of 64/594/1518 in 7:4:1) out
+of the VM's eth0 at top speed; on the hypervisor, vmsniff's capture path and
+``tcpdump -i tapbench0 -w`` capture the same packets in the same run. For each: packets
+offered/written/lost, pps, CPU seconds (user+sys from ``wait4``, interpreter start-up
+included), CPU seconds per million packets, peak RSS, and the vmsniff/tcpdump ratios.
+
+vmsniff runs as ``python bench/capture.py --worker TAP FILE``: exactly what ``vmsniff capture
+VM --at tap -w FILE`` runs once resolve has named the tap (``open_capture`` on the shared
+TPACKET_V3 ring, the capture stage, receive's ``drive`` loop and ``FileSink``), without
+resolve itself: there is no VM to resolve here, and the lab's ovs-vswitchd would poll the
+same tap and compete for the CPU.
+
+    sudo .venv/bin/python bench/capture.py [--packets 500000] [--mix 64 imix] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vmsniff.pcap.pcap import file_header  # noqa: E402
+from vmsniff.pcap.reader import CaptureReader  # noqa: E402
+from vmsniff.wire.ipv4 import checksum  # noqa: E402
+
+TAP = "tapbench0"
+VM_MAC = bytes.fromhex("fa163e0000b1")
+PEER_MAC = bytes.fromhex("fa163e0000b2")
+
+
+def build_pcap(path: Path, count: int, mix: str) -> None:
+    """``count`` Ethernet/IPv4/UDP frames from the VM, numbered, written with plain struct."""
+    rng = random.Random(1)
+    sizes = [64] if mix == "64" else [64] * 7 + [594] * 4 + [1518]
+    with path.open("wb") as fh:
+        fh.write(file_header(65535, 1))
+        for n in range(count):
+            size = rng.choice(sizes) - 4  # the FCS is not captured
+            payload = n.to_bytes(4, "big") + bytes(size - 14 - 20 - 8 - 4)
+            udp = struct.pack("!HHHH", 40000, 7001, 8 + len(payload), 0) + payload
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0,
+                             bytes([10, 252, 0, 1]), bytes([10, 252, 0, 2]))  # fmt: skip
+            ip = ip[:10] + checksum(ip).to_bytes(2, "big") + ip[12:]
+            frame = PEER_MAC + VM_MAC + b"\x08\x00" + ip + udp
+            fh.write(struct.pack("<IIII", n // 1000000, n % 1000000, len(frame), len(frame)))
+            fh.write(frame)
+
+
+def worker(tap: str, out: str) -> int:
+    """vmsniff capture's path after resolve, on ``tap`` into ``out`` until SIGTERM."""
+    from vmsniff.capture import CaptureOptions, plan_points
+    from vmsniff.capture.live import block_fast_path, open_capture
+    from vmsniff.capture.netdev import link_exists
+    from vmsniff.model import Nic, PlugKind, Server, Target
+    from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
+    from vmsniff.pipeline.sinks import FileSink
+
+    nic = Nic(mac=VM_MAC.hex(":"), tap=tap, ovs_port=tap, plug=PlugKind.OVS)
+    target = Target(server=Server(id="bench", name="bench", host="here"), nics=(nic,), local=True)
+    opts = CaptureOptions(at="tap")
+    points = plan_points(target, opts, me="here", device_exists=link_exists)
+    flag = StopFlag()
+    with stop_on_signals(flag), open_capture(target, points, opts, stop=flag) as cap:
+        sink = FileSink(out, "pcapng", opts.snaplen, application="vmsniff capture")
+        try:
+            print("ready", flush=True)
+            fast = block_fast_path(cap, sink, opts.direction)
+            try:
+                stats = drive(cap.source, cap.stage, sink, stop=cap.source.drained_flag,  # type: ignore[arg-type]
+                              fast=fast)  # fmt: skip
+            finally:
+                if fast is not None:
+                    fast.close()
+        finally:
+            sink.close()
+    print(json.dumps(stats.as_dict()), flush=True)
+    return 0
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def count_records(path: Path) -> int:
+    reader = CaptureReader()
+    n = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            n += len(reader.feed(chunk))
+    return n
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process so far (proc(5), fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_once(
+    prefix: str, pcap: Path, tmp: Path, offered: int, loop: int = 1
+) -> dict[str, dict[str, float]]:
+    vm, hv = f"{prefix}-vm", f"{prefix}-hv"
+    outputs = {"vmsniff": tmp / "vmsniff.pcapng", "tcpdump": tmp / "tcpdump.pcap"}
+    for p in outputs.values():
+        p.unlink(missing_ok=True)
+    cmds = {
+        "vmsniff": [sys.executable, str(Path(__file__).resolve()), "--worker", TAP,
+                    str(outputs["vmsniff"])],
+        "tcpdump": ["tcpdump", "-q", "-B", "32768", "-i", TAP, "-w", str(outputs["tcpdump"])],
+    }  # fmt: skip
+    procs = {
+        name: subprocess.Popen(["ip", "netns", "exec", hv, *cmd], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for name, cmd in cmds.items()
+    }  # fmt: skip
+    results: dict[str, dict[str, float]] = {}
+    try:
+        out = procs["vmsniff"].stdout
+        assert out is not None
+        if out.readline().strip() != b"ready":
+            raise SystemExit("the vmsniff worker did not start")
+        time.sleep(1.5)  # tcpdump ready too
+        busy0 = {name: proc_cpu(p.pid) for name, p in procs.items()}
+        t0 = time.monotonic()
+        replay = subprocess.run(
+            ["ip", "netns", "exec", vm, "tcpreplay", "-i", "eth0", "--topspeed",
+             f"--loop={loop}", str(pcap)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        wall = time.monotonic() - t0
+        m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)
+        replay_pps = float(m.group(1)) if m else offered / wall
+        sent = re.search(r"Successful packets:\s+(\d+)", replay.stdout)
+        offered = int(sent.group(1)) if sent else offered
+        time.sleep(1.5)
+        busy = {name: proc_cpu(p.pid) - busy0[name] for name, p in procs.items()}
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for name, p in procs.items():
+            _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            written = count_records(outputs[name])
+            cpu = usage.ru_utime + usage.ru_stime
+            results[name] = {
+                "offered": offered,
+                "written": written,
+                "lost": offered - written,
+                "pps": written / (offered / replay_pps),
+                "cpu_s": cpu,
+                "busy_cpu_s": busy[name],
+                "cpu_s_per_M": busy[name] / max(written, 1) * 1e6,
+                "rss_mb": usage.ru_maxrss / 1024,
+                "replay_pps": replay_pps,
+            }
+    finally:
+        for p in procs.values():
+            if p.poll() is None and p.returncode is None:
+                p.kill()
+                p.wait()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--packets", type=int, default=500_000)
+    ap.add_argument("--mix", choices=["64", "imix"], nargs="*", default=["64", "imix"])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--loop",
+        type=int,
+        default=4,
+        help="replay the pcap this many times (default 4: 2M packets)",
+    )
+    ap.add_argument("--worker", nargs=2, metavar=("TAP", "FILE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(*args.worker)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    prefix = f"vmsbc{os.getpid()}"
+    vm, hv = f"{prefix}-vm", f"{prefix}-hv"
+    all_results = {}
+    with tempfile.TemporaryDirectory(prefix="vmsniff-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            sh("ip", "netns", "add", vm)
+            sh("ip", "netns", "add", hv)
+            sh("ip", "-n", vm, "link", "add", "eth0", "address", VM_MAC.hex(":"), "type", "veth",
+               "peer", "name", TAP, "netns", hv)  # fmt: skip
+            for ns in (vm, hv):  # no IPv6 router solicitations or DAD among the counted frames
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+                sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                )
+            for ns, dev in ((vm, "eth0"), (hv, TAP), (vm, "lo"), (hv, "lo")):
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+            for mix in args.mix:
+                pcap = tmp / f"udp-{mix}.pcap"
+                build_pcap(pcap, args.packets, mix)
+                all_results[mix] = run_once(prefix, pcap, tmp, args.packets * args.loop, args.loop)
+                pcap.unlink()
+        finally:
+            for ns in (vm, hv):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    if args.json:
+        print(json.dumps(all_results, indent=2))
+        return 0
+    print(f"{'mix':5} {'tool':8} {'offered':>8} {'written':>8} {'lost':>7} {'pps':>9} "
+          f"{'cpu s':>6} {'busy s':>6} {'busy s/M':>8} {'RSS MB':>7}")  # fmt: skip
+    for mix, res in all_results.items():
+        for tool, r in res.items():
+            print(
+                f"{mix:5} {tool:8} {r['offered']:8.0f} {r['written']:8.0f} {r['lost']:7.0f} "
+                f"{r['pps']:9.0f} {r['cpu_s']:6.2f} {r['busy_cpu_s']:6.2f} {r['cpu_s_per_M']:8.2f} "
+                f"{r['rss_mb']:7.1f}"
+            )
+        v, t = res["vmsniff"], res["tcpdump"]
+        print(
+            f"{mix:5} ratio vmsniff/tcpdump: CPU per packet "
+            f"{v['cpu_s_per_M'] / t['cpu_s_per_M']:.2f}x, RSS {v['rss_mb'] / t['rss_mb']:.2f}x, "
+            f"lost {v['lost']:.0f} vs {t['lost']:.0f}, replay {v['replay_pps']:.0f} pps"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
