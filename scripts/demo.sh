@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what vmsniff needs, then shows it on the built-in lab (as root): a sandbox
 # hypervisor with real Open vSwitch in network namespaces, a stand-in OpenStack API and a
-# GRE receiver. Resolves a VM, mirrors it to the receiver, writes a pcapng there, cleans up.
+# GRE receiver. Resolves a VM, mirrors it to the receiver, writes a pcapng there, captures it
+# locally on its tap, cleans up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
@@ -35,6 +36,15 @@ step vmsniff lab traffic --prefix "$PREFIX" --count 3
 wait "$MIRROR" "$RECEIVER"
 step tshark -r "$OUT/vm.pcapng" -T fields -e frame.interface_name -e frame.packet_flags_direction \
   -e frame.len -e _ws.col.Info
+# On the hypervisor itself: capture c-private's tap (ICMP only, filtered in the kernel).
+printf '\n\033[1m$ vmsniff capture c-private -w %s/local.pcapng --duration 4 icmp &\033[0m\n' "$OUT"
+vmsniff capture c-private -w "$OUT/local.pcapng" --duration 4 icmp &
+CAPTURE=$!
+sleep 2
+step vmsniff lab traffic --prefix "$PREFIX" --count 2
+wait "$CAPTURE"
+step tshark -r "$OUT/local.pcapng" -T fields -e frame.interface_name \
+  -e frame.packet_flags_direction -e frame.len -e _ws.col.Info
 step vmsniff list --ovsdb "$VMSNIFF_OVSDB"             # the mirror removed itself
 step vmsniff cleanup --all --ovsdb "$VMSNIFF_OVSDB"    # nothing of vmsniff's is left
 step vmsniff lab down --prefix "$PREFIX"
