@@ -36,9 +36,13 @@ step vmsniff lab traffic --prefix "$PREFIX" --count 3
 wait "$MIRROR" "$RECEIVER"
 step tshark -r "$OUT/vm.pcapng" -T fields -e frame.interface_name -e frame.packet_flags_direction \
   -e frame.len -e _ws.col.Info
-# On the hypervisor itself: capture c-private's tap (ICMP only, filtered in the kernel).
-printf '\n\033[1m$ vmsniff capture c-private -w %s/local.pcapng --duration 4 icmp &\033[0m\n' "$OUT"
-vmsniff capture c-private -w "$OUT/local.pcapng" --duration 4 icmp &
+# On the hypervisor itself (the lab's hypervisor namespace, where the taps are): capture
+# c-private's tap, ICMP only, filtered in the kernel. Offline: the stand-in API is on the
+# host's loopback, which that namespace does not share.
+HV=$(vmsniff lab status --prefix "$PREFIX" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["hypervisor"]["namespace"])')
+printf '\n\033[1m$ ip netns exec %s vmsniff capture c-private --offline -w %s/local.pcapng --duration 4 icmp &\033[0m\n' "$HV" "$OUT"
+ip netns exec "$HV" "$PWD/.venv/bin/vmsniff" capture c-private --offline \
+  -w "$OUT/local.pcapng" --duration 4 icmp &
 CAPTURE=$!
 sleep 2
 step vmsniff lab traffic --prefix "$PREFIX" --count 2
