@@ -171,8 +171,14 @@ def resolve(opts: ResolveOptions, env: Mapping[str, str] = os.environ) -> Target
         warnings.append(
             f"libvirt at {ep.libvirt} has no domain {server.instance_name or server.id}"
         )
+    if server is None and domain is None:  # offline, and no libvirt to ask
+        raise UsageError(
+            f"offline, {opts.query!r} can only be found through libvirt, and none is configured "
+            f"for {ep.host}",
+            hint="give --libvirt URI (and --ovsdb) for that host, or resolve through the cloud",
+        )
     if server is None:
-        assert domain is not None  # offline: _domain raised NotFound otherwise
+        assert domain is not None
         if opts.require_active and not domain.running:
             raise InvalidState(
                 f"domain {domain.name} ({domain.display_name or '?'}) is {domain.state}, "

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import vmsniff.resolve as resolve_pkg
-from vmsniff.errors import Ambiguous, InvalidState, NotFound, PermissionDenied
+from vmsniff.errors import Ambiguous, InvalidState, NotFound, PermissionDenied, UsageError
 from vmsniff.resolve import ResolveOptions, resolve
 from vmsniff.resolve.libvirt import DomainIface, DomainInfo
 from vmsniff.resolve.nova import CloudPort, CloudServer
@@ -142,3 +142,10 @@ def test_offline_does_not_touch_the_cloud() -> None:
     target = resolve(ResolveOptions("c-native", offline=True), ENV)
     assert FakeNova.calls == []
     assert target.sources == ("libvirt",) and target.server.project_name == "demo"
+
+
+def test_offline_for_another_host_without_its_libvirt_says_so() -> None:
+    with pytest.raises(UsageError, match="none is configured for compute-9") as err:
+        resolve(ResolveOptions("c-native", offline=True, host="compute-9"), ENV)
+    assert "--libvirt" in (err.value.hint or "")
+    assert FakeNova.calls == []
