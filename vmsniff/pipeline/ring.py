@@ -19,7 +19,8 @@ import mmap
 import select
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 
 from vmsniff.errors import NotFound, PermissionDenied, VmsniffError
 
@@ -125,32 +126,24 @@ class Ring:
         view = self._view
         assert view is not None
         unpack_pkt = _PKT.unpack_from
-        bs = self.block_size
-        while True:
-            base = self._next * bs
-            status, count, first = _BLOCK.unpack_from(view, base + 8)
-            if not status & TP_STATUS_USER:
-                self._poll.poll(timeout_ms)
-                status = _BLOCK.unpack_from(view, base + 8)[0]
-                if not status & TP_STATUS_USER:
-                    yield []
-                    continue
-                status, count, first = _BLOCK.unpack_from(view, base + 8)
-            frames: list[tuple[int, memoryview]] = []
-            off = base + first
-            for _ in range(count):
-                nxt, sec, nsec, snap, _len, _st, mac, net = unpack_pkt(view, off)
-                if view[off + _PKTTYPE_OFFSET] != PACKET_OUTGOING:
-                    start = off + mac
-                    frames.append((sec * 1_000_000_000 + nsec, view[start : start + snap]))
-                off += nxt
-            try:
-                yield frames
-            finally:
-                for _, mv in frames:
-                    mv.release()
-                struct.pack_into("=I", view, base + 8, TP_STATUS_KERNEL)
-                self._next = (self._next + 1) % self.block_count
+        # Closing ``raw`` (also when this generator is closed) hands the last block back.
+        with closing(self.raw_blocks(timeout_ms)) as raw:
+            for block in raw:
+                frames: list[tuple[int, memoryview]] = []
+                if block is not None:
+                    base, count, first = block
+                    off = base + first
+                    for _ in range(count):
+                        nxt, sec, nsec, snap, _len, _st, mac, net = unpack_pkt(view, off)
+                        if view[off + _PKTTYPE_OFFSET] != PACKET_OUTGOING:
+                            start = off + mac
+                            frames.append((sec * 1_000_000_000 + nsec, view[start : start + snap]))
+                        off += nxt
+                try:
+                    yield frames
+                finally:
+                    for _, mv in frames:
+                        mv.release()
 
     def typed_blocks(
         self, timeout_ms: int = 100
@@ -162,33 +155,25 @@ class Ring:
         view = self._view
         assert view is not None
         unpack_pkt = _PKT.unpack_from
-        bs = self.block_size
-        while True:
-            base = self._next * bs
-            status, count, first = _BLOCK.unpack_from(view, base + 8)
-            if not status & TP_STATUS_USER:
-                self._poll.poll(timeout_ms)
-                status = _BLOCK.unpack_from(view, base + 8)[0]
-                if not status & TP_STATUS_USER:
-                    yield []
-                    continue
-                status, count, first = _BLOCK.unpack_from(view, base + 8)
-            frames: list[tuple[int, memoryview, int, int]] = []
-            off = base + first
-            for _ in range(count):
-                nxt, sec, nsec, snap, wire, _st, mac, net = unpack_pkt(view, off)
-                start = off + mac
-                ts = sec * 1_000_000_000 + nsec
-                ptype = view[off + _PKTTYPE_OFFSET]
-                frames.append((ts, view[start : start + snap], ptype, wire))
-                off += nxt
-            try:
-                yield frames
-            finally:
-                for frame in frames:
-                    frame[1].release()
-                struct.pack_into("=I", view, base + 8, TP_STATUS_KERNEL)
-                self._next = (self._next + 1) % self.block_count
+        # Closing ``raw`` (also when this generator is closed) hands the last block back.
+        with closing(self.raw_blocks(timeout_ms)) as raw:
+            for block in raw:
+                frames: list[tuple[int, memoryview, int, int]] = []
+                if block is not None:
+                    base, count, first = block
+                    off = base + first
+                    for _ in range(count):
+                        nxt, sec, nsec, snap, wire, _st, mac, net = unpack_pkt(view, off)
+                        start = off + mac
+                        ts = sec * 1_000_000_000 + nsec
+                        ptype = view[off + _PKTTYPE_OFFSET]
+                        frames.append((ts, view[start : start + snap], ptype, wire))
+                        off += nxt
+                try:
+                    yield frames
+                finally:
+                    for frame in frames:
+                        frame[1].release()
 
     @property
     def memory(self) -> mmap.mmap:
@@ -196,7 +181,9 @@ class Ring:
         assert self._map is not None
         return self._map
 
-    def raw_blocks(self, timeout_ms: int = 100) -> Iterator[tuple[int, int, int] | None]:
+    def raw_blocks(
+        self, timeout_ms: int = 100
+    ) -> Generator[tuple[int, int, int] | None, None, None]:
         """Yield each filled block as ``(base, count, first)``: its offset in :attr:`memory`,
         its number of packets and the offset of the first packet from ``base``; None when
         ``timeout_ms`` passed with nothing new. The block is the caller's (to read, and to
