@@ -7,7 +7,13 @@ from typing import Any, TypeVar, cast
 
 import click
 
-__all__ = ["DURATION", "json_option", "resolve_options", "resolve_options_from"]
+__all__ = [
+    "DURATION",
+    "json_option",
+    "resolve_options",
+    "resolve_options_from",
+    "stop_and_file_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +62,47 @@ def resolve_options(func: F) -> F:
             help="libvirt of the VM's host [env LIBVIRT_DEFAULT_URI; default qemu:///system].",
         ),
         option("--no-libvirt", is_flag=True, help="Do not ask libvirt."),
+    ]
+    decorated: Any = func
+    for decorator in reversed(options):
+        decorated = decorator(decorated)
+    return cast(F, decorated)
+
+
+def stop_and_file_options(func: F) -> F:
+    """``-c``, ``--duration``, tcpdump's ``-C``/``-G``/``-W``, ``-U`` and ``--print``: when a
+    capture stops and how its files roll (``receive`` and ``capture``)."""
+    option = click.option
+    options = [
+        option("-c", "--count", type=click.IntRange(1), help="Stop after writing COUNT packets."),
+        option("--duration", type=DURATION, metavar="D", help="Stop after D (30, 30s, 10m, 1h)."),
+        option(
+            "-C",
+            "file_size",
+            type=click.FloatRange(0, min_open=True),
+            metavar="MB",
+            help="Rotate when a file reaches MB million bytes (FILE, FILE1, ...).",
+        ),
+        option(
+            "-G",
+            "rotate_seconds",
+            type=click.IntRange(1),
+            metavar="SECONDS",
+            help="Rotate every SECONDS; strftime patterns in FILE.",
+        ),
+        option(
+            "-W",
+            "file_count",
+            type=click.IntRange(1),
+            metavar="FILES",
+            help="With -C: wrap around after FILES files; with -G: stop after FILES files.",
+        ),
+        option(
+            "-U", "--packet-buffered", is_flag=True, help="Flush the output after every packet."
+        ),
+        option(
+            "--print", "print_", is_flag=True, help="Print a one-line summary per packet on stdout."
+        ),
     ]
     decorated: Any = func
     for decorator in reversed(options):

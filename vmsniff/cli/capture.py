@@ -11,7 +11,12 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
-from vmsniff.cli._options import DURATION, resolve_options, resolve_options_from
+from vmsniff.cli._options import (
+    DURATION,
+    resolve_options,
+    resolve_options_from,
+    stop_and_file_options,
+)
 from vmsniff.errors import UsageError
 
 #: The counters capture reports (receive's names; there is nothing to decapsulate here).
@@ -64,38 +69,7 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     show_default=True,
     help="Keep at most this many bytes of each frame.",
 )
-@click.option("-c", "--count", type=click.IntRange(1), help="Stop after writing COUNT packets.")
-@click.option(
-    "--duration",
-    type=DURATION,
-    metavar="D",
-    help="Stop after D (30, 30s, 10m, 1h).",
-)
-@click.option(
-    "-C",
-    "file_size",
-    type=click.FloatRange(0, min_open=True),
-    metavar="MB",
-    help="Rotate when a file reaches MB million bytes (FILE, FILE1, ...).",
-)
-@click.option(
-    "-G",
-    "rotate_seconds",
-    type=click.IntRange(1),
-    metavar="SECONDS",
-    help="Rotate every SECONDS; strftime patterns in FILE.",
-)
-@click.option(
-    "-W",
-    "file_count",
-    type=click.IntRange(1),
-    metavar="FILES",
-    help="With -C: wrap around after FILES files; with -G: stop after FILES files.",
-)
-@click.option("-U", "--packet-buffered", is_flag=True, help="Flush the output after every packet.")
-@click.option(
-    "--print", "print_", is_flag=True, help="Print a one-line summary per packet on stdout."
-)
+@stop_and_file_options
 @click.option(
     "--ttl",
     type=DURATION,
@@ -215,6 +189,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     if sessions:
         env.info(f"removed the capture's mirror rows (session {', '.join(sessions)})")
     from vmsniff.cli._render_receive import render_stats
+    from vmsniff.pipeline.sinks import written_files
 
     extra = {
         "vm": target.server.name,
@@ -225,7 +200,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
         "sessions": sessions,
     }
     render_stats(
-        env, stats, as_json=as_json, json_to_stderr=write == "-", files=_files(sink),
+        env, stats, as_json=as_json, json_to_stderr=write == "-", files=written_files(sink),
         fields=FIELDS, extra=extra,
     )  # fmt: skip
 
@@ -235,13 +210,6 @@ for _param in capture.params:
     if _param.name == "nic" and isinstance(_param, click.Option):
         _param.metavar = "MAC|PORT|NET|all"
         _param.help = "One NIC (MAC, Neutron port id, network), or 'all' into one pcapng."
-
-
-def _files(sink: Any) -> list[str]:
-    from vmsniff.pipeline.sinks import TeeSink
-
-    sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
-    return [f for s in sinks for f in getattr(s, "files", [])]
 
 
 def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
-from vmsniff.cli._options import DURATION
+from vmsniff.cli._options import stop_and_file_options
 from vmsniff.errors import UsageError
 
 
@@ -105,38 +105,7 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     metavar="KIB",
     help="Size of the kernel ring in KiB (rounded to whole MiB); counts in peak memory.",
 )
-@click.option("-c", "--count", type=click.IntRange(1), help="Stop after writing COUNT packets.")
-@click.option(
-    "--duration",
-    type=DURATION,
-    metavar="D",
-    help="Stop after D (30, 30s, 10m, 1h).",
-)
-@click.option(
-    "-C",
-    "file_size",
-    type=click.FloatRange(0, min_open=True),
-    metavar="MB",
-    help="Rotate when a file reaches MB million bytes (FILE, FILE1, ...).",
-)
-@click.option(
-    "-G",
-    "rotate_seconds",
-    type=click.IntRange(1),
-    metavar="SECONDS",
-    help="Rotate every SECONDS; strftime patterns in FILE.",
-)
-@click.option(
-    "-W",
-    "file_count",
-    type=click.IntRange(1),
-    metavar="FILES",
-    help="With -C: wrap around after FILES files; with -G: stop after FILES files.",
-)
-@click.option("-U", "--packet-buffered", is_flag=True, help="Flush the output after every packet.")
-@click.option(
-    "--print", "print_", is_flag=True, help="Print a one-line summary per packet on stdout."
-)
+@stop_and_file_options
 @click.option(
     "-Z",
     "--relinquish-privileges",
@@ -263,15 +232,11 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     if damage:
         env.warn(f"{opts['read_file']}: {damage}; the records before it were processed")
     from vmsniff.cli._render_receive import render_stats
+    from vmsniff.pipeline.sinks import written_files
 
-    render_stats(env, stats, as_json=as_json, json_to_stderr=write == "-", files=_files(sink))
-
-
-def _files(sink: Any) -> list[str]:
-    from vmsniff.pipeline.sinks import TeeSink
-
-    sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
-    return [f for s in sinks for f in getattr(s, "files", [])]
+    render_stats(
+        env, stats, as_json=as_json, json_to_stderr=write == "-", files=written_files(sink)
+    )
 
 
 def _sink(env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: bool) -> Any:

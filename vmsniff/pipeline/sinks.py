@@ -39,6 +39,7 @@ __all__ = [
     "TeeSink",
     "open_capture_file",
     "summary",
+    "written_files",
 ]
 
 _BUFFER = 256 * 1024
@@ -440,3 +441,9 @@ class TeeSink(Sink):
     def close(self) -> None:
         for s in self.sinks:
             s.close()
+
+
+def written_files(sink: Sink) -> list[str]:
+    """The capture files ``sink`` (a file sink, a per-session one, or a tee of them) wrote."""
+    sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
+    return [f for s in sinks for f in getattr(s, "files", [])]
