@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._replay import count_records, proc_cpu, sh  # noqa: E402
 from vmsniff.pcap.pcap import file_header  # noqa: E402
-from vmsniff.pcap.reader import CaptureReader  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
 
 BUFFER_KIB = int(os.environ.get("VMSNIFF_BENCH_B", "16384"))  # vmsniff's -B (tcpdump: 32768)
@@ -65,25 +65,6 @@ def build_pcap(path: Path, count: int, mix: str) -> None:
             frame = RX_MAC + TX_MAC + b"\x08\x00" + ip + gre
             fh.write(struct.pack("<IIII", n // 1000000, n % 1000000, len(frame), len(frame)))
             fh.write(frame)
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
-
-
-def count_records(path: Path) -> int:
-    reader = CaptureReader()
-    n = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            n += len(reader.feed(chunk))
-    return n
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a running process so far (proc(5), fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def build_c_reference(tmp: Path) -> Path | None:

@@ -1,0 +1,30 @@
+"""Helpers shared by the replay benchmarks (bench/receive.py, bench/capture.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from vmsniff.pcap.reader import CaptureReader
+
+
+def sh(*args: str) -> None:
+    """Run a set-up command; fail loudly."""
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def count_records(path: Path) -> int:
+    """Packets in a pcap or pcapng file."""
+    reader = CaptureReader()
+    n = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            n += len(reader.feed(chunk))
+    return n
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process so far (proc(5), fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
