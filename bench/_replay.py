@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 from vmsniff.pcap.reader import CaptureReader
+
+
+def missing(*tools: str) -> str | None:
+    """A message naming the tools (Debian packages of the same name) not on PATH, or None."""
+    absent = [t for t in tools if shutil.which(t) is None]
+    if not absent:
+        return None
+    names = " ".join(absent)
+    return f"needs {names} on PATH (apt-get install {names})"
 
 
 def sh(*args: str) -> None:

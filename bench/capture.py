@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._replay import count_records, proc_cpu, sh  # noqa: E402
+from bench._replay import count_records, missing, proc_cpu, sh  # noqa: E402
 from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
 
@@ -174,6 +174,9 @@ def main() -> int:
         return worker(*args.worker)
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    if problem := missing("tcpreplay", "tcpdump"):
+        print(problem, file=sys.stderr)
         return 2
     prefix = f"vmsbc{os.getpid()}"
     vm, hv = f"{prefix}-vm", f"{prefix}-hv"

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._replay import count_records, proc_cpu, sh  # noqa: E402
+from bench._replay import count_records, missing, proc_cpu, sh  # noqa: E402
 from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
 
@@ -205,6 +205,9 @@ def main() -> int:
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    if problem := missing("tcpreplay", "tcpdump"):
+        print(problem, file=sys.stderr)
         return 2
     prefix = f"vmsbr{os.getpid()}"
     tx, rx = f"{prefix}-tx", f"{prefix}-rx"

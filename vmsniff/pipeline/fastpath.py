@@ -175,12 +175,15 @@ class FastPath:
         cap = np.minimum(cap, cfg.snaplen)
 
         sel = np.flatnonzero(ok)
-        prefix, records = writer.encode(base, offs, sel, start, cap, orig, ts, key + 1, direction)
+        args = (base, offs, sel, start, cap, orig, ts, key + 1, direction)
         if n_fast == n_in:
-            if limit is not None and len(records) > limit:
-                del records[limit:]
-            stats.written += len(records)
-            return prefix + records
+            if limit is not None and len(sel) > limit:
+                sel = sel[:limit]  # what -c cuts is neither written nor filtered out
+                args = (base, offs, sel, *args[3:])
+            stats.written += len(sel)
+            prefix, pieces = writer.encode(*args, joined=True)
+            return prefix + pieces
+        prefix, records = writer.encode(*args)
         return prefix + self._merge(records, sel, fast, incoming, offs, ip, snap, ts, limit)
 
     def _merge(

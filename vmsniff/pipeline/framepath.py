@@ -89,8 +89,9 @@ class FramePath:
             sel = sel[:limit]  # what -c cuts is neither written nor filtered out (as drive())
         start = offs + mac
         cap = np.minimum(snap, self.snaplen)
-        idbs, records = writer.encode(
-            base, offs, sel, start, cap, wire, ts, np.zeros(count, dtype=np.int64), direction
-        )
-        stats.written += len(records)
-        return idbs + records
+        idbs, pieces = writer.encode(
+            base, offs, sel, start, cap, wire, ts, np.zeros(count, dtype=np.int64), direction,
+            joined=True,
+        )  # fmt: skip
+        stats.written += len(sel)
+        return idbs + pieces

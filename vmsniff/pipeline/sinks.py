@@ -29,6 +29,7 @@ from vmsniff.errors import NotFound, PermissionDenied, UsageError, VmsniffError
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pipeline.core import Packet, direction_name
 from vmsniff.pipeline.encode import Encoder, new_encoder
+from vmsniff.pipeline.scatter import IOV_MAX, Scatter, write_scatter
 
 __all__ = [
     "FileSink",
@@ -120,7 +121,6 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[n:]
 
 
-_IOV_MAX = 1024
 _SMALL_RECORDS = 256  # average bytes per record below which write_records joins them
 
 
@@ -129,7 +129,7 @@ def _writev_all(fd: int, parts: list[Any]) -> None:
     allows (at most IOV_MAX buffers each; a short write resumes where it stopped)."""
     i = 0
     while i < len(parts):
-        chunk = parts[i : i + _IOV_MAX]
+        chunk = parts[i : i + IOV_MAX]
         try:
             n = os.writev(fd, chunk)
         except OSError as exc:
@@ -263,9 +263,10 @@ class FileSink(Sink):
         return self._encoder
 
     def write_records(self, records: list[Any], packets: int) -> None:
-        """Records already encoded by :attr:`encoder` (the fast path), ``packets`` of them
-        packets: big ones written at once with ``writev`` (no joining or buffering copy), small
-        ones joined into the buffer. Only without
+        """Records already encoded by :attr:`encoder` (the fast paths), ``packets`` of them
+        packets, in order: bytes-like pieces (a record each, or a run of them) and
+        :class:`~.scatter.Scatter` stretches, written by ``writev`` straight from the ring
+        before this returns. Small bytes records are joined into the buffer. Only without
         rotation: a record batch cannot be split across files."""
         if self.rotation.active:
             raise ValueError("encoded records cannot be rotated")
@@ -274,14 +275,27 @@ class FileSink(Sink):
         size = sum(map(len, records))
         self._size += size
         self._packets_in_file += packets
-        if size < _SMALL_RECORDS * len(records):
-            # Small records: one copy into the buffer beats the kernel walking 1024 iovecs.
-            self._buf += b"".join(records)
-            if self.flush_each or len(self._buf) >= _BUFFER:
-                self.flush()
+        if not any(isinstance(r, Scatter) for r in records):
+            if size < _SMALL_RECORDS * len(records):
+                # Small records: one copy into the buffer beats the kernel walking iovecs.
+                self._buf += b"".join(records)
+                if self.flush_each or len(self._buf) >= _BUFFER:
+                    self.flush()
+                return
+            self.flush()
+            _writev_all(self._fd, records)
             return
-        self.flush()
-        _writev_all(self._fd, records)
+        for piece in records:
+            if isinstance(piece, Scatter):
+                self.flush()
+                write_scatter(self._fd, piece)
+            elif len(piece) >= _BUFFER:
+                self.flush()
+                _write_all(self._fd, piece)
+            else:
+                self._buf += piece
+        if self.flush_each or len(self._buf) >= _BUFFER:
+            self.flush()
 
     def flush(self) -> None:
         if self._buf and self._fd >= 0:

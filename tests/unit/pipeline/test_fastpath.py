@@ -13,9 +13,12 @@ from tests.unit.pipeline.blocks import PACKET_OUTGOING, block
 from tests.unit.pipeline.helpers import erspan2, erspan3, gre, icmp_frame
 from vmsniff.filter import InnerFilter
 from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.pcap.pcap import file_header
+from vmsniff.pcap.reader import CaptureReader
 from vmsniff.pipeline.core import Pipeline, PipelineConfig, parse_sources
 from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.fastpath import FastPath
+from vmsniff.pipeline.scatter import joined
 from vmsniff.wire.ipv4 import encode_ipv4
 
 HV = bytes([10, 250, 0, 1])
@@ -39,7 +42,7 @@ def fast(
     enc = new_encoder(fmt, cfg.snaplen)
     size = layout.get("size", 1 << 16)
     fp = FastPath(mem, size, pipe, enc, kernel_filtered=False)
-    out = b"".join(fp.process(base, count, first))
+    out = joined(fp.process(base, count, first))
     fp.close()
     pipe.stats.copied = fp.copied  # type: ignore[attr-defined]
     return out, pipe.stats
@@ -198,10 +201,11 @@ def test_limit_stops_after_count() -> None:
     mem, base, count, first = block(packets, size=1 << 17)  # type: ignore[arg-type]
     pipe = Pipeline(cfg)
     fp = FastPath(mem, 1 << 17, pipe, new_encoder("pcap", cfg.snaplen), kernel_filtered=False)
-    records = fp.process(base, count, first, limit=5)
-    assert len(records) == 5 and pipe.stats.written == 5
+    records = joined(fp.process(base, count, first, limit=5))
+    assert pipe.stats.written == 5
     want, _ = reference(cfg, "pcap", packets)
-    assert want.startswith(b"".join(records))
+    assert want.startswith(records)
+    assert len(CaptureReader().feed(file_header(cfg.snaplen, 1) + records)) == 5
 
 
 def test_block_in_the_middle_of_the_ring() -> None:

@@ -15,6 +15,7 @@ from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
 from vmsniff.pipeline.core import Stats
 from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.framepath import FramePath
+from vmsniff.pipeline.scatter import joined
 
 BITS = {Direction.FROM_VM: DIRECTION_OUTBOUND, Direction.TO_VM: DIRECTION_INBOUND}
 
@@ -53,7 +54,7 @@ def test_frame_path_equals_the_capture_stage(
         mem, 1 << 18, new_encoder(fmt, snaplen, "vmsniff capture"), stats, name="tap0",
         fixed=BITS.get(fixed, 0) if fixed else 0, wanted=BITS.get(keep, 0), snaplen=snaplen,
     )  # fmt: skip
-    got = b"".join(fp.process(base, count, first))
+    got = joined(fp.process(base, count, first))
     fp.close()
     same_capture(fmt, got, want)
     assert stats.as_dict() == want_stats.as_dict()
@@ -72,10 +73,12 @@ def test_limit_and_a_record_that_does_not_fit() -> None:
     mem, base, count, first = block(frames, size=size, mac=82)
     stats = Stats()
     fp = FramePath(mem, size, new_encoder("pcapng", 262144, "vmsniff capture"), stats, name="tap0")
-    got = b"".join(fp.process(base, count, first))
+    got = joined(fp.process(base, count, first))
     assert fp.copied == 1
     same_capture("pcapng", got, want)
     mem, base, count, first = block(frames, size=size, mac=82)
     stats = Stats()
     fp = FramePath(mem, size, new_encoder("pcap", 262144), stats, name="tap0")
-    assert len(fp.process(base, count, first, limit=7)) == 7 and stats.written == 7
+    got = joined(fp.process(base, count, first, limit=7))
+    assert stats.written == 7
+    assert got == reference(frames[:7], "pcap", Direction.BOTH, None, 262144)[0]

@@ -176,7 +176,7 @@ def test_writev_all_resumes_after_short_writes(
         calls.append(len(bufs))
         return real(fd, [bytes(b"".join(bytes(b) for b in bufs)[:7])])  # at most 7 bytes a call
 
-    monkeypatch.setattr(sinks, "_IOV_MAX", 3)
+    monkeypatch.setattr(sinks, "IOV_MAX", 3)
     monkeypatch.setattr(os, "writev", short)
     parts = [bytes([i]) * (i + 1) for i in range(10)]
     path = tmp_path / "out"

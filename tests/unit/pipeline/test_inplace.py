@@ -1,0 +1,142 @@
+"""BlockRecords' run shortcuts (a guessed stride, one strided copy per run of same-shaped
+records) give exactly what walking the chain and slicing each record give."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.unit.pipeline.blocks import block
+from tests.unit.pipeline.helpers import gre, icmp_frame
+from tests.unit.pipeline.test_fastpath import fast, reference, same_capture
+from vmsniff.pipeline.core import PipelineConfig
+from vmsniff.pipeline.encode import new_encoder
+from vmsniff.pipeline.inplace import BlockRecords
+from vmsniff.pipeline.scatter import joined
+
+SIZE = 1 << 16
+
+
+def walk(mem: bytearray, base: int, count: int, first: int) -> list[int]:
+    out, off = [], base + first
+    for _ in range(count):
+        out.append(off)
+        off += struct.unpack_from("=I", mem, off)[0]
+    return out
+
+
+def records(sizes: list[int], **layout: Any) -> tuple[bytearray, int, int, int]:
+    packets = [(i, bytes([i % 251]) * size) for i, size in enumerate(sizes)]
+    return block(packets, size=layout.pop("size", SIZE), **layout)
+
+
+def writer(mem: bytearray, size: int = SIZE) -> BlockRecords:
+    return BlockRecords(mem, size, new_encoder("pcap", 262144), lambda code: (None, 1, False, None))
+
+
+RUNS = {
+    "one size": [64] * 300,
+    "runs": [64] * 40 + [100] * 3 + [1500] * 20 + [64] * 17 + [70] * 16 + [90],
+    "alternating": [64, 1500] * 30,
+    "short runs": [64] * 15 + [65] * 15 + [66] * 17 + [64],
+    "few": [64] * 5,
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize("base", [0, SIZE])
+def test_offsets_follow_the_chain(name: str, base: int) -> None:
+    mem, base, count, first = records(RUNS[name], base=base, total=base + SIZE)
+    w = writer(mem)
+    assert w.offsets(base, count, first).tolist() == walk(mem, base, count, first)
+    w.close()
+
+
+def test_a_stale_slot_after_the_last_packet_is_not_taken() -> None:
+    """The guess never reads past ``count`` packets, whatever the rest of the block says."""
+    mem, base, count, first = records([64] * 20)
+    step = struct.unpack_from("=I", mem, first)[0]
+    last = walk(mem, base, count, first)[-1]
+    struct.pack_into("=I", mem, last, step)  # the kernel writes 0; an old block may not
+    for off in range(last + step, SIZE - 4, step):
+        struct.pack_into("=I", mem, off, step)
+    w = writer(mem)
+    assert len(w.offsets(base, count, first)) == 20
+    assert w.offsets(base, count, first).tolist() == walk(mem, base, count, first)
+
+
+def test_a_run_up_to_the_end_of_the_block() -> None:
+    sizes = [200] * 10_000
+    packets = []
+    used = 48
+    for i, size in enumerate(sizes):
+        slot = (96 + size + 7) & ~7
+        if used + slot > SIZE:
+            break
+        used += slot
+        packets.append((i, bytes(size)))
+    mem, base, count, first = block(packets, size=SIZE)
+    w = writer(mem)
+    assert w.offsets(base, count, first).tolist() == walk(mem, base, count, first)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 7, 8, 60, 1400]), st.integers(1, 40)),
+                min_size=1, max_size=12))  # fmt: skip
+def test_offsets_of_random_runs(spec: list[tuple[int, int]]) -> None:
+    sizes = [60 + extra for extra, repeat in spec for _ in range(repeat)]
+    while sum((96 + s + 7) & ~7 for s in sizes) + 48 > SIZE:
+        sizes.pop()
+    mem, base, count, first = records(sizes)
+    w = writer(mem)
+    assert w.offsets(base, count, first).tolist() == walk(mem, base, count, first)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 200), st.integers(1, 30)), min_size=1, max_size=10),
+    st.sampled_from(["pcap", "pcapng"]),
+    st.sampled_from(["plain", "keys both", "filtered"]),
+)
+def test_runs_of_same_sized_packets_equal_the_pipeline(
+    spec: list[tuple[int, int]], fmt: str, name: str
+) -> None:
+    """Same-sized packets in runs take the strided copies; a key not asked for (or a
+    direction) in the middle of a run splits it; the capture is the pipeline's."""
+    cfg = {
+        "plain": PipelineConfig(),
+        "keys both": PipelineConfig(keys=(100,), direction="both"),
+        "filtered": PipelineConfig(keys=(100,)),
+    }[name]
+    packets = []
+    n = 0
+    for size, repeat in spec:
+        for _ in range(repeat):
+            packets.append((n * 1000, gre(icmp_frame(n, size=size), key=100 + (n % 7 == 3))))
+            n += 1
+    want, want_stats = reference(cfg, fmt, packets)
+    got, got_stats = fast(cfg, fmt, packets, size=1 << 17)
+    same_capture(fmt, got, want)
+    assert got_stats.as_dict() == want_stats.as_dict()
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_a_flood_is_a_few_pieces(fmt: str) -> None:
+    """300 same-sized packets of one session: one strided copy, not 300 slices."""
+    cfg = PipelineConfig(keys=(100,), direction="both")
+    packets = [(i * 1000, gre(icmp_frame(i), key=100)) for i in range(300)]
+    want, _ = reference(cfg, fmt, packets)
+    from vmsniff.pipeline.core import Pipeline
+    from vmsniff.pipeline.fastpath import FastPath
+
+    mem, base, count, first = block(packets, size=1 << 17)
+    pipe = Pipeline(cfg)
+    fp = FastPath(mem, 1 << 17, pipe, new_encoder(fmt, cfg.snaplen), kernel_filtered=False)
+    pieces = fp.process(base, count, first)
+    assert len(pieces) <= 2 + (fmt == "pcapng")  # interface block, the run, the last record
+    same_capture(fmt, joined(pieces), want)
+    assert pipe.stats.written == 300
