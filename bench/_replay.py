@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from vmsniff.pcap.reader import CaptureReader
@@ -17,6 +18,17 @@ def missing(*tools: str) -> str | None:
         return None
     names = " ".join(absent)
     return f"needs {names} on PATH (apt-get install {names})"
+
+
+SENDER_CPU, RECEIVER_CPU = 0, 1
+
+
+def on_cpu(cpu: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child to ``cpu`` (sender on one core, receivers on the
+    other, as the issues ask), or None on a single-CPU machine."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
 
 
 def sh(*args: str) -> None:

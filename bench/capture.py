@@ -35,7 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._replay import count_records, missing, proc_cpu, sh  # noqa: E402
+from bench._replay import (  # noqa: E402
+    RECEIVER_CPU,
+    SENDER_CPU,
+    count_records,
+    missing,
+    on_cpu,
+    proc_cpu,
+    sh,
+)
 from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
 
@@ -107,7 +115,8 @@ def run_once(
     }  # fmt: skip
     procs = {
         name: subprocess.Popen(["ip", "netns", "exec", hv, *cmd], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               preexec_fn=on_cpu(RECEIVER_CPU))
         for name, cmd in cmds.items()
     }  # fmt: skip
     results: dict[str, dict[str, float]] = {}
@@ -122,7 +131,7 @@ def run_once(
         replay = subprocess.run(
             ["ip", "netns", "exec", vm, "tcpreplay", "-i", "eth0", "--topspeed",
              f"--loop={loop}", str(pcap)],
-            capture_output=True, text=True,
+            capture_output=True, text=True, preexec_fn=on_cpu(SENDER_CPU),
         )  # fmt: skip
         wall = time.monotonic() - t0
         m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)

@@ -28,7 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._replay import count_records, missing, proc_cpu, sh  # noqa: E402
+from bench._replay import (  # noqa: E402
+    RECEIVER_CPU,
+    SENDER_CPU,
+    count_records,
+    missing,
+    on_cpu,
+    proc_cpu,
+    sh,
+)
 from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
 
@@ -133,6 +141,7 @@ def run_once(
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=on_cpu(RECEIVER_CPU),
         )
         for name, cmd in cmds.items()
     }
@@ -156,6 +165,7 @@ def run_once(
             ],  # fmt: skip
             capture_output=True,
             text=True,
+            preexec_fn=on_cpu(SENDER_CPU),
         )
         wall = time.monotonic() - t0
         m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)

@@ -63,12 +63,13 @@ class BlockRecords:
         self.a = np.frombuffer(memory, dtype=np.uint8)
         self.u32 = np.frombuffer(memory, dtype=np.uint32)
         self.address = self.a.ctypes.data
+        self._shifted: dict[int, Array] = {0: self.u32}
         self.copied = 0
         """Records encoded the ordinary way because they did not fit in their slot."""
 
     def close(self) -> None:
         """Let go of the buffer (so that the ring can be unmapped)."""
-        del self.a, self.u32
+        del self.a, self.u32, self._shifted
         self.words.release()
         self.view.release()
 
@@ -256,18 +257,40 @@ class BlockRecords:
 
     def _put(self, pos: Array, words: tuple[Any, ...]) -> None:
         """Write consecutive little-endian 32-bit ``words`` (arrays or ints) at byte offsets
-        ``pos``: one store per word when every offset is 4-aligned (the usual case)."""
-        if not len(pos):
+        ``pos``. Evenly spaced offsets (same-sized packets) are one strided store per word;
+        others one indexed store per word, through a 32-bit view of the buffer shifted to
+        their alignment (one view per alignment present; usually a single one)."""
+        n = len(pos)
+        if not n:
             return
-        if not (pos & 3).any():
-            w = pos >> 2
-            for j, col in enumerate(words):
-                self.u32[w + j] = col
-            return
-        block = np.empty((len(pos), len(words)), dtype="<u4")
-        for j, col in enumerate(words):
-            block[:, j] = col
-        self.a[pos[:, None] + np.arange(4 * len(words))] = block.view(np.uint8)
+        if n > 2:
+            step = int(pos[1] - pos[0])
+            if step > 0 and not (np.diff(pos) != step).any():
+                first = int(pos[0])
+                for j, col in enumerate(words):
+                    np.ndarray((n,), "<u4", self.mem, first + 4 * j, (step,))[:] = col
+                return
+        rem = pos & 3
+        shifts = [int(rem[0])] if not (rem != rem[0]).any() else np.unique(rem).tolist()
+        for r in shifts:
+            if len(shifts) == 1:
+                w = (pos - r) >> 2
+                cols = words
+            else:
+                pick = rem == r
+                w = (pos[pick] - r) >> 2
+                cols = tuple(c[pick] if isinstance(c, np.ndarray) else c for c in words)
+            u32 = self._u32_at(r)
+            for j, col in enumerate(cols):
+                u32[w + j] = col
+
+    def _u32_at(self, shift: int) -> Array:
+        """The buffer as 32-bit words starting ``shift`` bytes in."""
+        view = self._shifted.get(shift)
+        if view is None:
+            count = (len(self.a) - shift) // 4
+            view = self._shifted[shift] = self.a[shift : shift + 4 * count].view("<u4")
+        return view
 
     def _copy(self, start: int, cap: int, orig: int, ts: int, code: int, direction: int) -> bytes:
         session, linktype, erspan, name = self.describe(code)
