@@ -1,7 +1,8 @@
 """Helpers for tests that read the real captures in ../shared/captures.
 
 The captures are not part of the project (README there: never commit them). Tests find them
-through ``VMSNIFF_CAPTURES`` (default ``../shared/captures`` from the project root). When they
+through ``VMSNIFF_CAPTURES``, else at ``../shared/captures`` from the project root, or, in a
+local clone (``git clone /work/main /tmp/x``), from the checkout it was cloned from. When they
 are absent the tests skip with a reason, except under CI (``CI`` set), where they must fail.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +25,18 @@ ABSENT = "<captures absent>"
 def captures_path() -> Path:
     """Where the captures should be (they may be absent)."""
     env = os.environ.get("VMSNIFF_CAPTURES")
-    return Path(env) if env else (PROJECT_ROOT / ".." / "shared" / "captures").resolve()
+    if env:
+        return Path(env)
+    here = (PROJECT_ROOT / ".." / "shared" / "captures").resolve()
+    if here.is_dir():
+        return here
+    origin = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "remote", "get-url", "origin"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    if origin.startswith("/") and (Path(origin) / ".." / "shared" / "captures").is_dir():
+        return (Path(origin) / ".." / "shared" / "captures").resolve()
+    return here
 
 
 def require_captures() -> Path:
