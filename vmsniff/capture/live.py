@@ -63,11 +63,18 @@ def require_packet_sockets() -> None:
         ) from None
 
 
+#: The kernel hands a ring block over when full or ``RETIRE_MS`` after it opened (up to twice
+#: that: its timer may have just fired); several rings are merged holding frames this long.
+RETIRE_MS = 10
+HOLD_MS = 2 * RETIRE_MS + 20
+
+
 def _ring(device: str, program: list[Instruction]) -> RingLike:
     from vmsniff.pipeline.ring import Ring
 
     # 16 MiB, as receive: with the block fast path that absorbs bursts, and keeps RSS < 60 MB.
-    return Ring(device, kind=socket.SOCK_RAW, program=program, block_count=16)
+    return Ring(device, kind=socket.SOCK_RAW, program=program, block_count=16,
+                retire_ms=RETIRE_MS)  # fmt: skip
 
 
 @contextmanager
@@ -117,7 +124,7 @@ def open_capture(
                 quiet_up(port.name)
                 add(port.name, port_program, StagePoint(point.name, port.direction))
         yield OpenCapture(
-            source=RingSource(rings, stop=stop, deadline=deadline),
+            source=RingSource(rings, stop=stop, deadline=deadline, hold_ms=HOLD_MS),
             stage=CaptureStage(stage_points, snaplen=opts.snaplen, keep=opts.direction),
             devices=devices,
             devices_of=devices_of,
@@ -143,25 +150,38 @@ def _start_mirror(
 
 
 def block_fast_path(cap: OpenCapture, sink: Any, direction: Direction) -> Any:
-    """The block fast path (:class:`~vmsniff.pipeline.framepath.FramePath`) for ``cap`` when
-    it applies: one ring, one plain file (a :class:`~vmsniff.pipeline.sinks.FileSink` without
-    -C or -G). It switches the source to whole blocks. None otherwise: frames then go through
-    the capture stage one by one."""
+    """The block fast path for ``cap`` when it applies: a plain file (a
+    :class:`~vmsniff.pipeline.sinks.FileSink` without -C or -G), and real rings.
+    :class:`~vmsniff.pipeline.framepath.FramePath` for one ring,
+    :class:`~vmsniff.pipeline.merge.MergedFramePaths` over one per ring for several. It
+    switches the source to whole blocks. None otherwise: frames then go through the capture
+    stage one by one."""
     from vmsniff.capture.stage import direction_bits
     from vmsniff.pipeline.sinks import FileSink
 
-    rings = cap.source.rings
-    if len(rings) != 1 or not isinstance(sink, FileSink) or sink.rotation.active:
+    rings: list[Any] = list(cap.source.rings)
+    if not isinstance(sink, FileSink) or sink.rotation.active:
         return None
-    ring: Any = rings[0]
-    if not hasattr(ring, "memory"):  # a test's fake ring
+    if not all(hasattr(ring, "memory") for ring in rings):  # a test's fake rings
         return None
     from vmsniff.pipeline.framepath import FramePath
 
-    point = cap.stage.points[0]
+    paths = [
+        FramePath(
+            ring.memory,
+            ring.block_size,
+            sink.encoder,
+            cap.stage.stats,
+            name=point.name,
+            fixed=direction_bits(point.fixed) if point.fixed else 0,
+            wanted=direction_bits(direction),
+            snaplen=cap.stage.snaplen,
+        )  # fmt: skip
+        for ring, point in zip(rings, cap.stage.points, strict=True)
+    ]
     cap.source.blocks = True
-    return FramePath(
-        ring.memory, ring.block_size, sink.encoder, cap.stage.stats,
-        name=point.name, fixed=direction_bits(point.fixed) if point.fixed else 0,
-        wanted=direction_bits(direction), snaplen=cap.stage.snaplen,
-    )  # fmt: skip
+    if len(paths) == 1:
+        return paths[0]
+    from vmsniff.pipeline.merge import MergedFramePaths
+
+    return MergedFramePaths(paths, cap.stage.stats, hold_ns=HOLD_MS * 1_000_000)

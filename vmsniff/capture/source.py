@@ -7,6 +7,9 @@ timestamp order, so that a block one ring hands over late (the kernel retires a 
 is full or after ``retire_ms``) still falls into place. Each frame then carries its point's
 index for the stage.
 
+With the block fast path, several rings go to :class:`~vmsniff.pipeline.merge.MergedFramePaths`
+block by block instead, which holds records only until no ring can precede them.
+
 Stopping (a signal, ``--duration``) is decided here rather than in :func:`drive`: on the way
 out every held frame is released first, then :attr:`drained` turns true, and the CLI passes
 ``stop=source.drained_flag`` to ``drive`` so nothing captured is left behind.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import heapq
 import select
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol
 
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
@@ -30,7 +33,9 @@ class RingLike(Protocol):
 
     def typed_blocks(self, timeout_ms: int = 100) -> Iterator[list[tuple[int, Any, int, int]]]: ...
 
-    def raw_blocks(self, timeout_ms: int = 100) -> Iterator[tuple[int, int, int] | None]: ...
+    def raw_blocks(
+        self, timeout_ms: int = 100
+    ) -> Generator[tuple[int, int, int] | None, None, None]: ...
 
     def fileno(self) -> int: ...
 
@@ -65,8 +70,9 @@ class RingSource:
         self.wall_ns = wall_ns
         self.drained = False
         self.blocks = False
-        """With one ring: yield whole blocks (:data:`~vmsniff.pipeline.sources.RING_BLOCK`)
-        for :class:`~vmsniff.pipeline.framepath.FramePath` instead of frames."""
+        """Yield whole blocks (:data:`~vmsniff.pipeline.sources.RING_BLOCK`) instead of
+        frames: for :class:`~vmsniff.pipeline.framepath.FramePath` with one ring, for
+        :class:`~vmsniff.pipeline.merge.MergedFramePaths` with several."""
 
     def drained_flag(self) -> bool:
         """For ``drive(stop=…)``: true once the source has released everything and ended."""
@@ -87,6 +93,8 @@ class RingSource:
     def batches(self) -> Iterator[tuple[int, Any]]:
         if len(self.rings) == 1:
             yield from self._single()
+        elif self.blocks:
+            yield from self._merged_blocks()
         else:
             yield from self._merged()
         self.drained = True
@@ -104,6 +112,39 @@ class RingSource:
             yield LINKTYPE_ETHERNET, block
             if self._ending():
                 return
+
+    def _merged_blocks(self) -> Iterator[tuple[int, Any]]:
+        """Several rings, for :class:`~vmsniff.pipeline.merge.MergedFramePaths`: each ready
+        block as ``(index, block, empty_at, False)`` (the block is handed back when the
+        generator resumes), and after each round, once every ring was read until it had
+        nothing ready (at most ``block_count`` blocks each), ``(None, None, empty_at,
+        ending)`` to release what no ring can precede any more."""
+        from vmsniff.pipeline.sources import RING_BLOCK
+
+        poller = select.poll()
+        for ring in self.rings:
+            poller.register(ring.fileno(), select.POLLIN | select.POLLERR)
+        gens = [ring.raw_blocks(0) for ring in self.rings]
+        rounds = [getattr(ring, "block_count", 16) for ring in self.rings]
+        empty_at = [self.wall_ns()] * len(gens)
+        try:
+            while True:
+                poller.poll(self.timeout_ms)
+                for index, gen in enumerate(gens):
+                    for _ in range(rounds[index]):
+                        now = self.wall_ns()  # before looking: what comes later is newer
+                        block = next(gen)
+                        if block is None:
+                            empty_at[index] = now
+                            break
+                        yield RING_BLOCK, (index, block, empty_at, False)
+                ending = self._ending()
+                yield RING_BLOCK, (None, None, tuple(empty_at), ending)
+                if ending:
+                    return
+        finally:
+            for gen in gens:  # hand the last block of each ring back to the kernel
+                gen.close()
 
     def _merged(self) -> Iterator[tuple[int, list[Any]]]:
         poller = select.poll()

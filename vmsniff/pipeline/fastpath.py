@@ -1,8 +1,8 @@
 """Receive's fast path: a whole TPACKET_V3 block decapsulated and encoded at once (numpy).
 
 A Python loop over packets costs about 2 µs each (FACTS.md), over ten times what tcpdump
-spends. Here Python touches each packet twice, to follow the block's ``tp_next_offset`` chain
-and to slice the finished record out; everything else is numpy over the whole block:
+spends. Here numpy works on the whole block; Python touches single packets only where sizes
+keep changing (:mod:`.inplace` follows the ``tp_next_offset`` chain by guessing strides):
 
 1. read every packet's ``tpacket3_hdr`` fields and outer headers into arrays;
 2. pick the packets of *the fast shape* (:mod:`vmsniff.filter.kernel`: IPv4 without options or
@@ -13,7 +13,8 @@ and to slice the finished record out; everything else is numpy over the whole bl
    the fast-shape definition), else it runs here through libpcap, packet by packet;
 4. write each record's pcap header (or pcapng EPB head and trailer) into the block itself,
    right before and after the inner frame, over outer headers already read, so a record is one
-   contiguous slice of the block (:mod:`.inplace`, shared with ``capture``).
+   contiguous stretch of the block (:mod:`.inplace`, shared with ``capture``), written from
+   there by ``writev`` or, for runs of same-sized records, one strided copy.
 
 The output equals what :class:`~.core.Pipeline` plus the sink's :class:`~.encode.Encoder`
 would produce for the same packets, byte for byte (tests compare the two), and the stats

@@ -21,7 +21,7 @@ from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
 from vmsniff.pipeline.core import Stats
 from vmsniff.pipeline.encode import Encoder
-from vmsniff.pipeline.inplace import BlockRecords
+from vmsniff.pipeline.inplace import Array, BlockRecords
 
 __all__ = ["FramePath"]
 
@@ -72,6 +72,30 @@ class FramePath:
         if count == 0 or limit == 0:
             return []
         writer = self.writer
+        offs, sel, args = self._select(base, count, first, limit)
+        idbs, pieces = writer.encode(base, offs, sel, *args, joined=True)
+        self.stats.written += len(sel)
+        return idbs + pieces
+
+    def place(
+        self, base: int, count: int, first: int
+    ) -> tuple[list[bytes], Array, Array, Array, dict[int, bytes]]:
+        """The block's records written in place, not counted as written yet (for a merge of
+        several rings): ``(interface blocks, timestamps, heads, ends, copies)`` as
+        :meth:`BlockRecords.place <.inplace.BlockRecords.place>`, in arrival order."""
+        if count == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return [], empty, empty, empty, {}
+        offs, sel, args = self._select(base, count, first, None)
+        idbs, heads, ends, copies = self.writer.place(base, offs, sel, *args)
+        return idbs, args[3][sel], heads, ends, copies
+
+    def _select(
+        self, base: int, count: int, first: int, limit: int | None
+    ) -> tuple[Array, Array, tuple[Array, ...]]:
+        """``(offsets, selected packets, (start, cap, wire, ts, code, direction))``, counting
+        what is received and filtered out."""
+        writer = self.writer
         offs = writer.offsets(base, count, first)
         ts, snap, wire, mac, pkttype = writer.header_fields(offs)
         if self.fixed:
@@ -89,9 +113,5 @@ class FramePath:
             sel = sel[:limit]  # what -c cuts is neither written nor filtered out (as drive())
         start = offs + mac
         cap = np.minimum(snap, self.snaplen)
-        idbs, pieces = writer.encode(
-            base, offs, sel, start, cap, wire, ts, np.zeros(count, dtype=np.int64), direction,
-            joined=True,
-        )  # fmt: skip
-        stats.written += len(sel)
-        return idbs + pieces
+        code = np.zeros(count, dtype=np.int64)
+        return offs, sel, (start, cap, wire, ts, code, direction)

@@ -5,7 +5,9 @@ Shared by the fast paths of ``receive`` (:mod:`.fastpath`) and ``capture``
 starts, how much of it to keep and how to file it; :class:`BlockRecords` then writes each
 record's pcap header (16 bytes), or pcapng Enhanced Packet Block head (28 bytes), right before
 the frame and the EPB's padding, ``epb_flags`` option and length right after it, so that a
-record is one contiguous slice of the ring: Python creates one object per packet, the slice.
+record is one contiguous stretch of the ring. No Python object is made per record: a run of
+records of one length at one distance (same-sized packets) leaves as one strided numpy copy,
+the others as a :class:`~.scatter.Scatter` that ``writev`` sends straight from the ring.
 
 What may be overwritten: a packet's slot runs from its ``tpacket3_hdr`` to the next packet's;
 every field was read into arrays before anything is written, so a record may use its slot
@@ -151,6 +153,31 @@ class BlockRecords:
 
         ``records`` has one bytes-like per packet; with ``joined``, it is only the records'
         bytes in order, in as few pieces as :meth:`_pieces` makes."""
+        idbs, heads, ends, copies = self.place(base, offs, sel, start, cap, orig, ts, code,
+                                               direction)  # fmt: skip
+        if joined and not copies:
+            return idbs, self._pieces(heads, ends)
+        mem = self.mem
+        records: list[Any] = [mem[x:y] for x, y in zip(heads.tolist(), ends.tolist(), strict=True)]
+        for j, rec in copies.items():
+            records[j] = rec
+        return idbs, records
+
+    def place(
+        self,
+        base: int,
+        offs: Array,
+        sel: Array,
+        start: Array,
+        cap: Array,
+        orig: Array,
+        ts: Array,
+        code: Array,
+        direction: Array,
+    ) -> tuple[list[bytes], Array, Array, dict[int, bytes]]:
+        """Write the records of :meth:`encode` in place: ``(interface blocks, heads, ends,
+        copies)``, record ``j`` being ``memory[heads[j]:ends[j]]``, or ``copies[j]`` when it
+        did not fit in its slot (encoded the ordinary way)."""
         s = start[sel]
         c = cap[sel]
         o = np.maximum(orig[sel], c)
@@ -207,13 +234,7 @@ class BlockRecords:
         else:
             tk = t[k]
             self._put(heads[k], (tk // 1_000_000_000, tk % 1_000_000_000, c[k], o[k]))
-        if joined and not copies:
-            return idbs, self._pieces(heads, ends)
-        mem = self.mem
-        records: list[Any] = [mem[x:y] for x, y in zip(heads.tolist(), ends.tolist(), strict=True)]
-        for j, rec in copies.items():
-            records[j] = rec
-        return idbs, records
+        return idbs, heads, ends, copies
 
     def _pieces(self, heads: Array, ends: Array) -> list[Any]:
         """The bytes from each head to its end, in order, as few objects: a run of records of

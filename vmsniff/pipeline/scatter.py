@@ -25,13 +25,15 @@ IOV_MAX = 1024  # UIO_MAXIOV, linux/uio.h
 
 class Scatter:
     """``iov``: a C-contiguous ``(n, 2)`` uint64 array of ``struct iovec`` (address, length),
-    one per record, in file order; ``nbytes``: their total length."""
+    one per record, in file order; ``nbytes``: their total length; ``owners``: the buffers
+    the addresses point into, when they are not the ring (kept alive with the Scatter)."""
 
-    __slots__ = ("iov", "nbytes")
+    __slots__ = ("iov", "nbytes", "owners")
 
-    def __init__(self, iov: Any, nbytes: int) -> None:
+    def __init__(self, iov: Any, nbytes: int, owners: Any = None) -> None:
         self.iov = iov
         self.nbytes = nbytes
+        self.owners = owners
 
     def __len__(self) -> int:
         """Bytes, as for the ``bytes`` records this stands for."""
