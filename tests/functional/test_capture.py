@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from tests.functional.frames import same_run_per_flow
 from tests.functional.test_mirror import _env, assert_clean, vm_capture
 from tests.unit.pipeline.helpers import tshark_fields
 from vmsniff.lab.status import env_vars
-from vmsniff.lab.topology import Lab
+from vmsniff.lab.topology import Lab, LabNic, LabVm
 from vmsniff.lab.traffic import make_traffic
 from vmsniff.pcap.reader import read_records
 
@@ -166,16 +169,102 @@ def test_filter_and_snaplen_give_what_tcpdump_gives(lab: Lab, tmp_path: Path, at
     assert short_stats["written"] == len(cut_rows)
 
 
-def test_nic_all_files_every_nic_under_its_own_name(lab: Lab, tmp_path: Path) -> None:
-    # The lab's VMs have one NIC each; several NICs merged in time order are covered by
-    # tests/unit/cli/test_capture.py with fake rings.
+@contextmanager
+def nic_capture(lab: Lab, vm: LabVm, nic: LabNic, path: Path) -> Iterator[None]:
+    """tcpdump on one NIC inside the VM's namespace (``vm_capture`` for any device)."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", vm.namespace, "tcpdump", "-i", nic.device, "-U", "-n",
+         "-w", str(path), "--immediate-mode"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "listening" in proc.stderr.readline()
+        yield
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+
+
+def interface_names(path: Path) -> list[str]:
+    """``if_name`` of every Interface Description Block, in file order (pcapng 4.2, 4.3)."""
+    data = path.read_bytes()
+    assert data[8:12] == b"\x4d\x3c\x2b\x1a"  # a little-endian section (what we write)
+    names, at = [], 0
+    while at < len(data):
+        kind, size = struct.unpack_from("<II", data, at)
+        if kind == 1:  # IDB: link type, reserved, snaplen, then options
+            opt = at + 16
+            while opt < at + size - 4:
+                code, length = struct.unpack_from("<HH", data, opt)
+                if code == 0:
+                    break
+                if code == 2:  # if_name
+                    names.append(data[opt + 4 : opt + 4 + length].decode())
+                opt += 4 + length + (-length % 4)
+        at += size
+    return names
+
+
+@pytest.mark.parametrize("at", ["tap", "ovs"])
+def test_nic_all_files_every_nic_under_its_own_name(lab: Lab, tmp_path: Path, at: str) -> None:
+    vm = lab.vm("c-multi")  # eth0 native OVS plug, eth1 hybrid
+    taps = [nic.tap for nic in vm.nics]
     out = tmp_path / "all.pcapng"
-    proc = start_capture(lab, "c-native", "--nic", "all", "-w", str(out), "--json")
-    make_traffic(lab, "c-native", "c-private", count=1)
-    stats, _ = stop(proc)
+    inside = [tmp_path / f"{nic.device}.pcap" for nic in vm.nics]
+    with ExitStack() as stack:
+        for nic, path in zip(vm.nics, inside, strict=True):
+            stack.enter_context(nic_capture(lab, vm, nic, path))
+        proc = start_capture(lab, vm.name, "--nic", "all", "--at", at, "-w", str(out), "--json")
+        try:
+            # eth0 starts a conversation, eth1 answers one: each NIC carries its own traffic.
+            traffic = [
+                make_traffic(lab, vm.name, "c-private", count=3, source_nic=0),
+                make_traffic(lab, "c-native", vm.name, count=3, destination_nic=1),
+            ]
+            stats, err = stop(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for result in traffic:
+        assert all(c["replies"] == 3 for c in result["traffic"].values()), result
+    assert_clean(lab)  # --at ovs removed both NICs' ports and mirrors
     got = frames_of(out)
-    assert got and {n for *_, n in got} == {lab.vm("c-native").tap}
-    assert [n["interface"] for n in stats["nics"]] == [lab.vm("c-native").tap]
+    assert stats["written"] == len(got) and stats["kernel_dropped"] == 0
+    # One pcapng interface per NIC, named after its tap; the stats list both NICs.
+    assert sorted(interface_names(out)) == sorted(taps)
+    assert sorted((n["interface"], n["mac"], n["at"]) for n in stats["nics"]) == sorted(
+        (nic.tap, nic.mac, at) for nic in vm.nics
+    )
+    if at == "ovs":  # one local mirror (session) per NIC, two vmsniff ports each
+        assert len(stats["sessions"]) == 2
+        for nic, session in zip(stats["nics"], stats["sessions"], strict=True):
+            short = session.replace("-", "")[:8]
+            assert nic["devices"] == [f"vms{short}-f", f"vms{short}-t"]
+    else:
+        assert all(n["devices"] == [n["interface"]] for n in stats["nics"])
+        assert stats["sessions"] == []
+    assert all(origlen == len(data) for data, origlen, _, _ in got)
+    same = contiguous if at == "tap" else same_run_per_flow
+    seen = []
+    for nic, path in zip(vm.nics, inside, strict=True):
+        sent, received = truth(path, nic.mac)
+        mine = [(d, way) for d, _, way, name in got if name == nic.tap]
+        from_vm = [d for d, way in mine if way == "from-vm"]
+        to_vm = [d for d, way in mine if way == "to-vm"]
+        # Per NIC: exactly what it sent and received, byte for byte, each once, in order.
+        assert from_vm and to_vm, nic.device
+        assert same(from_vm, sent), f"{nic.device} from-vm: " + explain(from_vm, sent)
+        assert same(to_vm, received), f"{nic.device} to-vm: " + explain(to_vm, received)
+        assert len(set(from_vm)) == len(from_vm) and len(set(to_vm)) == len(to_vm)
+        assert sum(len(f) == 1514 for f in from_vm) == 3, nic.device
+        assert sum(len(f) == 1514 for f in to_vm) == 3, nic.device
+        seen.append(({d for d, _ in mine}, set(sent) | set(received)))
+    # A frame is filed under both NICs only if both NICs saw it (a broadcast ARP request).
+    (ours0, theirs0), (ours1, theirs1) = seen
+    assert ours0 & ours1 <= theirs0 & theirs1
 
 
 def _vmsniff(lab: Lab, *args: str, env: dict[str, str] | None = None,

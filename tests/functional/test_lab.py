@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.functional.conftest import unique_prefix
-from vmsniff.errors import InvalidState
+from vmsniff.errors import InvalidState, NotFound
 from vmsniff.lab.build import build
-from vmsniff.lab.links import create_namespace, existing_namespaces
+from vmsniff.lab.links import create_namespace, existing_namespaces, link_info
 from vmsniff.lab.status import status
 from vmsniff.lab.switch import ofctl, ovs_env, start_daemons, vsctl
 from vmsniff.lab.teardown import teardown
@@ -50,10 +50,31 @@ def test_status_json_has_documented_keys(lab: Lab) -> None:
     assert plugs["c-private"]["ovs_port"].startswith("qvo")
     assert plugs["c-native"]["plug"] == "ovs"
     assert plugs["c-native"]["ovs_port"] == plugs["c-native"]["tap"]
+    assert sorted(plugs) == ["c-multi", "c-native", "c-private"]
     for vm in data["vms"]:
         for key in ("name", "namespace", "address", "mac", "tap", "ovs_port", "plug"):
             assert vm[key], key
         assert vm["mac"].startswith("fa:16:3e:")
+        first = {k: v for k, v in vm["nics"][0].items() if k != "device"}
+        assert first == {k: vm[k] for k in first}  # the flat keys are the first NIC's
+    multi = lab.vm("c-multi")
+    assert plugs["c-multi"]["nics"] == [
+        {
+            "device": nic.device,
+            "address": nic.address,
+            "mac": nic.mac,
+            "port_id": nic.port_id,
+            "tap": nic.tap,
+            "ovs_port": nic.ovs_port,
+            "bridge": "br-int",
+            "plug": nic.plug.value,
+            "qbr": nic.qbr,
+            "qvb": nic.qvb,
+            "tag": 1,
+        }
+        for nic in multi.nics
+    ]
+    assert [n["plug"] for n in plugs["c-multi"]["nics"]] == ["ovs", "hybrid"]
     for info in data["hypervisor"]["daemons"].values():
         assert Path(info["pidfile"]).parent == lab.rundir
     assert all(data["namespaces"].values())
@@ -64,29 +85,66 @@ def test_ovs_vsctl_sees_the_topology_with_os_vif_external_ids(lab: Lab) -> None:
     assert "Bridge br-int" in show and "Bridge br-phy" in show
     assert "datapath_type: netdev" in show
     for vm in lab.vms:
-        assert f"Port {vm.ovs_port}" in show
-        ids = vsctl(lab, "get", "Interface", vm.ovs_port, "external_ids")
-        assert f'iface-id="{vm.port_id}"' in ids
-        assert f'attached-mac="{vm.mac}"' in ids
-        assert f'vm-uuid="{vm.server_id}"' in ids
-        assert "iface-status=active" in ids
-        assert vsctl(lab, "get", "Port", vm.ovs_port, "tag").strip() == "1"
-    # The hybrid plug's Linux bridge holds the tap and the qvb end.
-    hybrid = lab.vm("c-private")
-    bridge = subprocess.run(
-        ["ip", "netns", "exec", lab.hypervisor_ns, "ip", "-o", "link", "show", "master",
-         str(hybrid.qbr)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert hybrid.tap in bridge and str(hybrid.qvb) in bridge
+        for nic in vm.nics:
+            assert f"Port {nic.ovs_port}" in show
+            ids = vsctl(lab, "get", "Interface", nic.ovs_port, "external_ids")
+            assert f'iface-id="{nic.port_id}"' in ids
+            assert f'attached-mac="{nic.mac}"' in ids
+            assert f'vm-uuid="{vm.server_id}"' in ids
+            assert "iface-status=active" in ids
+            assert vsctl(lab, "get", "Port", nic.ovs_port, "tag").strip() == "1"
+    ports = vsctl(lab, "list-ports", "br-int").split()
+    assert sorted(ports) == sorted(nic.ovs_port for vm in lab.vms for nic in vm.nics)
+    # The hybrid plug's Linux bridge holds the tap and the qvb end (c-multi's second NIC too).
+    for hybrid in (lab.vm("c-private").nics[0], lab.vm("c-multi").nics[1]):
+        bridge = subprocess.run(
+            ["ip", "netns", "exec", lab.hypervisor_ns, "ip", "-o", "link", "show", "master",
+             str(hybrid.qbr)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert hybrid.tap in bridge and str(hybrid.qvb) in bridge
 
 
-def test_traffic_flows_between_vms_in_both_directions(lab: Lab) -> None:
-    for src, dst in (("c-private", "c-native"), ("c-native", "c-private")):
-        result = make_traffic(lab, src, dst, count=3)
-        for kind, counts in result["traffic"].items():
-            assert counts["sent"] == 3, kind
-            assert counts["replies"] == 3, (src, dst, kind, counts)
+def test_a_vm_with_two_nics_has_eth0_and_eth1_with_their_macs_and_addresses(lab: Lab) -> None:
+    vm = lab.vm("c-multi")
+    for nic in vm.nics:
+        info = link_info(vm.namespace, nic.device)
+        assert info["mac"] == nic.mac and info["addresses"] == [f"{nic.address}/24"]
+        assert info["mtu"] == 1500
+        # What leaves from the NIC's address leaves through the NIC.
+        route = subprocess.run(
+            ["ip", "netns", "exec", vm.namespace, "ip", "-o", "route", "get",
+             lab.vm("c-private").address, "from", nic.address],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f" dev {nic.device} " in route, route
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "src_nic", "dst_nic"),
+    [
+        ("c-private", "c-native", 0, 0),
+        ("c-native", "c-private", 0, 0),
+        ("c-multi", "c-private", 0, 0),
+        ("c-multi", "c-native", 1, 0),
+        ("c-private", "c-multi", 0, 1),
+        ("c-native", "c-multi", 0, 0),
+    ],
+)
+def test_traffic_flows_between_vms_in_both_directions(
+    lab: Lab, src: str, dst: str, src_nic: int, dst_nic: int
+) -> None:
+    result = make_traffic(lab, src, dst, count=3, source_nic=src_nic, destination_nic=dst_nic)
+    assert result["from"]["address"] == lab.vm(src).nics[src_nic].address
+    assert result["to"]["device"] == f"eth{dst_nic}"
+    for kind, counts in result["traffic"].items():
+        assert counts["sent"] == 3, kind
+        assert counts["replies"] == 3, (src, dst, kind, counts)
+
+
+def test_traffic_refuses_a_nic_the_vm_does_not_have(lab: Lab) -> None:
+    with pytest.raises(NotFound, match="c-private has no NIC 1"):
+        make_traffic(lab, "c-private", "c-multi", source_nic=1)
 
 
 def test_traffic_crosses_br_int(lab: Lab) -> None:
@@ -97,10 +155,18 @@ def test_traffic_crosses_br_int(lab: Lab) -> None:
         out = ofctl(lab, "dump-ports", "br-int", port)
         return int(re.search(r"rx pkts=(\d+)", out).group(1))  # type: ignore[union-attr]
 
-    before = {vm.name: rx_packets(vm.ovs_port) for vm in lab.vms}
+    pair = [lab.vm("c-private").ovs_port, lab.vm("c-native").ovs_port]
+    before = {port: rx_packets(port) for port in pair}
     make_traffic(lab, "c-private", "c-native", count=2)
-    for vm in lab.vms:
-        assert rx_packets(vm.ovs_port) >= before[vm.name] + 8, vm.name
+    for port in pair:
+        assert rx_packets(port) >= before[port] + 8, port
+    # A VM with two NICs: the traffic of each NIC's address crosses that NIC's port only.
+    multi = [nic.ovs_port for nic in lab.vm("c-multi").nics]
+    for used in (0, 1):
+        before = {port: rx_packets(port) for port in multi}
+        make_traffic(lab, "c-multi", "c-native", count=2, source_nic=used)
+        grown = [rx_packets(port) - before[port] for port in multi]
+        assert grown[used] >= 8 and grown[1 - used] < 4, grown
 
 
 def test_libvirt_test_driver_loads_nova_style_domains(lab: Lab) -> None:
@@ -117,8 +183,11 @@ def test_libvirt_test_driver_loads_nova_style_domains(lab: Lab) -> None:
             )
             assert f"<name>{vm.name}</name>" in meta
             xml = dom.XMLDesc()
-            assert f"<target dev='{vm.tap}'/>" in xml
-            assert f"<mac address='{vm.mac}'/>" in xml
+            for nic in vm.nics:
+                assert f"<target dev='{nic.tap}'/>" in xml
+                assert f"<mac address='{nic.mac}'/>" in xml
+                assert nic.port_id in meta and nic.address in meta
+            assert xml.count("<interface ") == len(vm.nics)
     finally:
         conn.close()
 

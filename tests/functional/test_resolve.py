@@ -52,6 +52,27 @@ def test_offline_resolve_finds_tap_port_and_bridge(lab: Lab, name: str) -> None:
     assert nic["sources"] == ["libvirt", "ovsdb"]
 
 
+def test_offline_resolve_of_a_two_nic_vm_finds_both_plugs(lab: Lab) -> None:
+    vm = lab.vm("c-multi")
+    data = resolved(lab, "c-multi")
+    assert data["server"]["id"] == vm.server_id
+    assert data["server"]["instance_name"] == vm.instance_name
+    assert data["sources"] == ["libvirt", "ovsdb"]
+    assert [
+        (n["mac"], n["port_id"], n["tap"], n["ovs_port"], n["bridge"], n["tag"], n["plug"])
+        for n in data["nics"]
+    ] == [
+        (nic.mac, nic.port_id, nic.tap, nic.ovs_port, "br-int", 1, nic.plug.value)
+        for nic in vm.nics
+    ]
+    assert [n["plug"] for n in data["nics"]] == ["ovs", "hybrid"]
+    assert all(n["sources"] == ["libvirt", "ovsdb"] for n in data["nics"])
+    for nic in vm.nics:  # --nic picks either one, by MAC or by Neutron port id
+        for key in (nic.mac, nic.port_id):
+            (one,) = resolved(lab, "c-multi", "--nic", key)["nics"]
+            assert (one["tap"], one["ovs_port"]) == (nic.tap, nic.ovs_port)
+
+
 def test_resolve_by_uuid_and_instance_name_and_nic(lab: Lab) -> None:
     vm = lab.vm("c-private")
     assert resolved(lab, vm.server_id)["server"]["name"] == "c-private"

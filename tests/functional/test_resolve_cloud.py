@@ -138,6 +138,28 @@ def test_cloud_resolve_finds_tap_port_bridge_and_network(cloud_lab: Lab, name: s
     assert isinstance(nic["ofport"], int) and nic["ofport"] > 0
 
 
+def test_cloud_resolve_of_a_two_nic_vm_lists_both_ports(cloud_lab: Lab) -> None:
+    lab, vm = cloud_lab, cloud_lab.vm("c-multi")
+    data = resolved(lab, "c-multi")
+    assert data["server"]["id"] == vm.server_id and data["server"]["host"] == HOST
+    assert data["sources"] == SOURCES and data["warnings"] == []
+    # The NICs come in Neutron's port order (by id), not necessarily the guest's eth0, eth1.
+    assert {
+        n["mac"]: (n["port_id"], n["fixed_ips"], n["network_name"], n["tap"], n["ovs_port"],
+                   n["tag"], n["plug"], n["sources"], n["notes"])
+        for n in data["nics"]
+    } == {
+        nic.mac: (nic.port_id, [nic.address], "private", nic.tap, nic.ovs_port, LOCAL_VLAN,
+                  nic.plug.value, SOURCES, [])
+        for nic in vm.nics
+    }  # fmt: skip
+    assert len(data["nics"]) == 2
+    # Two ports on one network cost what one does: one port listing, one network lookup.
+    assert api_calls(lab, "c-multi", "--all-projects") == CALLS_ALL_PROJECTS
+    (second,) = resolved(lab, "c-multi", "--nic", vm.nics[1].port_id)["nics"]
+    assert second["tap"] == vm.nics[1].tap and second["plug"] == "hybrid"
+
+
 def test_cloud_resolve_by_server_uuid(cloud_lab: Lab) -> None:
     vm = cloud_lab.vm("c-native")
     data = resolved(cloud_lab, vm.server_id)

@@ -2,7 +2,8 @@
 
 ``serve`` echoes UDP datagrams and TCP bytes back until stdin closes; ``send`` makes a
 known, countable amount of traffic toward a peer and prints one JSON line of what it sent
-and what came back. ICMP echo goes through a raw socket (the lab runs as root), so full
+and what came back. ``send --source ADDRESS`` binds every socket to that address (one NIC
+of a VM with several). ICMP echo goes through a raw socket (the lab runs as root), so full
 1500-byte IP packets can be sent with the don't-fragment bit set.
 """
 
@@ -35,9 +36,12 @@ def _checksum(data: bytes) -> int:
     return int(~total & 0xFFFF)
 
 
-def _icmp(peer: str, count: int, payload: int, ident: int, timeout: float) -> dict[str, int]:
+def _icmp(
+    peer: str, source: str, count: int, payload: int, ident: int, timeout: float
+) -> dict[str, int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10), IP_PMTUDISC_DO)
+    sock.bind((source, 0))
     replies = 0
     with sock:
         for seq in range(1, count + 1):
@@ -60,9 +64,10 @@ def _icmp(peer: str, count: int, payload: int, ident: int, timeout: float) -> di
     return {"sent": count, "replies": replies, "ip_bytes": 20 + 8 + payload}
 
 
-def _udp(peer: str, count: int, size: int, timeout: float) -> dict[str, int]:
+def _udp(peer: str, source: str, count: int, size: int, timeout: float) -> dict[str, int]:
     replies = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
         sock.settimeout(timeout)
         for i in range(count):
             sock.sendto(i.to_bytes(4, "big") + b"u" * (size - 4), (peer, UDP_PORT))
@@ -74,9 +79,11 @@ def _udp(peer: str, count: int, size: int, timeout: float) -> dict[str, int]:
     return {"sent": count, "replies": replies, "ip_bytes": 20 + 8 + size}
 
 
-def _tcp(peer: str, count: int, size: int, timeout: float) -> dict[str, int]:
+def _tcp(peer: str, source: str, count: int, size: int, timeout: float) -> dict[str, int]:
     echoed = 0
-    with socket.create_connection((peer, TCP_PORT), timeout=timeout) as sock:
+    with socket.create_connection(
+        (peer, TCP_PORT), timeout=timeout, source_address=(source, 0)
+    ) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(count):
             sock.sendall(b"t" * size)
@@ -93,12 +100,13 @@ def _tcp(peer: str, count: int, size: int, timeout: float) -> dict[str, int]:
 def send(args: argparse.Namespace) -> dict[str, Any]:
     """Send the traffic mix to ``args.peer``; return what was sent and answered."""
     ident = os.getpid() & 0xFFFF
+    peer, src = args.peer, args.source
     return {
-        "icmp": _icmp(args.peer, args.count, 56, ident, args.timeout),
-        "udp": _udp(args.peer, args.count, 100, args.timeout),
-        "tcp": _tcp(args.peer, args.count, 200, args.timeout),
+        "icmp": _icmp(peer, src, args.count, 56, ident, args.timeout),
+        "udp": _udp(peer, src, args.count, 100, args.timeout),
+        "tcp": _tcp(peer, src, args.count, 200, args.timeout),
         # 1472 bytes of ICMP payload + 8 + 20 = a full 1500-byte IP packet.
-        "icmp_full": _icmp(args.peer, args.count, 1472, ident ^ 0x5A5A, args.timeout),
+        "icmp_full": _icmp(peer, src, args.count, 1472, ident ^ 0x5A5A, args.timeout),
     }
 
 
@@ -140,6 +148,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_send = sub.add_parser("send")
     p_send.add_argument("peer")
+    p_send.add_argument("--source", default="0.0.0.0", help="address to send from")
     p_send.add_argument("--count", type=int, default=5)
     p_send.add_argument("--timeout", type=float, default=1.0)
     p_serve = sub.add_parser("serve")

@@ -23,11 +23,13 @@ from vmsniff.lab.teardown import teardown
 from vmsniff.lab.topology import (
     LOCAL_VLAN,
     RECEIVER_IP,
+    TENANT_NET,
     TENANT_PREFIXLEN,
     TUNNEL_IP,
     UNDERLAY_PREFIXLEN,
     VM_MTU,
     Lab,
+    LabNic,
     LabVm,
     Plug,
 )
@@ -61,7 +63,10 @@ def build(lab: Lab) -> dict[str, Any]:
         _bridges(lab)
         _underlay(lab)
         for vm in lab.vms:
-            _plug(lab, vm)
+            for nic in vm.nics:
+                _plug(lab, vm, nic)
+            if len(vm.nics) > 1:
+                _source_routes(vm)
         lab.libvirt_xml.write_text(node_xml(lab))
         start_cloud(lab)
         _wait_ports_up(lab)
@@ -128,46 +133,62 @@ def _wait_device(namespace: str, name: str, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def _plug(lab: Lab, vm: LabVm) -> None:
-    """Plug one VM the way os-vif does, with the external_ids it sets and the agent's tag."""
-    hv = lab.hypervisor_ns
-    links.veth(hv, vm.tap, vm.namespace, "eth0")
-    links.set_link(vm.namespace, "eth0", mtu=VM_MTU, mac=vm.mac)
-    links.disable_offloads(vm.namespace, "eth0")
-    links.disable_offloads(hv, vm.tap)
-    links.add_address(vm.namespace, "eth0", vm.address, TENANT_PREFIXLEN)
-    if vm.plug is Plug.HYBRID:
-        assert vm.qbr and vm.qvb
-        links.add_bridge(hv, vm.qbr)
-        links.set_link(hv, vm.qbr, mtu=VM_MTU)
-        links.veth(hv, vm.qvb, hv, vm.ovs_port)
-        links.set_link(hv, vm.qvb, mtu=VM_MTU, master=vm.qbr)
-        links.set_link(hv, vm.ovs_port, mtu=VM_MTU)
-        links.disable_offloads(hv, vm.qvb)
-        links.disable_offloads(hv, vm.ovs_port)
-        links.set_link(hv, vm.tap, mtu=VM_MTU, master=vm.qbr)
+def _plug(lab: Lab, vm: LabVm, nic: LabNic) -> None:
+    """Plug one NIC the way os-vif does, with the external_ids it sets and the agent's tag."""
+    hv, ns, dev = lab.hypervisor_ns, vm.namespace, nic.device
+    links.veth(hv, nic.tap, ns, dev)
+    links.set_link(ns, dev, mtu=VM_MTU, mac=nic.mac)
+    links.disable_offloads(ns, dev)
+    links.disable_offloads(hv, nic.tap)
+    # A second NIC on the same subnet gets no route in the main table: its traffic leaves
+    # through it by source address (_source_routes), the rest through the first NIC.
+    links.add_address(ns, dev, nic.address, TENANT_PREFIXLEN, prefix_route=nic is vm.nics[0])
+    if nic.plug is Plug.HYBRID:
+        assert nic.qbr and nic.qvb
+        links.add_bridge(hv, nic.qbr)
+        links.set_link(hv, nic.qbr, mtu=VM_MTU)
+        links.veth(hv, nic.qvb, hv, nic.ovs_port)
+        links.set_link(hv, nic.qvb, mtu=VM_MTU, master=nic.qbr)
+        links.set_link(hv, nic.ovs_port, mtu=VM_MTU)
+        links.disable_offloads(hv, nic.qvb)
+        links.disable_offloads(hv, nic.ovs_port)
+        links.set_link(hv, nic.tap, mtu=VM_MTU, master=nic.qbr)
     else:
-        links.set_link(hv, vm.tap, mtu=VM_MTU)
+        links.set_link(hv, nic.tap, mtu=VM_MTU)
     vsctl(
         lab,
-        "--", "add-port", "br-int", vm.ovs_port, f"tag={LOCAL_VLAN}",
-        "--", "set", "Interface", vm.ovs_port,
-        f"external_ids:iface-id={vm.port_id}",
+        "--", "add-port", "br-int", nic.ovs_port, f"tag={LOCAL_VLAN}",
+        "--", "set", "Interface", nic.ovs_port,
+        f"external_ids:iface-id={nic.port_id}",
         "external_ids:iface-status=active",
-        f"external_ids:attached-mac={vm.mac}",
+        f"external_ids:attached-mac={nic.mac}",
         f"external_ids:vm-uuid={vm.server_id}",
     )  # fmt: skip
+
+
+def _source_routes(vm: LabVm) -> None:
+    """Make each NIC of a multi-NIC VM carry exactly its own address's traffic.
+
+    Both NICs sit on one subnet, so by default the kernel would answer ARP for either
+    address on either NIC and send everything out of one of them ("ARP flux"): arp_ignore=1
+    answers only on the NIC holding the address, arp_announce=2 asks with the NIC's own
+    address, and a rule per NIC (``from ADDRESS lookup TABLE``) sends what a socket bound to
+    that address sends out of that NIC.
+    """
+    links.sysctl(vm.namespace, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+    for nic in vm.nics:
+        links.source_route(vm.namespace, nic.device, nic.address, TENANT_NET, nic.table)
 
 
 def _wait_ports_up(lab: Lab, timeout: float = 10.0) -> None:
     """Wait until vswitchd gave every VM port an OpenFlow port number."""
     deadline = time.monotonic() + timeout
-    for vm in lab.vms:
+    for port in (nic.ovs_port for vm in lab.vms for nic in vm.nics):
         while True:
-            ofport = vsctl(lab, "get", "Interface", vm.ovs_port, "ofport").strip()
+            ofport = vsctl(lab, "get", "Interface", port, "ofport").strip()
             if ofport.lstrip("-").isdigit() and int(ofport) > 0:
                 break
             if time.monotonic() > deadline:
-                error = vsctl(lab, "get", "Interface", vm.ovs_port, "error").strip()
-                raise InvalidState(f"OVS port {vm.ovs_port} did not come up: {error}")
+                error = vsctl(lab, "get", "Interface", port, "error").strip()
+                raise InvalidState(f"OVS port {port} did not come up: {error}")
             time.sleep(0.05)

@@ -45,14 +45,15 @@ def lab_inventory(lab: Lab) -> Inventory:
             instance_name=vm.instance_name,
             user="demo",
             id=vm.server_id,
-            ports=(
+            ports=tuple(
                 Port(
                     network="private",
-                    mac=vm.mac,
-                    ips=(vm.address,),
-                    hybrid_plug=vm.plug is Plug.HYBRID,
-                    id=vm.port_id,
-                ),
+                    mac=nic.mac,
+                    ips=(nic.address,),
+                    hybrid_plug=nic.plug is Plug.HYBRID,
+                    id=nic.port_id,
+                )
+                for nic in vm.nics
             ),
         )
         for vm in lab.vms

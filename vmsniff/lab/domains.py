@@ -2,16 +2,17 @@
 
 The file is a ``<node>`` for libvirt's built-in ``test:///PATH`` driver: each ``<domain>``
 has Nova's ``instance-0000000N`` name, the server UUID, ``<nova:instance>`` metadata
-(display name, owner, flavor, ports) and one ``<interface>`` per NIC with the MAC and
-``target dev`` (the tap). Hybrid plugs point ``<source bridge>`` at the ``qbr``; native OVS
-plugs at br-int with an ``openvswitch`` virtualport carrying the Neutron port id.
+(display name, owner, flavor, one ``<nova:port>`` per NIC) and one ``<interface>`` per NIC,
+in the same order, with the MAC and ``target dev`` (the tap). Hybrid plugs point
+``<source bridge>`` at the ``qbr``; native OVS plugs at br-int with an ``openvswitch``
+virtualport carrying the Neutron port id.
 """
 
 from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from vmsniff.lab.topology import PROJECT_NAME, USER_NAME, GhostVm, Lab, LabVm, Plug
+from vmsniff.lab.topology import PROJECT_NAME, USER_NAME, GhostVm, Lab, LabNic, LabVm, Plug
 
 __all__ = ["NOVA_NS", "node_xml"]
 
@@ -19,27 +20,33 @@ NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 
 
-def _interface(vm: LabVm) -> str:
-    if vm.plug is Plug.HYBRID:
+def _interface(nic: LabNic) -> str:
+    if nic.plug is Plug.HYBRID:
         return f"""    <interface type="bridge">
-      <mac address={quoteattr(vm.mac)}/>
+      <mac address={quoteattr(nic.mac)}/>
       <model type="virtio"/>
       <driver name="vhost" rx_queue_size="512"/>
-      <source bridge={quoteattr(vm.qbr or "")}/>
+      <source bridge={quoteattr(nic.qbr or "")}/>
       <mtu size="1500"/>
-      <target dev={quoteattr(vm.tap)}/>
+      <target dev={quoteattr(nic.tap)}/>
     </interface>"""
     return f"""    <interface type="bridge">
-      <mac address={quoteattr(vm.mac)}/>
+      <mac address={quoteattr(nic.mac)}/>
       <model type="virtio"/>
       <driver name="vhost" rx_queue_size="512"/>
       <source bridge="br-int"/>
       <mtu size="1500"/>
-      <target dev={quoteattr(vm.tap)}/>
+      <target dev={quoteattr(nic.tap)}/>
       <virtualport type="openvswitch">
-        <parameters interfaceid={quoteattr(vm.port_id)}/>
+        <parameters interfaceid={quoteattr(nic.port_id)}/>
       </virtualport>
     </interface>"""
+
+
+def _nova_port(port_id: str, address: str) -> str:
+    return f"""          <nova:port uuid="{port_id}">
+            <nova:ip type="fixed" address="{address}" ipVersion="4"/>
+          </nova:port>"""
 
 
 def _ghost_interface(vm: GhostVm) -> str:
@@ -63,11 +70,14 @@ def _ghost_interface(vm: GhostVm) -> str:
 
 def _domain(lab: Lab, vm: LabVm | GhostVm) -> str:
     if isinstance(vm, GhostVm):
-        interface, project = _ghost_interface(vm), vm.project
+        interfaces, project = _ghost_interface(vm), vm.project
+        ports = _nova_port(vm.port_id, vm.address)
         # The test driver's own namespace sets the initial run state (5 = shut off).
         runstate = "\n    <test:runstate>5</test:runstate>" if vm.state == "shutoff" else ""
     else:
-        interface, project, runstate = _interface(vm), PROJECT_NAME, ""
+        interfaces = "\n".join(_interface(nic) for nic in vm.nics)
+        ports = "\n".join(_nova_port(nic.port_id, nic.address) for nic in vm.nics)
+        project, runstate = PROJECT_NAME, ""
     return f"""  <domain type="test" xmlns:test="{TEST_NS}">
     <name>{vm.instance_name}</name>
     <uuid>{vm.server_id}</uuid>
@@ -89,9 +99,7 @@ def _domain(lab: Lab, vm: LabVm | GhostVm) -> str:
         </nova:owner>
         <nova:root type="image" uuid="00000000-0000-4000-8000-00000000c1c0"/>
         <nova:ports>
-          <nova:port uuid="{vm.port_id}">
-            <nova:ip type="fixed" address="{vm.address}" ipVersion="4"/>
-          </nova:port>
+{ports}
         </nova:ports>
       </nova:instance>
     </metadata>
@@ -102,7 +110,7 @@ def _domain(lab: Lab, vm: LabVm | GhostVm) -> str:
       <type arch="x86_64" machine="pc">hvm</type>
     </os>{runstate}
     <devices>
-{interface}
+{interfaces}
     </devices>
   </domain>"""
 

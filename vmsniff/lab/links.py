@@ -16,8 +16,14 @@ __all__ = [
     "link_info",
     "remove_namespace",
     "set_link",
+    "source_route",
+    "sysctl",
     "veth",
 ]
+
+#: linux/if_addr.h: an address without the kernel's connected route to its subnet.
+_IFA_F_NOPREFIXROUTE = 0x200
+_RT_SCOPE_LINK = 253
 
 
 def existing_namespaces() -> set[str]:
@@ -36,17 +42,14 @@ def create_namespace(name: str) -> None:
     from pyroute2 import netns
 
     netns.create(name)
-    run_in(
-        name,
-        [
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    )
+    sysctl(name, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
     with _ns(name) as ipr:
         ipr.link("set", index=_index(ipr, "lo"), state="up")
+
+
+def sysctl(namespace: str, *settings: str) -> None:
+    """Set ``key=value`` kernel settings inside a namespace."""
+    run_in(namespace, ["sysctl", "-qw", *settings])
 
 
 def remove_namespace(name: str) -> bool:
@@ -119,10 +122,25 @@ def set_link(
         ipr.link("set", index=index, state="up" if up else "down")
 
 
-def add_address(namespace: str, name: str, address: str, prefixlen: int) -> None:
-    """Add an IPv4 address to a device."""
+def add_address(
+    namespace: str, name: str, address: str, prefixlen: int, *, prefix_route: bool = True
+) -> None:
+    """Add an IPv4 address to a device; without ``prefix_route``, the kernel adds no route to
+    its subnet (``ip addr add … noprefixroute``)."""
+    flags = {} if prefix_route else {"IFA_FLAGS": _IFA_F_NOPREFIXROUTE}
     with _ns(namespace) as ipr:
-        ipr.addr("add", index=_index(ipr, name), address=address, prefixlen=prefixlen)
+        ipr.addr("add", index=_index(ipr, name), address=address, prefixlen=prefixlen, **flags)
+
+
+def source_route(namespace: str, name: str, address: str, subnet: str, table: int) -> None:
+    """Send what leaves from ``address`` out of device ``name``: ``subnet`` on-link in its
+    own routing ``table``, and the rule ``from ADDRESS lookup TABLE`` (priority ``table``)."""
+    with _ns(namespace) as ipr:
+        ipr.route(
+            "add", dst=subnet, oif=_index(ipr, name), prefsrc=address, table=table,
+            scope=_RT_SCOPE_LINK,
+        )  # fmt: skip
+        ipr.rule("add", src=address, src_len=32, table=table, priority=table)
 
 
 def link_info(namespace: str, name: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ The JSON keys are a contract for scripts and tests (docs/lab.md lists them):
 - ``receiver``: ``namespace``, ``address``, ``device``, ``mac``, ``mtu``
 - ``vms``: list of ``name``, ``server_id``, ``instance_name``, ``namespace``, ``address``,
   ``mac``, ``port_id``, ``tap``, ``ovs_port``, ``bridge``, ``plug``, ``qbr``, ``qvb``, ``tag``
+  (those of the VM's first NIC) and ``nics``: per NIC, in order, ``device`` (its name inside
+  the VM) and the same keys from ``address`` to ``tag``
 - ``namespaces``: name -> exists (bool); ``env``: the variables ``lab env`` exports
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 from vmsniff.lab import links
 from vmsniff.lab.switch import DAEMONS, daemon_pid
 from vmsniff.lab.teardown import EXTRA_DAEMONS
-from vmsniff.lab.topology import HOST, LOCAL_VLAN, RECEIVER_IP, TUNNEL_IP, Lab
+from vmsniff.lab.topology import HOST, LOCAL_VLAN, RECEIVER_IP, TUNNEL_IP, Lab, LabNic, LabVm
 
 __all__ = ["env_vars", "status"]
 
@@ -99,25 +101,33 @@ def status(lab: Lab) -> dict[str, Any]:
             "daemons": daemons,
         },
         "receiver": receiver,
-        "vms": [
-            {
-                "name": vm.name,
-                "server_id": vm.server_id,
-                "instance_name": vm.instance_name,
-                "namespace": vm.namespace,
-                "address": vm.address,
-                "mac": vm.mac,
-                "port_id": vm.port_id,
-                "tap": vm.tap,
-                "ovs_port": vm.ovs_port,
-                "bridge": "br-int",
-                "plug": vm.plug.value,
-                "qbr": vm.qbr,
-                "qvb": vm.qvb,
-                "tag": LOCAL_VLAN,
-            }
-            for vm in lab.vms
-        ],
+        "vms": [_vm(vm) for vm in lab.vms],
         "namespaces": namespaces,
         "env": env_vars(lab),
+    }
+
+
+def _nic(nic: LabNic) -> dict[str, Any]:
+    return {
+        "address": nic.address,
+        "mac": nic.mac,
+        "port_id": nic.port_id,
+        "tap": nic.tap,
+        "ovs_port": nic.ovs_port,
+        "bridge": "br-int",
+        "plug": nic.plug.value,
+        "qbr": nic.qbr,
+        "qvb": nic.qvb,
+        "tag": LOCAL_VLAN,
+    }
+
+
+def _vm(vm: LabVm) -> dict[str, Any]:
+    return {
+        "name": vm.name,
+        "server_id": vm.server_id,
+        "instance_name": vm.instance_name,
+        "namespace": vm.namespace,
+        **_nic(vm.primary),
+        "nics": [{"device": nic.device, **_nic(nic)} for nic in vm.nics],
     }

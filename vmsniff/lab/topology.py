@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "GhostVm",
     "Lab",
+    "LabNic",
     "LabVm",
     "Plug",
     "lab_for",
@@ -58,22 +59,15 @@ class Plug(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class LabVm:
-    """One lab VM: a network namespace standing in for the guest, plugged like Nova does."""
+class LabNic:
+    """One NIC of a lab VM: its Neutron port, and the devices os-vif makes for it."""
 
-    name: str  #: Nova display name
-    index: int  #: instance-0000000N
-    plug: Plug
-    server_id: str
     port_id: str
     mac: str
     address: str  #: tenant IPv4 address (no prefix length)
-    namespace: str
-
-    @property
-    def instance_name(self) -> str:
-        """libvirt domain name, as Nova's default ``instance_name_template`` makes it."""
-        return f"instance-{self.index:08x}"
+    plug: Plug
+    device: str  #: the guest side, inside the VM namespace: ``eth0``, ``eth1``, ...
+    table: int  #: routing table (and rule priority) of the NIC's source route in the VM
 
     @property
     def _suffix(self) -> str:
@@ -81,7 +75,7 @@ class LabVm:
 
     @property
     def tap(self) -> str:
-        """Host side of the VM's NIC (the guest side is ``eth0`` in the VM namespace)."""
+        """Host side of the NIC (the guest side is :attr:`device` in the VM namespace)."""
         return f"tap{self._suffix}"
 
     @property
@@ -98,6 +92,62 @@ class LabVm:
     def ovs_port(self) -> str:
         """The port on br-int: ``qvo…`` for hybrid, the tap itself for native OVS."""
         return f"qvo{self._suffix}" if self.plug is Plug.HYBRID else self.tap
+
+
+@dataclass(frozen=True, slots=True)
+class LabVm:
+    """One lab VM: a network namespace standing in for the guest, plugged like Nova does.
+
+    ``nics`` holds at least one NIC; the first is the primary one, and the single-NIC
+    properties (``port_id``, ``mac``, ``address``, ``plug``, ``tap``, ...) are its.
+    """
+
+    name: str  #: Nova display name
+    index: int  #: instance-0000000N
+    server_id: str
+    namespace: str
+    nics: tuple[LabNic, ...]
+
+    @property
+    def instance_name(self) -> str:
+        """libvirt domain name, as Nova's default ``instance_name_template`` makes it."""
+        return f"instance-{self.index:08x}"
+
+    @property
+    def primary(self) -> LabNic:
+        return self.nics[0]
+
+    @property
+    def plug(self) -> Plug:
+        return self.primary.plug
+
+    @property
+    def port_id(self) -> str:
+        return self.primary.port_id
+
+    @property
+    def mac(self) -> str:
+        return self.primary.mac
+
+    @property
+    def address(self) -> str:
+        return self.primary.address
+
+    @property
+    def tap(self) -> str:
+        return self.primary.tap
+
+    @property
+    def qbr(self) -> str | None:
+        return self.primary.qbr
+
+    @property
+    def qvb(self) -> str | None:
+        return self.primary.qvb
+
+    @property
+    def ovs_port(self) -> str:
+        return self.primary.ovs_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +245,12 @@ class Lab:
 
     @property
     def vms(self) -> list[LabVm]:
-        """The lab's VMs: ``c-private`` plugged the hybrid way, ``c-native`` natively."""
+        """The lab's VMs: ``c-private`` plugged the hybrid way, ``c-native`` natively, and
+        ``c-multi`` with two NICs on the tenant network (eth0 native, eth1 hybrid)."""
         return [
-            self._vm("c-private", 1, Plug.HYBRID, "10.250.1.11"),
-            self._vm("c-native", 2, Plug.OVS, "10.250.1.12"),
+            self._vm("c-private", 1, (Plug.HYBRID, "10.250.1.11")),
+            self._vm("c-native", 2, (Plug.OVS, "10.250.1.12")),
+            self._vm("c-multi", 7, (Plug.OVS, "10.250.1.17"), (Plug.HYBRID, "10.250.1.18")),
         ]
 
     @property
@@ -234,19 +286,26 @@ class Lab:
                 return vm
         raise KeyError(name)
 
-    def _vm(self, name: str, index: int, plug: Plug, address: str) -> LabVm:
-        port_id = str(_uuid(self.prefix, name, "port"))
-        digest = hashlib.sha256(f"{self.prefix}/{name}/mac".encode()).digest()
-        mac = "fa:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
+    def _vm(self, name: str, index: int, *nics: tuple[Plug, str]) -> LabVm:
         return LabVm(
             name=name,
             index=index,
-            plug=plug,
             server_id=str(_uuid(self.prefix, name, "server")),
-            port_id=port_id,
-            mac=mac,
-            address=address,
             namespace=f"{self.prefix}-{name}",
+            nics=tuple(self._nic(name, i, plug, address) for i, (plug, address) in enumerate(nics)),
+        )
+
+    def _nic(self, vm: str, i: int, plug: Plug, address: str) -> LabNic:
+        # The first NIC keeps the ids the single-NIC lab always had.
+        key = vm if i == 0 else f"{vm}/nic{i}"
+        digest = hashlib.sha256(f"{self.prefix}/{key}/mac".encode()).digest()
+        return LabNic(
+            port_id=str(_uuid(self.prefix, key, "port")),
+            mac="fa:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3]),
+            address=address,
+            plug=plug,
+            device=f"eth{i}",
+            table=100 + i,
         )
 
 

@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from vmsniff.lab.cloudsetup import lab_inventory
 from vmsniff.lab.domains import NOVA_NS, node_xml
 from vmsniff.lab.topology import Plug, lab_for, validate_prefix
 
@@ -12,16 +13,54 @@ from vmsniff.lab.topology import Plug, lab_for, validate_prefix
 def test_names_follow_os_vif_and_fit_linux_limits() -> None:
     lab = lab_for("vmsniff-lab")
     for vm in lab.vms:
-        suffix = vm.port_id[:11]
-        assert vm.tap == f"tap{suffix}"
-        assert len(vm.tap) == 14
-        if vm.plug is Plug.HYBRID:
-            assert (vm.qbr, vm.qvb, vm.ovs_port) == (f"qbr{suffix}", f"qvb{suffix}", f"qvo{suffix}")
-        else:
-            assert vm.qbr is None and vm.ovs_port == vm.tap
-        assert re.fullmatch(r"fa:16:3e(:[0-9a-f]{2}){3}", vm.mac)
         assert vm.instance_name == f"instance-{vm.index:08x}"
-        assert vm.address.startswith("10.250.")
+        for i, nic in enumerate(vm.nics):
+            suffix = nic.port_id[:11]
+            assert nic.tap == f"tap{suffix}"
+            assert len(nic.tap) == 14
+            if nic.plug is Plug.HYBRID:
+                assert (nic.qbr, nic.qvb, nic.ovs_port) == (
+                    f"qbr{suffix}",
+                    f"qvb{suffix}",
+                    f"qvo{suffix}",
+                )
+            else:
+                assert nic.qbr is None and nic.ovs_port == nic.tap
+            assert re.fullmatch(r"fa:16:3e(:[0-9a-f]{2}){3}", nic.mac)
+            assert nic.address.startswith("10.250.1.")
+            assert nic.device == f"eth{i}"
+
+
+def test_the_single_nic_properties_are_the_first_nics() -> None:
+    for vm in lab_for("vmsniff-lab").vms:
+        first = vm.nics[0]
+        assert (vm.port_id, vm.mac, vm.address, vm.plug) == (
+            first.port_id,
+            first.mac,
+            first.address,
+            first.plug,
+        )
+        assert (vm.tap, vm.qbr, vm.qvb, vm.ovs_port) == (
+            first.tap,
+            first.qbr,
+            first.qvb,
+            first.ovs_port,
+        )
+
+
+def test_c_multi_has_two_nics_one_of_each_plug_and_nothing_is_shared() -> None:
+    lab = lab_for("vmsniff-lab")
+    multi = lab.vm("c-multi")
+    assert [(n.device, n.plug) for n in multi.nics] == [("eth0", Plug.OVS), ("eth1", Plug.HYBRID)]
+    assert len({n.table for n in multi.nics}) == 2
+    nics = [n for vm in lab.vms for n in vm.nics]
+    ghosts = lab.ghosts
+    for attr in ("port_id", "mac", "address", "tap"):
+        values = [getattr(n, attr) for n in nics] + [getattr(g, attr) for g in ghosts]
+        assert len(set(values)) == len(values), attr
+    assert len({n.ovs_port for n in nics}) == len(nics)
+    indexes = [vm.index for vm in lab.vms] + [g.index for g in ghosts]
+    assert len(set(indexes)) == len(indexes)
 
 
 def test_ids_are_deterministic_per_prefix_and_differ_between_prefixes() -> None:
@@ -49,12 +88,33 @@ def test_domain_xml_is_what_nova_writes() -> None:
         inst = dom.find(f"metadata/{{{NOVA_NS}}}instance")
         assert inst is not None
         assert inst.findtext(f"{{{NOVA_NS}}}name") == vm.name
-        iface = dom.find("devices/interface")
-        assert iface is not None
-        assert iface.find("target").get("dev") == vm.tap  # type: ignore[union-attr]
-        assert iface.find("mac").get("address") == vm.mac  # type: ignore[union-attr]
-        source = iface.find("source").get("bridge")  # type: ignore[union-attr]
-        assert source == (vm.qbr if vm.plug is Plug.HYBRID else "br-int")
+        ifaces = dom.findall("devices/interface")
+        ports = inst.findall(f"{{{NOVA_NS}}}ports/{{{NOVA_NS}}}port")
+        assert len(ifaces) == len(ports) == len(vm.nics)
+        for iface, port, nic in zip(ifaces, ports, vm.nics, strict=True):
+            assert iface.find("target").get("dev") == nic.tap  # type: ignore[union-attr]
+            assert iface.find("mac").get("address") == nic.mac  # type: ignore[union-attr]
+            source = iface.find("source").get("bridge")  # type: ignore[union-attr]
+            assert source == (nic.qbr if nic.plug is Plug.HYBRID else "br-int")
+            virtualport = iface.find("virtualport/parameters")
+            if nic.plug is Plug.OVS:
+                assert virtualport is not None
+                assert virtualport.get("interfaceid") == nic.port_id
+            else:
+                assert virtualport is None
+            assert port.get("uuid") == nic.port_id
+            assert port.find(f"{{{NOVA_NS}}}ip").get("address") == nic.address  # type: ignore[union-attr]
+
+
+def test_the_cloud_knows_every_nic_as_a_port_of_its_server() -> None:
+    lab = lab_for("vmsniff-lab")
+    inventory = lab_inventory(lab)
+    for vm in lab.vms:
+        server = inventory.server(vm.server_id)
+        assert server is not None and server.name == vm.name
+        assert [(p.id, p.mac, p.ips, p.hybrid_plug, p.network) for p in server.ports] == [
+            (n.port_id, n.mac, (n.address,), n.plug is Plug.HYBRID, lab.network_id) for n in vm.nics
+        ]
 
 
 def test_ghost_domains_cover_the_error_cases() -> None:
