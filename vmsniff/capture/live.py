@@ -30,7 +30,7 @@ __all__ = [
     "require_packet_sockets",
 ]
 
-RingFactory = Callable[[str, list[Instruction]], RingLike]
+RingFactory = Callable[[str, list[Instruction], int], RingLike]
 
 
 @dataclass
@@ -63,18 +63,21 @@ def require_packet_sockets() -> None:
         ) from None
 
 
-#: The kernel hands a ring block over when full or ``RETIRE_MS`` after it opened (up to twice
-#: that: its timer may have just fired); several rings are merged holding frames this long.
-RETIRE_MS = 10
-HOLD_MS = 2 * RETIRE_MS + 20
+#: The kernel hands a ring block over when full or ``retire_ms`` after it opened (up to twice
+#: that: its timer may have just fired). One ring keeps the ring's default (50 ms: at low rates
+#: 16 blocks then absorb a writer stall of 800 ms); several rings retire blocks after
+#: ``MERGED_RETIRE_MS``, as their merge holds frames ``HOLD_MS``, until no ring can precede them.
+SINGLE_RETIRE_MS = 50
+MERGED_RETIRE_MS = 10
+HOLD_MS = 2 * MERGED_RETIRE_MS + 20
 
 
-def _ring(device: str, program: list[Instruction]) -> RingLike:
+def _ring(device: str, program: list[Instruction], retire_ms: int = SINGLE_RETIRE_MS) -> RingLike:
     from vmsniff.pipeline.ring import Ring
 
     # 16 MiB, as receive: with the block fast path that absorbs bursts, and keeps RSS < 60 MB.
     return Ring(device, kind=socket.SOCK_RAW, program=program, block_count=16,
-                retire_ms=RETIRE_MS)  # fmt: skip
+                retire_ms=retire_ms)  # fmt: skip
 
 
 @contextmanager
@@ -98,8 +101,13 @@ def open_capture(
         sessions: list[Any] = []
         removed: list[str] = []
 
+        # one ring per tap, one per direction for a local mirror
+        rings_wanted = sum(1 if p.at == "tap" or opts.direction is not Direction.BOTH else 2
+                           for p in points)  # fmt: skip
+        retire_ms = SINGLE_RETIRE_MS if rings_wanted == 1 else MERGED_RETIRE_MS
+
         def add(device: str, program: list[Instruction], point: StagePoint) -> None:
-            ring = ring_factory(device, program)
+            ring = ring_factory(device, program, retire_ms)
             stack.enter_context(closing(ring))
             rings.append(ring)
             stage_points.append(point)

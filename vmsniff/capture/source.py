@@ -2,10 +2,11 @@
 
 With one ring, each block goes to the stage as the ring gives it (views into the ring, copied
 by the stage). With several (``--nic all``, ``--at ovs`` with both directions), one ``poll``
-waits on every ring; the frames are copied out, held for ``hold_ms`` and released in
-timestamp order, so that a block one ring hands over late (the kernel retires a block when it
-is full or after ``retire_ms``) still falls into place. Each frame then carries its point's
-index for the stage.
+waits on every ring; the frames are copied out and held until no ring can still deliver an
+older one, then released in timestamp order: a ring delivers nothing older than the newest
+frame read from it, nor than when it was last found empty minus ``hold_ms`` (the kernel
+hands a block over when it is full, or at most twice the ring's ``retire_ms`` after it
+opened). Each frame then carries its point's index for the stage.
 
 With the block fast path, several rings go to :class:`~vmsniff.pipeline.merge.MergedFramePaths`
 block by block instead, which holds records only until no ring can precede them.
@@ -154,18 +155,29 @@ class RingSource:
         held: list[tuple[int, int, tuple[int, bytes, int, int, int]]] = []
         push, pop = heapq.heappush, heapq.heappop
         seq = 0
+        # The same watermark as MergedFramePaths: nothing can come from ring i older than
+        # the newest frame read from it, nor than when it was last found empty minus the hold.
+        newest = [0] * len(gens)
+        empty_at = [self.wall_ns()] * len(gens)
+        rounds = [getattr(ring, "block_count", 16) for ring in self.rings]
         try:
             while True:
                 poller.poll(self.timeout_ms)
                 for index, gen in enumerate(gens):
-                    while block := next(gen):  # empty list: nothing more in this ring now
+                    for _ in range(rounds[index]):  # a busy ring does not starve the others
+                        now = self.wall_ns()  # before looking: what comes later is newer
+                        block = next(gen)
+                        if not block:  # empty list: nothing more in this ring now
+                            empty_at[index] = now
+                            break
                         for ts, frame, ptype, wire in block:
                             push(held, (ts, seq, (ts, bytes(frame), ptype, wire, index)))
                             seq += 1
+                            newest[index] = max(newest[index], ts)
                 ending = self._ending()
-                cutoff = self.wall_ns() - self.hold_ns
+                mark = min(max(n, e - self.hold_ns) for n, e in zip(newest, empty_at, strict=True))
                 out = []
-                while held and (ending or held[0][0] <= cutoff):
+                while held and (ending or held[0][0] < mark):
                     out.append(pop(held)[2])
                 yield LINKTYPE_ETHERNET, out
                 if ending:

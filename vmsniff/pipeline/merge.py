@@ -44,8 +44,9 @@ class _Held:
 
 
 class MergedFramePaths:
-    """The block fast path for several rings, ``paths[i]`` encoding ring ``i``'s blocks;
-    counts what it releases as written in ``stats``."""
+    """The block fast path for several rings, ``paths[i]`` encoding ring ``i``'s blocks.
+    A frame counts in ``stats`` as received and written when it is released (what ``-c``
+    leaves held is neither), as filtered out when its block is taken."""
 
     def __init__(self, paths: Sequence[FramePath], stats: Stats, *, hold_ns: int) -> None:
         self.paths = list(paths)
@@ -93,6 +94,7 @@ class MergedFramePaths:
         path = self.paths[index]
         idbs, ts, heads, ends, copies = path.place(base, count, first)
         n = len(ts)
+        self.stats.received -= n  # counted when released, as the packet-by-packet merge does
         if not n:
             return idbs
         a = path.writer.a
@@ -150,5 +152,6 @@ class MergedFramePaths:
         iov = np.empty((len(order), 2), dtype=np.uint64)
         iov[:, 0] = addr[order]
         iov[:, 1] = lens[order]
+        self.stats.received += len(order)
         self.stats.written += len(order)
         return [Scatter(iov, int(lens[order].sum()), owners)]

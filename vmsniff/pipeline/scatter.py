@@ -62,9 +62,21 @@ def _libc_writev() -> Any:
     return _writev
 
 
+IOVEC_64 = ctypes.sizeof(ctypes.c_void_p) == 8 and ctypes.sizeof(ctypes.c_size_t) == 8
+
+
 def write_scatter(fd: int, scatter: Scatter) -> None:
     """Write every byte ``scatter`` describes to ``fd``, in order (a short write, to a pipe
-    say, resumes where it stopped; EINTR is retried)."""
+    say, resumes where it stopped; EINTR is retried). The iovec layout is 64-bit Linux's;
+    elsewhere the records are copied out and written with ``os.write``."""
+    if not IOVEC_64:
+        data = memoryview(scatter.tobytes())
+        while data:
+            try:
+                data = data[os.write(fd, data) :]
+            except InterruptedError:
+                continue
+        return
     writev = _libc_writev()
     iov = scatter.iov
     base = iov.ctypes.data

@@ -62,17 +62,33 @@ def test_one_ring_passes_blocks_through_until_stopped() -> None:
 
 def test_several_rings_are_merged_in_time_order_and_released_at_the_end() -> None:
     a = FakeRing([[(10, b"a10", 0, 3), (30, b"a30", 0, 3)]])
-    b = FakeRing([[(20, b"b20", 4, 3)], [(5, b"b05", 4, 3)]])
-    now = iter([25, 100, 100, 100])  # wall clock in ns: 25 holds everything after 25 - hold
-    rounds = iter([False, False, True])
+    b = FakeRing([[(5, b"b05", 4, 3)], [(20, b"b20", 4, 3)]])
+    rounds = iter([False, True])
+    # wall clock 25 ns, no hold: ring b, found empty at 25, may still deliver anything from
+    # 25 on, so a30 waits for the end
     source = RingSource([a, b], stop=lambda: next(rounds), hold_ms=0, timeout_ms=0,
-                        wall_ns=lambda: next(now))  # fmt: skip
+                        wall_ns=lambda: 25)  # fmt: skip
     batches = [frames for _, frames in source.batches()]
     flat = [(ts, data, index) for batch in batches for ts, data, _, _, index in batch]
     # Everything once, in timestamp order across rings, each with its ring's index; the
     # frames are copies that outlive their blocks.
     assert flat == [(5, b"b05", 1), (10, b"a10", 0), (20, b"b20", 1), (30, b"a30", 0)]
+    assert [len(batch) for batch in batches] == [3, 1]
     assert source.drained
+    for ring in (a, b):
+        ring.close()
+
+
+def test_a_ring_that_may_still_deliver_holds_the_others_back() -> None:
+    """Ring b was found empty at 1.5 ms with a hold of 1 ms: it may still hand over a block
+    with frames from 0.5 ms on, so ring a's frames after that wait."""
+    a = FakeRing([[(t, b"a", 0, 1) for t in (10, 2_000_000)]])
+    b = FakeRing([])
+    rounds = iter([False, True])
+    source = RingSource([a, b], stop=lambda: next(rounds), hold_ms=1, timeout_ms=0,
+                        wall_ns=lambda: 1_500_000)  # fmt: skip
+    batches = [[ts for ts, *_ in frames] for _, frames in source.batches()]
+    assert batches == [[10], [2_000_000]]
     for ring in (a, b):
         ring.close()
 

@@ -93,8 +93,10 @@ def _fake_rings(monkeypatch: pytest.MonkeyPatch, frames: dict[str, list[Any]]) -
 
     real_open = live.open_capture
     rings: list[FakeRing] = []
+    retires: list[int] = []
 
-    def factory(device: str, program: list[Any]) -> FakeRing:
+    def factory(device: str, program: list[Any], retire_ms: int) -> FakeRing:
+        retires.append(retire_ms)
         ring = FakeRing([frames[device]])
         rings.append(ring)
         return ring
@@ -109,6 +111,8 @@ def _fake_rings(monkeypatch: pytest.MonkeyPatch, frames: dict[str, list[Any]]) -
     monkeypatch.setattr(netdev, "link_exists", lambda name: name.startswith("tapfake"))
     yield
     assert all(r.closed for r in rings)
+    # one ring keeps the 50 ms block timeout; merged rings use 10 ms (their merge holds 40 ms)
+    assert set(retires) <= ({50} if len(retires) == 1 else {10})
 
 
 def test_nic_all_writes_one_pcapng_with_each_nics_frames(

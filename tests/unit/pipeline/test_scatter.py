@@ -71,3 +71,48 @@ def test_an_error_is_raised(tmp_path: Path) -> None:
         write_scatter(fd, records(mem, SPANS[:3]))
     os.close(fd)
     assert err.value.errno == 9  # EBADF: not open for writing
+
+
+def test_eintr_is_retried(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    mem = memory()
+    spans = SPANS[:10]
+    real = scatter._libc_writev()
+    calls = []
+
+    def interrupted_once(fd: int, iov: int, count: int) -> int:
+        calls.append(count)
+        if len(calls) == 1:
+            ctypes.set_errno(4)  # EINTR: a signal came before anything was written
+            return -1
+        return int(real(fd, iov, count))
+
+    monkeypatch.setattr(scatter, "_writev", interrupted_once)
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    write_scatter(fd, records(mem, spans))
+    os.close(fd)
+    assert len(calls) == 2
+    assert path.read_bytes() == b"".join(bytes(mem[h : h + n]) for h, n in spans)
+
+
+def test_a_slow_pipe_reader_gets_every_byte(tmp_path: Path) -> None:
+    """A pipe takes 64 KiB at a time: writev returns short and resumes (a reader thread)."""
+    import threading
+
+    mem = memory()
+    spans = [(h % 10_000, 1500) for h in range(0, 300 * 37, 37)]  # 450 KB
+    want = b"".join(bytes(mem[h : h + n]) for h, n in spans)
+    r, w = os.pipe()
+    got = bytearray()
+
+    def read() -> None:
+        while chunk := os.read(r, 4096):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    write_scatter(w, records(mem, spans))
+    os.close(w)
+    reader.join()
+    os.close(r)
+    assert bytes(got) == want

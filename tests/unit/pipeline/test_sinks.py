@@ -185,3 +185,26 @@ def test_writev_all_resumes_after_short_writes(
     os.close(fd)
     assert path.read_bytes() == b"".join(parts)
     assert max(calls) <= 3
+
+
+def test_write_records_keeps_the_order_of_bytes_and_scatter_pieces(tmp_path: Path) -> None:
+    """Fast-path batches mix bytes (an interface block, a strided run) and Scatter stretches
+    written from memory: the buffered bytes go out before each Scatter, in order."""
+    import numpy as np
+
+    from vmsniff.pipeline.scatter import Scatter
+
+    backing = np.frombuffer(bytearray(b"ABCDEFGHIJ" * 100), dtype=np.uint8)
+    base = backing.ctypes.data
+    iov = np.array([(base + 0, 3), (base + 10, 4)], dtype=np.uint64)
+    sink = FileSink(str(tmp_path / "x.pcap"), "pcap", 65535)
+    header = (tmp_path / "x.pcap").read_bytes()
+    pieces: list[object] = [b"head|", Scatter(iov, 7, backing), b"|mid|", bytes(300_000),
+                            b"|tail"]  # fmt: skip
+    sink.write_records(pieces, 3)
+    sink.close()
+    body = (tmp_path / "x.pcap").read_bytes()[len(header) :]
+    assert body == b"head|ABCABCD|mid|" + bytes(300_000) + b"|tail"
+    with pytest.raises(ValueError):
+        FileSink(str(tmp_path / "r.pcap"), "pcap", 65535,
+                 rotation=Rotation(size=1000)).write_records([b"x"], 1)  # fmt: skip
