@@ -25,14 +25,16 @@ def lab_status_table(env: Env, data: dict[str, Any]) -> None:
         f"receiver {data['receiver']['namespace']} at {data['receiver']['address']}\n"
         f"  libvirt {data['libvirt_uri']}"
     )
-    table = Table(title="VMs", title_justify="left")
-    for col in ("name", "instance", "address", "mac", "tap", "ovs port", "plug", "tag"):
+    table = Table(title="VMs (a row per NIC)", title_justify="left")
+    for col in ("name", "instance", "nic", "address", "mac", "tap", "ovs port", "plug", "tag"):
         table.add_column(col)
     for vm in data["vms"]:
-        table.add_row(
-            vm["name"], vm["instance_name"], vm["address"], vm["mac"], vm["tap"],
-            vm["ovs_port"], vm["plug"], str(vm["tag"]),
-        )  # fmt: skip
+        for i, nic in enumerate(vm.get("nics") or [dict(vm, device="eth0")]):
+            table.add_row(
+                vm["name"] if i == 0 else "", vm["instance_name"] if i == 0 else "",
+                nic["device"], nic["address"], nic["mac"], nic["tap"], nic["ovs_port"],
+                nic["plug"], str(nic["tag"]),
+            )  # fmt: skip
     env.out.print(table)
     daemons = Table(title="processes", title_justify="left")
     for col in ("daemon", "pid", "pidfile"):
