@@ -30,7 +30,8 @@ __all__ = [
     "require_packet_sockets",
 ]
 
-RingFactory = Callable[[str, list[Instruction], int], RingLike]
+#: ``(device, socket filter, retire_ms, block_count)`` -> a ring of 1 MiB blocks
+RingFactory = Callable[[str, list[Instruction], int, int], RingLike]
 
 
 @dataclass
@@ -72,12 +73,13 @@ MERGED_RETIRE_MS = 10
 HOLD_MS = 2 * MERGED_RETIRE_MS + 20
 
 
-def _ring(device: str, program: list[Instruction], retire_ms: int = SINGLE_RETIRE_MS) -> RingLike:
+def _ring(
+    device: str, program: list[Instruction], retire_ms: int = SINGLE_RETIRE_MS, blocks: int = 32
+) -> RingLike:
     from vmsniff.pipeline.ring import Ring
 
-    # 16 MiB, as receive: with the block fast path that absorbs bursts, and keeps RSS < 60 MB.
-    return Ring(device, kind=socket.SOCK_RAW, program=program, block_count=16,
-                retire_ms=retire_ms)  # fmt: skip
+    return Ring(device, kind=socket.SOCK_RAW, program=program, block_count=blocks,
+                block_size=1 << 20, retire_ms=retire_ms)  # fmt: skip
 
 
 @contextmanager
@@ -105,9 +107,10 @@ def open_capture(
         rings_wanted = sum(1 if p.at == "tap" or opts.direction is not Direction.BOTH else 2
                            for p in points)  # fmt: skip
         retire_ms = SINGLE_RETIRE_MS if rings_wanted == 1 else MERGED_RETIRE_MS
+        blocks = max(2, opts.buffer_kib // 1024 // rings_wanted)  # -B, split between the rings
 
         def add(device: str, program: list[Instruction], point: StagePoint) -> None:
-            ring = ring_factory(device, program, retire_ms)
+            ring = ring_factory(device, program, retire_ms, blocks)
             stack.enter_context(closing(ring))
             rings.append(ring)
             stage_points.append(point)

@@ -59,6 +59,7 @@ class CaptureOptions:
     ttl: timedelta = timedelta(hours=1)  #: expiry of the rows of ``--at ovs``
     reason: str | None = None
     bridge: str | None = None
+    buffer_kib: int = 32 * 1024  #: ring memory (-B), split between the rings
 
     def __post_init__(self) -> None:
         if self.at is not None and self.at not in AT_CHOICES:

@@ -12,6 +12,7 @@ __all__ = [
     "json_option",
     "resolve_options",
     "resolve_options_from",
+    "buffer_option",
     "stop_and_file_options",
 ]
 
@@ -67,6 +68,20 @@ def resolve_options(func: F) -> F:
     for decorator in reversed(options):
         decorated = decorator(decorated)
     return cast(F, decorated)
+
+
+def buffer_option(default_kib: int, what: str) -> Callable[[F], F]:
+    """tcpdump's ``-B``: the kernel ring's size in KiB (``receive`` and ``capture``)."""
+    return click.option(
+        "-B",
+        "--buffer-size",
+        type=click.IntRange(1024, 1 << 21),
+        default=default_kib,
+        show_default=True,
+        metavar="KIB",
+        help=f"Size of the kernel ring in KiB ({what}, rounded to whole MiB); counts in peak "
+        "memory.",
+    )
 
 
 def stop_and_file_options(func: F) -> F:

@@ -13,6 +13,7 @@ import click
 from vmsniff.cli._context import Env
 from vmsniff.cli._options import (
     DURATION,
+    buffer_option,
     resolve_options,
     resolve_options_from,
     stop_and_file_options,
@@ -69,6 +70,7 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     show_default=True,
     help="Keep at most this many bytes of each frame.",
 )
+@buffer_option(32768, "shared by the rings of several NICs or directions")
 @stop_and_file_options
 @click.option(
     "--ttl",
@@ -138,6 +140,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
         ttl=timedelta(seconds=ttl),
         reason=opts.pop("reason"),
         bridge=opts.pop("bridge"),
+        buffer_kib=opts.pop("buffer_size"),
     )
     compile_filter(expression)  # a bad filter fails here, before anything is resolved or made
     require_packet_sockets()  # and so does a missing CAP_NET_RAW

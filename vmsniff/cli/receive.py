@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
-from vmsniff.cli._options import stop_and_file_options
+from vmsniff.cli._options import buffer_option, stop_and_file_options
 from vmsniff.errors import UsageError
 
 
@@ -96,15 +96,7 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     show_default=True,
     help="Keep at most this many bytes of each inner frame.",
 )
-@click.option(
-    "-B",
-    "--buffer-size",
-    type=click.IntRange(1024, 1 << 21),
-    default=16384,
-    show_default=True,
-    metavar="KIB",
-    help="Size of the kernel ring in KiB (rounded to whole MiB); counts in peak memory.",
-)
+@buffer_option(16384, "one ring")
 @stop_and_file_options
 @click.option(
     "-Z",

@@ -94,9 +94,11 @@ def _fake_rings(monkeypatch: pytest.MonkeyPatch, frames: dict[str, list[Any]]) -
     real_open = live.open_capture
     rings: list[FakeRing] = []
     retires: list[int] = []
+    sizes: list[int] = []
 
-    def factory(device: str, program: list[Any], retire_ms: int) -> FakeRing:
+    def factory(device: str, program: list[Any], retire_ms: int, blocks: int) -> FakeRing:
         retires.append(retire_ms)
+        sizes.append(blocks)
         ring = FakeRing([frames[device]])
         rings.append(ring)
         return ring
@@ -113,6 +115,8 @@ def _fake_rings(monkeypatch: pytest.MonkeyPatch, frames: dict[str, list[Any]]) -
     assert all(r.closed for r in rings)
     # one ring keeps the 50 ms block timeout; merged rings use 10 ms (their merge holds 40 ms)
     assert set(retires) <= ({50} if len(retires) == 1 else {10})
+    # -B (32 MiB by default) is split between the rings
+    assert all(n * len(sizes) <= 32 for n in sizes)
 
 
 def test_nic_all_writes_one_pcapng_with_each_nics_frames(
