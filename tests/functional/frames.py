@@ -2,6 +2,31 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def inside_capture(namespace: str, device: str, path: Path) -> Iterator[None]:
+    """tcpdump on ``device`` inside a VM's ``namespace``: the ground truth of what it saw."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, "tcpdump", "-i", device, "-U", "-n",
+         "-w", str(path), "--immediate-mode"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "listening" in proc.stderr.readline()
+        yield
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+
 
 def flow(frame: bytes) -> bytes:
     """A frame's flow: EtherType, and for IPv4 the protocol, addresses and ports."""

@@ -14,18 +14,17 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.functional.frames import same_run_per_flow
+from tests.functional.frames import inside_capture, same_run_per_flow
 from tests.functional.test_mirror import _env, assert_clean, vm_capture
 from tests.unit.pipeline.helpers import tshark_fields
 from vmsniff.lab.status import env_vars
-from vmsniff.lab.topology import Lab, LabNic, LabVm
+from vmsniff.lab.topology import Lab
 from vmsniff.lab.traffic import make_traffic
 from vmsniff.pcap.reader import read_records
 
@@ -169,24 +168,6 @@ def test_filter_and_snaplen_give_what_tcpdump_gives(lab: Lab, tmp_path: Path, at
     assert short_stats["written"] == len(cut_rows)
 
 
-@contextmanager
-def nic_capture(lab: Lab, vm: LabVm, nic: LabNic, path: Path) -> Iterator[None]:
-    """tcpdump on one NIC inside the VM's namespace (``vm_capture`` for any device)."""
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", vm.namespace, "tcpdump", "-i", nic.device, "-U", "-n",
-         "-w", str(path), "--immediate-mode"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        assert "listening" in proc.stderr.readline()
-        yield
-        time.sleep(0.5)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=10)
-
-
 def interface_names(path: Path) -> list[str]:
     """``if_name`` of every Interface Description Block, in file order (pcapng 4.2, 4.3)."""
     data = path.read_bytes()
@@ -215,7 +196,7 @@ def test_nic_all_files_every_nic_under_its_own_name(lab: Lab, tmp_path: Path, at
     inside = [tmp_path / f"{nic.device}.pcap" for nic in vm.nics]
     with ExitStack() as stack:
         for nic, path in zip(vm.nics, inside, strict=True):
-            stack.enter_context(nic_capture(lab, vm, nic, path))
+            stack.enter_context(inside_capture(vm.namespace, nic.device, path))
         proc = start_capture(lab, vm.name, "--nic", "all", "--at", at, "-w", str(out), "--json")
         try:
             # eth0 starts a conversation, eth1 answers one: each NIC carries its own traffic.

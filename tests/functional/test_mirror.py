@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.frames import same_run_per_flow
+from tests.functional.frames import inside_capture, same_run_per_flow
 from vmsniff.lab.status import env_vars
 from vmsniff.lab.switch import vsctl
 from vmsniff.lab.topology import RECEIVER_IP, Lab
@@ -97,19 +97,8 @@ def collector(lab: Lab) -> Iterator[list[list[object]]]:
 @contextmanager
 def vm_capture(lab: Lab, name: str, path: Path) -> Iterator[None]:
     """tcpdump on eth0 inside the VM's namespace: the ground truth of what the VM saw."""
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.vm(name).namespace, "tcpdump", "-i", "eth0", "-U", "-n",
-         "-w", str(path), "--immediate-mode"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        assert "listening" in proc.stderr.readline()
+    with inside_capture(lab.vm(name).namespace, "eth0", path):
         yield
-        time.sleep(0.5)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=10)
 
 
 def _strip_tag(frame: bytes) -> tuple[bytes, int | None]:
