@@ -78,11 +78,6 @@ def truth(path: Path, mac: str) -> tuple[list[bytes], list[bytes]]:
     return [f for f in frames if f[6:12] == own], [f for f in frames if f[6:12] != own]
 
 
-def contiguous(part: list[bytes], whole: list[bytes]) -> bool:
-    n = len(part)
-    return any(whole[i : i + n] == part for i in range(len(whole) - n + 1))
-
-
 def explain(part: list[bytes], whole: list[bytes]) -> str:
     """Where ``part`` is not a run of ``whole``: positions of ours in theirs, what is missing."""
     where = [whole.index(f) if f in whole else None for f in part]
@@ -119,8 +114,11 @@ def test_the_vms_frames_once_byte_for_byte_in_order_with_direction(
     # Exactly the VM's frames per direction, in order, byte for byte (untagged: the VLAN tag the
     # access port adds never reaches the ring); the VM's capture ran longer, so ours is a run.
     assert from_vm and to_vm
-    # On a tap the order is the VM's own; through the switch (--at ovs) only within a flow.
-    same = contiguous if at == "tap" else same_run_per_flow
+    # In order within each flow. Across flows the host's order may differ from the VM's own
+    # even on a tap: frames the VM sends from two CPUs reach the tap through two CPUs' backlogs
+    # (seen once in the lab, two frames of different flows swapped); through the switch (--at
+    # ovs) an upcall lets an established flow pass a new one.
+    same = same_run_per_flow
     assert same(from_vm, sent), "from-vm differs from the VM's: " + explain(from_vm, sent)
     assert same(to_vm, received), "to-vm differs from the VM's: " + explain(to_vm, received)
     assert len(set(from_vm)) == len(from_vm) and len(set(to_vm)) == len(to_vm)
@@ -228,7 +226,7 @@ def test_nic_all_files_every_nic_under_its_own_name(lab: Lab, tmp_path: Path, at
         assert all(n["devices"] == [n["interface"]] for n in stats["nics"])
         assert stats["sessions"] == []
     assert all(origlen == len(data) for data, origlen, _, _ in got)
-    same = contiguous if at == "tap" else same_run_per_flow
+    same = same_run_per_flow  # order within each flow (see the test above)
     seen = []
     for nic, path in zip(vm.nics, inside, strict=True):
         sent, received = truth(path, nic.mac)
