@@ -80,7 +80,8 @@ def merge_nics(
     conflicts: list[str] = []
     by_mac_port = {p.mac: p for p in ports}
     by_mac_dom = {i.mac: i for i in (domain.ifaces if domain else ())}
-    macs = list(by_mac_port) + [m for m in by_mac_dom if m not in by_mac_port]
+    # the guest's own order (libvirt's devices: eth0, eth1, ...) when libvirt was asked
+    macs = list(by_mac_dom) + [m for m in by_mac_port if m not in by_mac_dom]
     nics = []
     for mac in macs:
         port, diface = by_mac_port.get(mac), by_mac_dom.get(mac)

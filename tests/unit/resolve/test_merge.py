@@ -132,3 +132,17 @@ def test_parse_domain_reads_nova_metadata_and_interfaces() -> None:
     assert [i.kind for i in info.ifaces] == ["ethernet", "vhostuser", "hostdev"]
     assert info.ifaces[0].mac == "fa:16:3e:aa:bb:cc" and info.ifaces[0].mtu == 1450
     assert info.ifaces[0].tap == "tap1" and info.ifaces[1].tap is None
+
+
+def test_nics_come_in_the_guests_order_whatever_neutron_lists() -> None:
+    """libvirt's devices are eth0, eth1, ... in the guest; Neutron lists ports by id. A port
+    only Neutron knows comes last; without libvirt, Neutron's order is all there is."""
+    macs = ["fa:16:3e:00:00:0a", "fa:16:3e:00:00:0b", "fa:16:3e:00:00:0c"]
+    ids = ["ffff" + PORT[4:], "0000" + PORT[4:], "8888" + PORT[4:]]
+    ports = sorted((port(id=i, mac=m) for i, m in zip(ids, macs, strict=True)), key=lambda p: p.id)
+    dom = domain(*(DomainIface(m, "bridge", f"tap{i[:11]}", f"qbr{i[:11]}", None, 1500)
+                   for i, m in zip(ids[:2], macs[:2], strict=True)))  # fmt: skip
+    nics, _ = merge_nics(SERVER, ports, dom, None)
+    assert [n.mac for n in nics] == macs  # eth0, eth1, then the port libvirt does not have
+    nics, _ = merge_nics(SERVER, ports, None, None)
+    assert [n.mac for n in nics] == [p.mac for p in ports]
