@@ -125,6 +125,10 @@ def env_command(env: Env, prefix: str) -> None:
 @PREFIX_OPTION
 @click.option("--from", "source", default="c-private", show_default=True, help="Sending VM.")
 @click.option("--to", "destination", default="c-native", show_default=True, help="Answering VM.")
+@click.option("--from-nic", default="eth0", show_default=True, metavar="DEVICE",
+              help="The sending VM's NIC (c-multi has eth0 and eth1).")  # fmt: skip
+@click.option("--to-nic", default="eth0", show_default=True, metavar="DEVICE",
+              help="The answering VM's NIC.")  # fmt: skip
 @click.option(
     "-c", "--count", type=click.IntRange(1, 10000), default=5, show_default=True,
     help="Round trips of each kind (ICMP, UDP, TCP, full-size ICMP).",
@@ -132,13 +136,15 @@ def env_command(env: Env, prefix: str) -> None:
 @JSON_OPTION
 @click.pass_obj
 def traffic(
-    env: Env, prefix: str, source: str, destination: str, count: int, as_json: bool
-) -> None:
+    env: Env, prefix: str, source: str, destination: str, from_nic: str, to_nic: str, count: int,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Make known, countable traffic between two lab VMs (ICMP, UDP, TCP, 1500-byte IP)."""
     from vmsniff.cli._render import traffic_table
     from vmsniff.lab.traffic import make_traffic
 
-    result = make_traffic(_lab(prefix), source, destination, count)
+    result = make_traffic(_lab(prefix), source, destination, count, source_nic=from_nic,
+                          destination_nic=to_nic)  # fmt: skip
     if as_json:
         env.json(result)
     else:

@@ -33,11 +33,13 @@ def _vm(lab: Lab, name: str) -> LabVm:
         raise NotFound(f"the lab has no VM named {name!r}", hint=f"lab VMs: {names}") from None
 
 
-def _nic(vm: LabVm, index: int) -> LabNic:
-    if not 0 <= index < len(vm.nics):
-        names = ", ".join(f"{i} ({nic.device})" for i, nic in enumerate(vm.nics))
-        raise NotFound(f"{vm.name} has no NIC {index}", hint=f"its NICs: {names}")
-    return vm.nics[index]
+def _nic(vm: LabVm, which: int | str) -> LabNic:
+    """The NIC of that index, or of that device name inside the VM (``eth1``)."""
+    for i, nic in enumerate(vm.nics):
+        if which in (i, nic.device):
+            return nic
+    names = ", ".join(f"{i} ({nic.device})" for i, nic in enumerate(vm.nics))
+    raise NotFound(f"{vm.name} has no NIC {which}", hint=f"its NICs: {names}")
 
 
 def make_traffic(
@@ -46,11 +48,11 @@ def make_traffic(
     destination: str,
     count: int = 5,
     *,
-    source_nic: int = 0,
-    destination_nic: int = 0,
+    source_nic: int | str = 0,
+    destination_nic: int | str = 0,
 ) -> dict[str, Any]:
     """Send the traffic mix from ``source`` to ``destination``, each through the NIC of that
-    index (``vm.nics``); return counts and timing."""
+    index (``vm.nics``) or device name (``eth1``); return counts and timing."""
     src, dst = _vm(lab, source), _vm(lab, destination)
     src_nic, dst_nic = _nic(src, source_nic), _nic(dst, destination_nic)
     if src.name == dst.name:

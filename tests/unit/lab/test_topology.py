@@ -131,3 +131,14 @@ def test_ghost_domains_cover_the_error_cases() -> None:
     sriov = next(g for g in lab.ghosts if g.name == "c-sriov")
     iface = by_name[sriov.instance_name].find("devices/interface")
     assert iface is not None and iface.get("type") == "hostdev"
+
+
+def test_traffic_picks_a_nic_by_index_or_device_name() -> None:
+    from vmsniff.errors import NotFound
+    from vmsniff.lab.traffic import _nic
+
+    vm = lab_for("vms-t").vm("c-multi")
+    assert _nic(vm, 1) is _nic(vm, "eth1") is vm.nics[1]
+    assert _nic(vm, "eth0") is vm.primary
+    with pytest.raises(NotFound, match="no NIC eth3"):
+        _nic(vm, "eth3")
