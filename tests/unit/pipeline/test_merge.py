@@ -77,6 +77,24 @@ def run(rings: list[list[Frame]], points: list[StagePoint], per_block: int, orde
     return joined(out), stats
 
 
+def take_every_block(
+    rings: list[list[Frame]], points: list[StagePoint], size: int
+) -> tuple[MergedFramePaths, list[Any]]:
+    """Each ring's frames as one block of ``size``, taken by a merge over two FramePaths;
+    the interface blocks it returned."""
+    enc = new_encoder("pcapng", 262144, "vmsniff capture")
+    stats = Stats()
+    mems = [block(r, size=size, mac=82) for r in rings]
+    paths = [
+        FramePath(m[0], size, enc, stats, name=p.name) for m, p in zip(mems, points, strict=True)
+    ]
+    merged = MergedFramePaths(paths, stats, hold_ns=HOLD)
+    out: list[Any] = []
+    for i, (_, base, count, first) in enumerate(mems):
+        out += merged.process(i, (base, count, first), [0] * len(rings), False)
+    return merged, out
+
+
 def traffic(n: int, seed: int, *, step: int = 1000) -> list[list[Frame]]:
     rng = random.Random(seed)
     rings: list[list[Frame]] = [[], []]
@@ -136,16 +154,8 @@ def test_nothing_newer_than_a_ring_that_may_still_deliver_is_released() -> None:
 def test_limit_cuts_in_time_order() -> None:
     rings = traffic(100, seed=5)
     points = POINTS["two taps"]
-    enc = new_encoder("pcapng", 262144, "vmsniff capture")
-    stats = Stats()
-    mems = [block(r, size=SIZE, mac=82) for r in rings]
-    paths = [
-        FramePath(m[0], SIZE, enc, stats, name=p.name) for m, p in zip(mems, points, strict=True)
-    ]
-    merged = MergedFramePaths(paths, stats, hold_ns=HOLD)
-    out: list[Any] = []
-    for i, (_, base, count, first) in enumerate(mems):
-        out += merged.process(i, (base, count, first), [0, 0], False)
+    merged, out = take_every_block(rings, points, SIZE)
+    stats = merged.stats
     out += merged.process(None, None, [0, 0], True, limit=7)
     assert stats.written == stats.received == 7  # what -c left held was not received
     want = reference(rings, points, "pcapng")[:7]
@@ -184,17 +194,8 @@ def test_a_record_that_did_not_fit_its_slot_is_merged_too() -> None:
             used += (82 + len(f) + 7) & ~7
             i += 1
         rings[r].append((ts0 + 2 * i + r, icmp_frame(i, size=size - used - 82 - 42), 0))
-    enc = new_encoder("pcapng", 262144, "vmsniff capture")
-    stats = Stats()
     points = POINTS["two taps"]
-    mems = [block(ring, size=size, mac=82) for ring in rings]
-    paths = [
-        FramePath(m[0], size, enc, stats, name=p.name) for m, p in zip(mems, points, strict=True)
-    ]
-    merged = MergedFramePaths(paths, stats, hold_ns=HOLD)
-    out: list[Any] = []
-    for i, (_, base, count, first) in enumerate(mems):
-        out += merged.process(i, (base, count, first), [0, 0], False)
+    merged, out = take_every_block(rings, points, size)
     out += merged.process(None, None, [0, 0], True)
     assert merged.copied == 2
     assert pcapng_view(joined(out)) == reference(rings, points, "pcapng")
