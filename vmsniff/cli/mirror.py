@@ -19,6 +19,8 @@ ovsdb_option = click.option(
     help="OVSDB of this host [default unix:/var/run/openvswitch/db.sock].",
 )
 
+_OVS_STATS_INTERVAL_S = 5  # ovs-vswitchd's default other_config:stats-update-interval
+
 
 class _Stop(Exception):
     """SIGTERM or SIGHUP: end the foreground session like Ctrl-C does."""
@@ -139,12 +141,19 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
                     env.out.print(f"session {plan.session} expires {plan.expires}")
                     env.info(f"remove it with:  vmsniff cleanup {plan.session}")
                 return
+            began = time.monotonic()
             reason = _run(env, session, duration)
             packets, bytes_ = session.stats()
+            lasted = time.monotonic() - began
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-    env.info(f"stopped ({reason}); mirror removed; {packets} packets, {bytes_} bytes mirrored")
+    if packets == 0 and lasted < _OVS_STATS_INTERVAL_S + 1:
+        # ovs-vswitchd writes Mirror statistics every 5 s: a short session may show none yet
+        env.info(f"stopped ({reason}); mirror removed; OVS had not counted its packets yet "
+                 f"(it updates mirror counters every {_OVS_STATS_INTERVAL_S} s)")  # fmt: skip
+    else:
+        env.info(f"stopped ({reason}); mirror removed; {packets} packets, {bytes_} bytes mirrored")
     if as_json:
         env.json({**plan.to_dict(), "stopped": reason, "packets": packets, "bytes": bytes_})
 
