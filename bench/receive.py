@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import random
-import re
-import signal
 import struct
 import subprocess
 import sys
@@ -29,13 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._replay import (  # noqa: E402
-    RECEIVER_CPU,
-    SENDER_CPU,
-    count_records,
+    measure,
     missing,
-    on_cpu,
-    proc_cpu,
+    print_header,
+    print_rows,
+    ratio,
     sh,
+    start_receivers,
+    stop_receivers,
 )
 from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
@@ -135,69 +134,12 @@ def run_once(
     if c_ref is not None:
         cmds["C ref"] = [str(c_ref), "eth0", str(tmp / "c_ref.pcap")]
     cmds = {k: v for k, v in cmds.items() if k in tools}
-    procs = {
-        name: subprocess.Popen(
-            ["ip", "netns", "exec", rx, *cmd],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=on_cpu(RECEIVER_CPU),
-        )
-        for name, cmd in cmds.items()
-    }
-    results: dict[str, dict[str, float]] = {}
+    procs = start_receivers(rx, cmds, ROOT)
     try:
         time.sleep(3)  # both receivers ready
-        busy0 = {name: proc_cpu(p.pid) for name, p in procs.items()}
-        t0 = time.monotonic()
-        replay = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                tx,
-                "tcpreplay",
-                "-i",
-                "veth0",
-                "--topspeed",
-                f"--loop={loop}",
-                str(pcap),
-            ],  # fmt: skip
-            capture_output=True,
-            text=True,
-            preexec_fn=on_cpu(SENDER_CPU),
-        )
-        wall = time.monotonic() - t0
-        m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)
-        replay_pps = float(m.group(1)) if m else offered / wall
-        sent = re.search(r"Successful packets:\s+(\d+)", replay.stdout)
-        offered = int(sent.group(1)) if sent else offered
-        time.sleep(1.5)
-        busy = {name: proc_cpu(p.pid) - busy0[name] for name, p in procs.items()}
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for name, p in procs.items():
-            _, status, usage = os.wait4(p.pid, 0)
-            p.returncode = os.waitstatus_to_exitcode(status)
-            written = count_records(outputs[name])
-            cpu = usage.ru_utime + usage.ru_stime
-            results[name] = {
-                "offered": offered,
-                "written": written,
-                "lost": offered - written,
-                "pps": written / (offered / replay_pps),
-                "cpu_s": cpu,
-                "busy_cpu_s": busy[name],
-                "cpu_s_per_M": busy[name] / max(written, 1) * 1e6,
-                "rss_mb": usage.ru_maxrss / 1024,
-                "replay_pps": replay_pps,
-            }
+        return measure(procs, outputs, (tx, "veth0"), pcap, loop, offered)
     finally:
-        for p in procs.values():
-            if p.poll() is None and p.returncode is None:
-                p.kill()
-                p.wait()
-    return results
+        stop_receivers(procs)
 
 
 def main() -> int:
@@ -269,29 +211,20 @@ def main() -> int:
     if args.json:
         print(json.dumps(all_results, indent=2))
         return 0
-    head = (
-        f"{'mix':5} {'tool':8} {'offered':>8} {'written':>8} {'lost':>7} {'pps':>9} "
-        f"{'cpu s':>6} {'busy s':>6} {'busy s/M':>8} {'RSS MB':>7}"
-    )
-    print(head)
+    print_header()
     for mix, res in all_results.items():
-        for tool, r in res.items():
-            print(
-                f"{mix:5} {tool:8} {r['offered']:8.0f} {r['written']:8.0f} {r['lost']:7.0f} "
-                f"{r['pps']:9.0f} {r['cpu_s']:6.2f} {r['busy_cpu_s']:6.2f} {r['cpu_s_per_M']:8.2f} "
-                f"{r['rss_mb']:7.1f}"
-            )
+        print_rows(mix, res)
         v, t = res["vmsniff"], res["tcpdump"]
-        cpu_ratio = v["cpu_s_per_M"] / t["cpu_s_per_M"]
+        cpu_ratio = ratio(v["cpu_s_per_M"], t["cpu_s_per_M"])
         print(
-            f"{mix:5} ratio vmsniff/tcpdump: CPU per packet {cpu_ratio:.2f}x, "
+            f"{mix:5} ratio vmsniff/tcpdump: CPU per packet {cpu_ratio}, "
             f"RSS {v['rss_mb'] / t['rss_mb']:.2f}x, replay {v['replay_pps']:.0f} pps"
         )
         if "C ref" in res:
             c = res["C ref"]
             print(
                 f"{mix:5} ratio vmsniff/C reference: CPU per packet "
-                f"{v['cpu_s_per_M'] / c['cpu_s_per_M']:.2f}x"
+                f"{ratio(v['cpu_s_per_M'], c['cpu_s_per_M'])}"
             )
     return 0
 
