@@ -12,7 +12,7 @@ __all__ = [
     "json_option",
     "resolve_options",
     "resolve_options_from",
-    "buffer_option",
+    "frame_options",
     "stop_and_file_options",
 ]
 
@@ -70,18 +70,30 @@ def resolve_options(func: F) -> F:
     return cast(F, decorated)
 
 
-def buffer_option(default_kib: int, what: str) -> Callable[[F], F]:
-    """tcpdump's ``-B``: the kernel ring's size in KiB (``receive`` and ``capture``)."""
-    return click.option(
-        "-B",
-        "--buffer-size",
-        type=click.IntRange(1024, 1 << 21),
-        default=default_kib,
-        show_default=True,
-        metavar="KIB",
-        help=f"Size of the kernel ring in KiB ({what}, rounded to whole MiB); counts in peak "
-        "memory.",
-    )
+def frame_options(
+    filter_help: str, frame: str, buffer_kib: int, buffer_what: str
+) -> Callable[[F], F]:
+    """``-f``, ``-s`` and tcpdump's ``-B`` (the kernel ring's size in KiB), as ``receive`` and
+    ``capture`` word them: ``frame`` is what ``-s`` cuts, ``buffer_what`` how the ring is
+    used."""
+    option = click.option
+    options = [
+        option("-f", "--filter", "filter_opt", metavar="FILTER", help=filter_help),
+        option("-s", "--snaplen", type=click.IntRange(1, 262144), default=262144,
+               show_default=True, help=f"Keep at most this many bytes of each {frame}."),
+        option("-B", "--buffer-size", type=click.IntRange(1024, 1 << 21), default=buffer_kib,
+               show_default=True, metavar="KIB",
+               help=f"Size of the kernel ring in KiB ({buffer_what}, rounded to whole MiB); "
+               "counts in peak memory."),
+    ]  # fmt: skip
+
+    def decorate(func: F) -> F:
+        decorated: Any = func
+        for decorator in reversed(options):
+            decorated = decorator(decorated)
+        return cast(F, decorated)
+
+    return decorate
 
 
 def stop_and_file_options(func: F) -> F:

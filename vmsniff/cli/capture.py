@@ -13,7 +13,7 @@ import click
 from vmsniff.cli._context import Env
 from vmsniff.cli._options import (
     DURATION,
-    buffer_option,
+    frame_options,
     resolve_options,
     resolve_options_from,
     stop_and_file_options,
@@ -55,22 +55,12 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     show_default=True,
     help="From the VM's point of view.",
 )
-@click.option(
-    "-f",
-    "--filter",
-    "filter_opt",
-    metavar="FILTER",
-    help="tcpdump filter, run in the kernel (or give it as arguments).",
+@frame_options(
+    "tcpdump filter, run in the kernel (or give it as arguments).",
+    "frame",
+    32768,
+    "shared by the rings of several NICs or directions",
 )
-@click.option(
-    "-s",
-    "--snaplen",
-    type=click.IntRange(1, 262144),
-    default=262144,
-    show_default=True,
-    help="Keep at most this many bytes of each frame.",
-)
-@buffer_option(32768, "shared by the rings of several NICs or directions")
 @stop_and_file_options
 @click.option(
     "--ttl",

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
-from vmsniff.cli._options import buffer_option, stop_and_file_options
+from vmsniff.cli._options import frame_options, stop_and_file_options
 from vmsniff.errors import UsageError
 
 
@@ -81,22 +81,9 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     default=None,
     help="Remove the outer 802.1Q tag (only tag ID if given) the access port added.",
 )
-@click.option(
-    "-f",
-    "--filter",
-    "filter_opt",
-    metavar="FILTER",
-    help="tcpdump filter on the inner frame (or give it as arguments).",
+@frame_options(
+    "tcpdump filter on the inner frame (or give it as arguments).", "inner frame", 16384, "one ring"
 )
-@click.option(
-    "-s",
-    "--snaplen",
-    type=click.IntRange(1, 262144),
-    default=262144,
-    show_default=True,
-    help="Keep at most this many bytes of each inner frame.",
-)
-@buffer_option(16384, "one ring")
 @stop_and_file_options
 @click.option(
     "-Z",
