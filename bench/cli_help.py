@@ -13,7 +13,6 @@ stdout and stderr to /dev/null. Anchors: `ovs-vsctl --help` (C) and `ovs-tcpdump
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -25,6 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._timing import importtime_lines, rounds, sample_stats, timing_args  # noqa: E402
+
 VENV_SCRIPT = Path(sys.executable).parent / "vmsniff"
 TARGET_ANCHOR = "ovs-tcpdump --help"
 
@@ -40,15 +43,7 @@ class Tool:
     samples_ms: list[float] = field(default_factory=list)
 
     def stats(self) -> dict[str, float] | None:
-        if not self.samples_ms:
-            return None
-        ordered = sorted(self.samples_ms)
-        p90_index = max(0, round(0.9 * len(ordered) + 0.5) - 1)  # nearest-rank percentile
-        return {
-            "median_ms": statistics.median(ordered),
-            "p90_ms": ordered[min(p90_index, len(ordered) - 1)],
-            "min_ms": ordered[0],
-        }
+        return sample_stats(self.samples_ms) if self.samples_ms else None
 
 
 def _tools() -> list[Tool]:
@@ -100,11 +95,7 @@ def _time_once(argv: list[str]) -> float:
 def measure(tools: list[Tool], runs: int, warmup: int) -> None:
     """Fill each runnable tool's samples: ``warmup`` discarded rounds, then ``runs`` rounds."""
     runnable = [t for t in tools if t.missing is None]
-    for round_number in range(warmup + runs):
-        for tool in runnable:
-            elapsed = _time_once(tool.argv)
-            if round_number >= warmup:
-                tool.samples_ms.append(elapsed)
+    rounds(runnable, runs, warmup, lambda tool: _time_once(tool.argv))
 
 
 def importtime(runs: int = 5, top: int = 10) -> list[dict[str, object]]:
@@ -119,13 +110,9 @@ def importtime(runs: int = 5, top: int = 10) -> list[dict[str, object]]:
             check=True,
             cwd=ROOT,
         )
-        for line in done.stderr.splitlines():
-            # "import time:       self [us] |  cumulative | imported package"
-            if not line.startswith("import time:") or "imported package" in line:
-                continue
-            own, cumulative, name = line.removeprefix("import time:").split("|", 2)
-            self_us.setdefault(name.strip(), []).append(int(own))
-            cumulative_us.setdefault(name.strip(), []).append(int(cumulative))
+        for own, cumulative, name in importtime_lines(done.stderr):
+            self_us.setdefault(name.strip(), []).append(own)
+            cumulative_us.setdefault(name.strip(), []).append(cumulative)
     rows = [
         {
             "module": name,
@@ -193,13 +180,7 @@ def _verdict(tools: list[Tool]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per tool (default 30)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead")
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.warmup < 0:
-        parser.error("--runs must be at least 1 and --warmup at least 0")
+    args = timing_args(__doc__.splitlines()[0], argv, runs=30, warmup=3, what="tool")
 
     tools = _tools()
     measure(tools, args.runs, args.warmup)

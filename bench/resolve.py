@@ -22,7 +22,6 @@ Then ``python -X importtime`` of both vmsniff paths shows how much of the time i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -36,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._timing import importtime_lines, rounds, sample_stats, timing_args  # noqa: E402
 from vmsniff.lab.build import build  # noqa: E402
 from vmsniff.lab.status import env_vars  # noqa: E402
 from vmsniff.lab.teardown import teardown  # noqa: E402
@@ -66,13 +66,7 @@ class Row:
     samples_ms: list[float] = field(default_factory=list)
 
     def stats(self) -> dict[str, float]:
-        ordered = sorted(self.samples_ms)
-        p90_index = max(0, round(0.9 * len(ordered) + 0.5) - 1)  # nearest-rank percentile
-        return {
-            "median_ms": statistics.median(ordered),
-            "p90_ms": ordered[min(p90_index, len(ordered) - 1)],
-            "min_ms": ordered[0],
-        }
+        return sample_stats(self.samples_ms)
 
 
 def lab_env(lab: Lab) -> dict[str, str]:
@@ -120,11 +114,7 @@ def _time_steps(steps: list[list[str]], env: dict[str, str]) -> float:
 
 def measure(table: list[Row], env: dict[str, str], runs: int, warmup: int) -> None:
     """``warmup`` discarded rounds, then ``runs`` rounds, each row once per round."""
-    for round_number in range(warmup + runs):
-        for row in table:
-            elapsed = _time_steps(row.steps, env)
-            if round_number >= warmup:
-                row.samples_ms.append(elapsed)
+    rounds(table, runs, warmup, lambda row: _time_steps(row.steps, env))
 
 
 def importtime(argv: list[str], env: dict[str, str], runs: int = 3) -> dict[str, Any]:
@@ -141,15 +131,11 @@ def importtime(argv: list[str], env: dict[str, str], runs: int = 3) -> dict[str,
         )  # fmt: skip
         walls.append((time.perf_counter() - start) * 1000)
         total = 0
-        for line in done.stderr.splitlines():
-            # "import time:       self [us] |  cumulative | imported package"
-            if not line.startswith("import time:") or "imported package" in line:
-                continue
-            own, cumulative, name = line.removeprefix("import time:").split("|", 2)
-            total += int(own)
-            self_us.setdefault(name.strip(), []).append(int(own))
+        for own, cumulative, name in importtime_lines(done.stderr):
+            total += own
+            self_us.setdefault(name.strip(), []).append(own)
             if not name[1:].startswith(" "):  # no indentation: imported by the program itself
-                top_level_us.setdefault(name.strip(), []).append(int(cumulative))
+                top_level_us.setdefault(name.strip(), []).append(cumulative)
         totals.append(total)
 
     def top(data: dict[str, list[int]], n: int) -> list[tuple[str, float]]:
@@ -201,15 +187,9 @@ def report(table: list[Row], runs: int, warmup: int, imports: dict[str, dict[str
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per row (default 20)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead")
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.warmup < 0:
-        parser.error("--runs must be at least 1 and --warmup at least 0")
+    args = timing_args(__doc__.splitlines()[0], argv, runs=20, warmup=2, what="row")
     if os.geteuid() != 0:
-        parser.error("needs root: the lab uses network namespaces and Open vSwitch")
+        args.error("needs root: the lab uses network namespaces and Open vSwitch")
 
     lab = lab_for(f"vmsb{os.getpid()}-resolve")
     try:
