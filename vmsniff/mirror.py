@@ -98,6 +98,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
             self._stack.close()
 
     def _remove_expired(self, bridge: str, now: datetime) -> list[str]:
+        """Remove vmsniff's expired sessions with a row on ``bridge``; their ids."""
         expired = [
             s
             for s in find_sessions(self.api, now)
@@ -140,22 +141,12 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         require_mirrorable(nic)
         bridge = opts.bridge or nic.bridge or ""
         now = _now()
-        expired = [
-            s
-            for s in find_sessions(self.api, now)
-            if s.expired
-            and any(m["bridge"] == bridge for m in s.mirrors)
-            or s.expired
-            and any(p["bridge"] == bridge for p in s.ports)
-        ]
-        if expired:
-            remove_sessions(self.api, expired)
-        tunnels, count, _owners = switch_facts(self.api, bridge)
+        removed = self._remove_expired(bridge, now)
+        tunnels, count, owners = switch_facts(self.api, bridge)
         plan = plan_mirror(
-            server, nic, opts, tunnels=tunnels, mirrors_on_bridge=count, now=now,
-            owners=_owners,
+            server, nic, opts, tunnels=tunnels, mirrors_on_bridge=count, now=now, owners=owners,
         )  # fmt: skip
-        return plan, [s.id for s in expired]
+        return plan, removed
 
     def start(self, plan: MirrorPlan, nic: Nic, snaplen: int | None) -> Started:
         """Apply the plan in one transaction and check the tunnel ports came up."""
