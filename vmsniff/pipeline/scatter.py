@@ -18,6 +18,8 @@ import errno
 import os
 from typing import Any
 
+import numpy as np
+
 __all__ = ["IOV_MAX", "Scatter", "joined", "write_scatter"]
 
 IOV_MAX = 1024  # UIO_MAXIOV, linux/uio.h
@@ -89,12 +91,14 @@ def write_scatter(fd: int, scatter: Scatter) -> None:
             if err == errno.EINTR:
                 continue
             raise OSError(err, os.strerror(err))
-        for j, size in enumerate(iov[i : i + count, 1].tolist()):
-            if done < size:  # record i + j only partly written: resume inside it
-                iov[i + j, 0] += done
-                iov[i + j, 1] -= done
-                i += j
-                break
-            done -= size
-        else:
+        sizes = iov[i : i + count, 1]
+        if done == int(sizes.sum()):
             i += count
+            continue
+        # a short write: resume inside the first record not written whole
+        ends = np.cumsum(sizes)
+        j = int(np.searchsorted(ends, done, side="right"))
+        written = done - (int(ends[j - 1]) if j else 0)
+        iov[i + j, 0] += written
+        iov[i + j, 1] -= written
+        i += j
