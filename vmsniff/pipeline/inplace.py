@@ -37,6 +37,7 @@ Array = np.ndarray[Any, Any]
 #: code -> (session, link type, erspan, interface name): how packets of one code are filed.
 Describe = Callable[[int], tuple[int | None, int, bool, str | None]]
 SLOT_HEADER = 48  # sizeof(tpacket3_hdr), TPACKET_ALIGN'ed
+_SCAN = 64  # packets in a block from which :meth:`BlockRecords._scan` pays off
 _RUN = 16  # packets a guessed stride (or a run of same-shaped records) must cover to pay off
 _WALK = 64  # packets walked one by one after a stride guess failed
 _TAIL = 4  # equal steps at the end of a walk that make a stride worth guessing again
@@ -78,7 +79,51 @@ class BlockRecords:
     def offsets(self, base: int, count: int, first: int) -> Array:
         """Where each of the block's packets starts: the ``tp_next_offset`` chain.
 
-        Following the chain is inherently one packet at a time, so it is guessed instead: from
+        Following the chain is inherently one packet at a time, so it is found another way:
+        by :meth:`_scan` for headers when there are many packets, else (or when the scan's
+        answer does not hold) by :meth:`_follow`."""
+        if count >= _SCAN:
+            found = self._scan(base, count, first)
+            if found is not None:
+                return found
+        return self._follow(base, count, first)
+
+    def _scan(self, base: int, count: int, first: int) -> Array | None:
+        """The chain read off the block at once, or None when it cannot be.
+
+        Every slot starts 8 bytes apart from the first (the kernel aligns ``tp_next_offset``
+        to 8) and, on one socket, holds the same ``tp_mac``/``tp_net`` pair; so the slots are
+        among the 8-aligned places up to the block's used length (``blk_len``) where that
+        32-bit pair appears, found with one numpy comparison. The first ``count`` of them are
+        the chain exactly when each is the one before plus its ``tp_next_offset``: then they
+        are its first ``count`` links, by induction from the first. Anything else at an
+        8-aligned place that happens to look the same (a frame's bytes, a stale slot) makes
+        that check fail, and :meth:`_follow` walks instead: never a wrong answer, at worst the
+        walk's cost."""
+        start = base + first
+        if start & 3 or base & 3:
+            return None
+        u32 = self.u32
+        used = int(u32[(base + 20) >> 2])  # tpacket_hdr_v1.blk_len
+        end = base + (used if first < used <= self.block_size else self.block_size)
+        places = (end - 28 - start) // 8 + 1  # room for tp_mac/tp_net (bytes 24..27)
+        if places < count:
+            return None
+        at = (start + 24) >> 2
+        marks = u32[at : at + 2 * places : 2]
+        hits = np.flatnonzero(marks == marks[0])
+        if len(hits) < count:
+            return None
+        slots = hits[:count] * 8 + start
+        steps = u32[slots[:-1] >> 2]
+        if (np.diff(slots) != steps).any():
+            return None
+        return slots
+
+    def _follow(self, base: int, count: int, first: int) -> Array:
+        """The chain, guessed and walked.
+
+        From
         a packet whose slot is ``step`` bytes, the next ones are taken to be ``step`` apart,
         and one numpy read of their ``tp_next_offset`` checks it (packet ``j+1`` is where the
         guess says exactly when packets ``0..j`` say ``step``). A run of equal-sized packets,
@@ -178,22 +223,17 @@ class BlockRecords:
         """Write the records of :meth:`encode` in place: ``(interface blocks, heads, ends,
         copies)``, record ``j`` being ``memory[heads[j]:ends[j]]``, or ``copies[j]`` when it
         did not fit in its slot (encoded the ordinary way)."""
-        s = start[sel]
-        c = cap[sel]
-        o = np.maximum(orig[sel], c)
-        t = ts[sel]
-        d = direction[sel]
+        whole = len(sel) == len(offs)  # every packet (sel is sorted): no need to pick
+        pick: Any = slice(None) if whole else sel
+        s = start[pick]
+        c = cap[pick]
+        o = np.maximum(orig[pick], c)
+        t = ts[pick]
+        d = direction[pick]
+        codes = code[pick]
         idbs: list[bytes] = []
         if self.pcapng:
-            ifidx = np.zeros(len(sel), dtype=np.int64)
-            enc = self.encoder
-            assert isinstance(enc, PcapngEncoder)
-            for value, where in groups(code[sel] * 4 + d):
-                session, linktype, erspan, name = self.describe(value // 4)
-                index, idb = enc.interface(session, value % 4, linktype, erspan, name)
-                ifidx[where] = index
-                if idb:
-                    idbs.append(idb)
+            ifidx = self._interfaces(codes, d, idbs)
             pad = -c % 4
             opt = np.where(d != 0, 12, 0)
             total = 32 + c + pad + opt
@@ -202,21 +242,24 @@ class BlockRecords:
         else:
             heads = s - 16
             ends = s + c
-        limit = np.empty(len(offs), dtype=np.int64)
-        limit[:-1] = offs[1:] + SLOT_HEADER
-        limit[-1] = base + self.block_size
-        fits = (heads >= offs[sel] + SLOT_HEADER) & (ends <= limit[sel])
+        # a record may use its slot from SLOT_HEADER in, up to SLOT_HEADER into the next one
+        room = np.empty(len(offs), dtype=np.int64)
+        room[:-1] = offs[1:]
+        room[-1] = base + self.block_size - SLOT_HEADER
+        slot = offs[pick]
+        fits = (heads >= slot + SLOT_HEADER) & (ends <= room[pick] + SLOT_HEADER)
         copies: dict[int, bytes] = {}
         if not fits.all():
             for j in np.flatnonzero(~fits).tolist():
                 copies[j] = self._copy(int(s[j]), int(c[j]), int(o[j]), int(t[j]),
-                                       int(code[sel[j]]), int(d[j]))  # fmt: skip
+                                       int(codes[j]), int(d[j]))  # fmt: skip
             self.copied += len(copies)
         k = np.flatnonzero(fits) if copies else slice(None)
         if self.pcapng:
             tk = t[k]
             tot = total[k]
-            self._put(heads[k], (6, tot, ifidx[k], tk >> 32, tk & 0xFFFFFFFF, c[k], o[k]))
+            ifk = ifidx[k] if isinstance(ifidx, np.ndarray) else ifidx
+            self._put(heads[k], (6, tot, ifk, tk >> 32, tk & 0xFFFFFFFF, c[k], o[k]))
             end = s[k] + c[k]
             a = self.a
             for j in range(3):  # padding: zero, the trailer overwrites what is not padding
@@ -235,6 +278,28 @@ class BlockRecords:
             tk = t[k]
             self._put(heads[k], (tk // 1_000_000_000, tk % 1_000_000_000, c[k], o[k]))
         return idbs, heads, ends, copies
+
+    def _interfaces(self, codes: Array, direction: Array, idbs: list[bytes]) -> Array | int:
+        """Each record's pcapng interface index (one int when all share one), appending the
+        Interface Description Blocks of interfaces new to the file to ``idbs``. A named
+        interface (capture's NIC) holds both directions, so one code means one interface."""
+        enc = self.encoder
+        assert isinstance(enc, PcapngEncoder)
+        if len(codes) and not (codes != codes[0]).any():
+            session, linktype, erspan, name = self.describe(int(codes[0]))
+            if name is not None:
+                index, idb = enc.interface(session, 0, linktype, erspan, name)
+                if idb:
+                    idbs.append(idb)
+                return index
+        ifidx = np.zeros(len(codes), dtype=np.int64)
+        for value, where in groups(codes * 4 + direction):
+            session, linktype, erspan, name = self.describe(value // 4)
+            index, idb = enc.interface(session, value % 4, linktype, erspan, name)
+            ifidx[where] = index
+            if idb:
+                idbs.append(idb)
+        return ifidx
 
     def _pieces(self, heads: Array, ends: Array) -> list[Any]:
         """The bytes from each head to its end, in order, as few objects: a run of records of

@@ -15,10 +15,12 @@ def block(
     mac: int = 96,
     base: int = 0,
     total: int | None = None,
+    blk_len: bool = True,
 ) -> tuple[bytearray, int, int, int]:
     """``(memory, base, count, first)``: ``packets`` of ``(timestamp_ns, bytes[, pkttype])``
     written from ``base`` into a block of ``size`` bytes inside ``memory`` (``total`` bytes,
-    default ``base + size``), each at ``mac`` bytes into its slot, slots 8-aligned."""
+    default ``base + size``), each at ``mac`` bytes into its slot, slots 8-aligned. The block
+    header says how much of the block is used (``blk_len``) unless ``blk_len`` is false."""
     mem = bytearray(total if total is not None else base + size)
     off = BLOCK_HEADER
     for item in packets:
@@ -33,5 +35,5 @@ def block(
         mem[base + off + 58] = pkttype
         mem[base + off + mac : base + off + mac + len(data)] = data
         off += nxt
-    struct.pack_into("=III", mem, base + 8, 1, len(packets), BLOCK_HEADER)
+    struct.pack_into("=IIII", mem, base + 8, 1, len(packets), BLOCK_HEADER, off if blk_len else 0)
     return mem, base, len(packets), BLOCK_HEADER

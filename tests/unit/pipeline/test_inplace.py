@@ -3,6 +3,7 @@ records) give exactly what walking the chain and slicing each record give."""
 
 from __future__ import annotations
 
+import random
 import struct
 from typing import Any
 
@@ -94,6 +95,78 @@ def test_offsets_of_random_runs(spec: list[tuple[int, int]]) -> None:
     mem, base, count, first = records(sizes)
     w = writer(mem)
     assert w.offsets(base, count, first).tolist() == walk(mem, base, count, first)
+
+
+IMIX = [60] * 7 + [590] * 4 + [1514]
+
+
+def imix(count: int, seed: int = 1) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.choice(IMIX) for _ in range(count)]
+
+
+def fitting(sizes: list[int], size: int = SIZE) -> list[int]:
+    while sum((96 + s + 7) & ~7 for s in sizes) + 48 > size:
+        sizes.pop()
+    return sizes
+
+
+def no_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object) -> None:
+        raise AssertionError("walked the chain")
+
+    monkeypatch.setattr(BlockRecords, "_follow", fail)
+
+
+@pytest.mark.parametrize("blk_len", [True, False])
+def test_mixed_sizes_are_found_by_a_scan(monkeypatch: pytest.MonkeyPatch, blk_len: bool) -> None:
+    """IMIX (sizes changing all the time) is read off the block without walking, whether or
+    not the block header says how much of it is used."""
+    mem, base, count, first = records(fitting(imix(400)), base=SIZE, total=2 * SIZE,
+                                      blk_len=blk_len)  # fmt: skip
+    assert count > 64
+    expected = walk(mem, base, count, first)
+    no_walk(monkeypatch)
+    assert writer(mem).offsets(base, count, first).tolist() == expected
+
+
+def test_stale_slots_after_the_last_packet_are_not_taken() -> None:
+    """An older, fuller use of the block left slots after this one's last packet; without
+    ``blk_len`` the scan sees them too and takes only the first ``count``."""
+    old, *_ = records(fitting([60] * 1000))
+    mem, base, count, first = records(fitting(imix(300)), blk_len=False)
+    end = walk(mem, base, count, first)[-1] + 96 + 1514
+    mem[end:] = old[end:]
+    assert writer(mem).offsets(base, count, first).tolist() == walk(mem, base, count, first)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(65, 300),
+    st.integers(0, 2**16),
+    st.lists(st.tuples(st.integers(0, 299), st.integers(0, 180)), max_size=4),
+    st.booleans(),
+    st.integers(-64, 64),
+)
+def test_frames_that_look_like_slots_never_mislead_the_scan(
+    count: int, seed: int, fakes: list[tuple[int, int]], blk_len: bool, skew: int
+) -> None:
+    """A frame may carry, at an 8-aligned place, the very ``tp_mac``/``tp_net`` word of a
+    slot (a VM can send anything), and ``blk_len`` may be off: the answer is still the
+    chain's."""
+    mem, base, count, first = records(fitting(imix(count, seed)), blk_len=blk_len)
+    slots = walk(mem, base, count, first)
+    mark = mem[first + 24 : first + 28]
+    for packet, word in fakes:
+        slot = slots[packet % count]
+        data_end = slot + 96 + struct.unpack_from("=I", mem, slot + 12)[0]
+        at = (slot + 96 + 8 * word) & ~7
+        if at + 28 <= data_end:
+            mem[at + 24 : at + 28] = mark
+    if skew:
+        used = struct.unpack_from("=I", mem, base + 20)[0]
+        struct.pack_into("=I", mem, base + 20, max(0, used + 8 * skew))
+    assert writer(mem).offsets(base, count, first).tolist() == walk(mem, base, count, first)
 
 
 @settings(max_examples=60, deadline=None)
