@@ -91,15 +91,20 @@ class BlockRecords:
     def _scan(self, base: int, count: int, first: int) -> Array | None:
         """The chain read off the block at once, or None when it cannot be.
 
-        Every slot starts 8 bytes apart from the first (the kernel aligns ``tp_next_offset``
-        to 8) and, on one socket, holds the same ``tp_mac``/``tp_net`` pair; so the slots are
-        among the 8-aligned places up to the block's used length (``blk_len``) where that
-        32-bit pair appears, found with one numpy comparison. The first ``count`` of them are
-        the chain exactly when each is the one before plus its ``tp_next_offset``: then they
-        are its first ``count`` links, by induction from the first. Anything else at an
-        8-aligned place that happens to look the same (a frame's bytes, a stale slot) makes
-        that check fail, and :meth:`_follow` walks instead: never a wrong answer, at worst the
-        walk's cost."""
+        Every slot starts a multiple of 8 bytes after the first (the kernel aligns
+        ``tp_next_offset`` to 8), holds the same ``tp_mac``/``tp_net`` pair as every other
+        slot of the socket, and, but for the last, says ``tp_next_offset = align8(tp_mac +
+        tp_snaplen)``. So the slots but the last are among the 8-aligned places, up to the
+        block's used length (``blk_len``), where that pair and that sum hold: one numpy
+        comparison over the block and one over what it found. (The sum weeds out what earlier
+        fills of the block left in the bytes the kernel skips between a slot's header and its
+        frame: an old slot's ``tp_mac`` sits there once in a while.)
+
+        The first ``count - 1`` places found are the chain exactly when each is the one before
+        plus its ``tp_next_offset``: by induction from the first, they are its first links,
+        and the last slot is where the one before it points. Anything else that looks like a
+        slot (a frame's bytes: a VM can send anything) makes that check fail, and
+        :meth:`_follow` walks instead: never a wrong answer, at worst the walk's cost."""
         start = base + first
         if start & 3 or base & 3:
             return None
@@ -111,12 +116,18 @@ class BlockRecords:
             return None
         at = (start + 24) >> 2
         marks = u32[at : at + 2 * places : 2]
-        hits = np.flatnonzero(marks == marks[0])
-        if len(hits) < count:
+        mark = int(marks[0])
+        hits = np.flatnonzero(marks == mark) * 8 + start
+        word = hits >> 2
+        nxt = u32[word]
+        hits = hits[nxt == ((mark & 0xFFFF) + u32[word + 3] + 7) & 0xFFFFFFF8]  # tp_snaplen: word 3
+        if len(hits) < count - 1:
             return None
-        slots = hits[:count] * 8 + start
+        slots = np.empty(count, dtype=np.int64)
+        slots[:-1] = hits[: count - 1]
         steps = u32[slots[:-1] >> 2]
-        if (np.diff(slots) != steps).any():
+        slots[-1] = slots[-2] + steps[-1]
+        if slots[0] != start or (np.diff(slots[:-1]) != steps[:-1]).any():
             return None
         return slots
 

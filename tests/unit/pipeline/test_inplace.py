@@ -130,6 +130,19 @@ def test_mixed_sizes_are_found_by_a_scan(monkeypatch: pytest.MonkeyPatch, blk_le
     assert writer(mem).offsets(base, count, first).tolist() == expected
 
 
+def test_a_refilled_block_is_found_by_a_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block the kernel fills again still holds, between each slot's header and its frame,
+    bytes of the slots of earlier fills, some of them exactly where a slot's ``tp_mac`` would
+    be; the scan must see through them (else every reused block is walked)."""
+    mem, *_ = records(fitting(imix(1000, seed=1)))
+    for seed in range(2, 12):
+        mem, base, count, first = records(fitting(imix(1000, seed=seed)), into=mem)
+        expected = walk(mem, base, count, first)
+        with monkeypatch.context() as m:
+            no_walk(m)
+            assert writer(mem).offsets(base, count, first).tolist() == expected
+
+
 def test_stale_slots_after_the_last_packet_are_not_taken() -> None:
     """An older, fuller use of the block left slots after this one's last packet; without
     ``blk_len`` the scan sees them too and takes only the first ``count``."""
@@ -151,9 +164,10 @@ def test_stale_slots_after_the_last_packet_are_not_taken() -> None:
 def test_frames_that_look_like_slots_never_mislead_the_scan(
     count: int, seed: int, fakes: list[tuple[int, int]], blk_len: bool, skew: int
 ) -> None:
-    """A frame may carry, at an 8-aligned place, the very ``tp_mac``/``tp_net`` word of a
-    slot (a VM can send anything), and ``blk_len`` may be off: the answer is still the
-    chain's."""
+    """A frame may carry, at an 8-aligned place, what looks like a slot header, with the
+    very ``tp_mac``/``tp_net`` word of the socket and a ``tp_next_offset`` that fits its
+    ``tp_snaplen`` (a VM can send anything), and ``blk_len`` may be off: the answer is still
+    the chain's."""
     mem, base, count, first = records(fitting(imix(count, seed)), blk_len=blk_len)
     slots = walk(mem, base, count, first)
     mark = mem[first + 24 : first + 28]
@@ -162,6 +176,9 @@ def test_frames_that_look_like_slots_never_mislead_the_scan(
         data_end = slot + 96 + struct.unpack_from("=I", mem, slot + 12)[0]
         at = (slot + 96 + 8 * word) & ~7
         if at + 28 <= data_end:
+            snap = 60 + word
+            struct.pack_into("=I", mem, at, (96 + snap + 7) & ~7)
+            struct.pack_into("=I", mem, at + 12, snap)
             mem[at + 24 : at + 28] = mark
     if skew:
         used = struct.unpack_from("=I", mem, base + 20)[0]
