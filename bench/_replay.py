@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,17 +50,66 @@ def count_records(path: Path) -> int:
     return n
 
 
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a running process so far (proc(5), fields 14 and 15)."""
+def proc_cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a running process so far (proc(5), fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 Results = dict[str, dict[str, float]]
 
 
+class WarmMemory:
+    """``nbytes`` of free memory touched by a child process that holds it until
+    :meth:`release` (at most what ``MemAvailable`` leaves after 2 GiB).
+
+    This machine is a VM whose host takes back the memory the guest frees (virtio-balloon
+    free page reporting, 2 s after the pages are freed) and pages out what the guest has not
+    touched lately (DAMON): the first use of such a page costs a host page fault. Captures
+    write into the page cache, which grows into free memory; a run that meets cold pages pays
+    2-4 times the system time per packet in both receivers, and both then lose packets on
+    the shared core. Memory freed by this child the moment the replay starts is warm, and the
+    kernel hands out pages that have not been reported yet first; so the run writes into warm
+    pages, for both tools alike. ``--cold`` leaves the host in the measurement."""
+
+    def __init__(self, nbytes: int) -> None:
+        available = 0
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+        self.nbytes = max(0, min(nbytes, available - (2 << 30)))
+        self.proc: subprocess.Popen[bytes] | None = None
+        if self.nbytes:
+            code = f"import sys; x = b'\\x01' * {self.nbytes}; print(flush=True); sys.stdin.read()"
+            self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE)  # fmt: skip
+            assert self.proc.stdout is not None
+            self.proc.stdout.readline()
+
+    def release(self) -> None:
+        """Let the memory go (idempotent)."""
+        if self.proc is not None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait()
+            self.proc = None
+
+
+def warm_for(pcap: Path, loop: int, receivers: int, cold: bool) -> WarmMemory:
+    """:class:`WarmMemory` for a run: what ``receivers`` files of ``loop`` times ``pcap``
+    take, with room for pcapng's longer records; none with ``cold``."""
+    return WarmMemory(
+        0 if cold else int(pcap.stat().st_size * loop * receivers * 1.3) + (256 << 20)
+    )
+
+
 def start_receivers(
-    namespace: str, cmds: dict[str, list[str]], cwd: Path, *, stdout: int = subprocess.DEVNULL
+    namespace: str,
+    cmds: dict[str, list[str]],
+    cwd: Path,
+    *,
+    stdout: int = subprocess.DEVNULL,
 ) -> dict[str, subprocess.Popen[bytes]]:
     """Each receiver command in ``namespace``, pinned to the receivers' CPU."""
     return {
@@ -84,12 +134,16 @@ def measure(
     pcap: Path,
     loop: int,
     offered: int,
+    warm: WarmMemory | None = None,
 ) -> Results:
     """Replay ``pcap`` ``loop`` times at top speed from ``sender`` (namespace, device), pinned
     to the sender's CPU, while ``procs`` capture into ``outputs``; then stop them (SIGTERM) and
     give per receiver: offered (tcpreplay's successful packets), written, lost, pps, CPU
-    seconds (wait4), busy CPU seconds during the replay (/proc), per million written, RSS."""
+    seconds (wait4), busy CPU seconds during the replay (/proc), per million written, RSS.
+    ``warm`` is released just before the replay."""
     namespace, device = sender
+    if warm is not None:
+        warm.release()
     busy0 = {name: proc_cpu(p.pid) for name, p in procs.items()}
     t0 = time.monotonic()
     replay = subprocess.run(
@@ -103,7 +157,9 @@ def measure(
     sent = re.search(r"Successful packets:\s+(\d+)", replay.stdout)
     offered = int(sent.group(1)) if sent else offered
     time.sleep(1.5)
-    busy = {name: proc_cpu(p.pid) - busy0[name] for name, p in procs.items()}
+    after = {name: proc_cpu(p.pid) for name, p in procs.items()}
+    sys_s = {name: after[name][1] - busy0[name][1] for name in procs}
+    busy = {name: sum(after[name]) - sum(busy0[name]) for name in procs}
     for p in procs.values():
         p.send_signal(signal.SIGTERM)
     results: Results = {}
@@ -118,6 +174,7 @@ def measure(
             "pps": written / (offered / replay_pps),
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "busy_cpu_s": busy[name],
+            "busy_sys_s": sys_s[name],
             "cpu_s_per_M": busy[name] / max(written, 1) * 1e6,
             "rss_mb": usage.ru_maxrss / 1024,
             "replay_pps": replay_pps,
@@ -127,7 +184,7 @@ def measure(
 
 def print_header() -> None:
     print(f"{'mix':5} {'tool':8} {'offered':>8} {'written':>8} {'lost':>7} {'pps':>9} "
-          f"{'cpu s':>6} {'busy s':>6} {'busy s/M':>8} {'RSS MB':>7}")  # fmt: skip
+          f"{'cpu s':>6} {'busy s':>6} {'of sys':>6} {'busy s/M':>8} {'RSS MB':>7}")  # fmt: skip
 
 
 def print_rows(mix: str, res: Results) -> None:
@@ -135,7 +192,8 @@ def print_rows(mix: str, res: Results) -> None:
     for tool, r in res.items():
         print(
             f"{mix:5} {tool:8} {r['offered']:8.0f} {r['written']:8.0f} {r['lost']:7.0f} "
-            f"{r['pps']:9.0f} {r['cpu_s']:6.2f} {r['busy_cpu_s']:6.2f} {r['cpu_s_per_M']:8.2f} "
+            f"{r['pps']:9.0f} {r['cpu_s']:6.2f} {r['busy_cpu_s']:6.2f} {r['busy_sys_s']:6.2f} "
+            f"{r['cpu_s_per_M']:8.2f} "
             f"{r['rss_mb']:7.1f}"
         )
 

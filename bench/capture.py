@@ -42,6 +42,7 @@ from bench._replay import (  # noqa: E402
     sh,
     start_receivers,
     stop_receivers,
+    warm_for,
 )
 from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
@@ -101,7 +102,7 @@ def worker(tap: str, out: str) -> int:
 
 
 def run_once(
-    prefix: str, pcap: Path, tmp: Path, offered: int, loop: int = 1
+    prefix: str, pcap: Path, tmp: Path, offered: int, loop: int = 1, cold: bool = False
 ) -> dict[str, dict[str, float]]:
     vm, hv = f"{prefix}-vm", f"{prefix}-hv"
     outputs = {"vmsniff": tmp / "vmsniff.pcapng", "tcpdump": tmp / "tcpdump.pcap"}
@@ -112,6 +113,7 @@ def run_once(
                     str(outputs["vmsniff"])],
         "tcpdump": ["tcpdump", "-q", "-B", "32768", "-i", TAP, "-w", str(outputs["tcpdump"])],
     }  # fmt: skip
+    warm = warm_for(pcap, loop, len(cmds), cold)
     procs = start_receivers(hv, cmds, ROOT, stdout=subprocess.PIPE)
     try:
         out = procs["vmsniff"].stdout
@@ -119,8 +121,9 @@ def run_once(
         if out.readline().strip() != b"ready":
             raise SystemExit("the vmsniff worker did not start")
         time.sleep(1.5)  # tcpdump ready too
-        return measure(procs, outputs, (vm, "eth0"), pcap, loop, offered)
+        return measure(procs, outputs, (vm, "eth0"), pcap, loop, offered, warm)
     finally:
+        warm.release()
         stop_receivers(procs)
 
 
@@ -129,6 +132,9 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=500_000)
     ap.add_argument("--mix", choices=["64", "imix"], nargs="*", default=["64", "imix"])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--cold", action="store_true", help="do not warm free memory first (bench/README.md)"
+    )
     ap.add_argument(
         "--loop",
         type=int,
@@ -171,7 +177,8 @@ def main() -> int:
             for mix in args.mix:
                 pcap = tmp / f"udp-{mix}.pcap"
                 build_pcap(pcap, args.packets, mix)
-                all_results[mix] = run_once(prefix, pcap, tmp, args.packets * args.loop, args.loop)
+                all_results[mix] = run_once(prefix, pcap, tmp, args.packets * args.loop, args.loop,
+                                            args.cold)  # fmt: skip
                 pcap.unlink()
         finally:
             for ns in (vm, hv):

@@ -35,6 +35,7 @@ from bench._replay import (  # noqa: E402
     sh,
     start_receivers,
     stop_receivers,
+    warm_for,
 )
 from vmsniff.pcap.pcap import file_header  # noqa: E402
 from vmsniff.wire.ipv4 import checksum  # noqa: E402
@@ -96,6 +97,7 @@ def run_once(
     loop: int = 1,
     c_ref: Path | None = None,
     tools: tuple[str, ...] = ("vmsniff", "tcpdump"),
+    cold: bool = False,
 ) -> dict[str, dict[str, float]]:
     """One replay with ``tools`` receiving it side by side."""
     tx, rx = f"{prefix}-tx", f"{prefix}-rx"
@@ -134,11 +136,13 @@ def run_once(
     if c_ref is not None:
         cmds["C ref"] = [str(c_ref), "eth0", str(tmp / "c_ref.pcap")]
     cmds = {k: v for k, v in cmds.items() if k in tools}
+    warm = warm_for(pcap, loop, len(cmds), cold)
     procs = start_receivers(rx, cmds, ROOT)
     try:
         time.sleep(3)  # both receivers ready
-        return measure(procs, outputs, (tx, "veth0"), pcap, loop, offered)
+        return measure(procs, outputs, (tx, "veth0"), pcap, loop, offered, warm)
     finally:
+        warm.release()
         stop_receivers(procs)
 
 
@@ -148,6 +152,9 @@ def main() -> int:
     ap.add_argument("--mix", choices=["64", "imix"], nargs="*", default=["64", "imix"])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-c-reference", action="store_true", help="leave out bench/c_receiver.c")
+    ap.add_argument(
+        "--cold", action="store_true", help="do not warm free memory first (bench/README.md)"
+    )
     ap.add_argument(
         "--loop",
         type=int,
@@ -196,11 +203,18 @@ def main() -> int:
                 pcap = tmp / f"gre-{mix}.pcap"
                 build_pcap(pcap, args.packets, mix)
                 offered = args.packets * args.loop
-                all_results[mix] = run_once(prefix, pcap, tmp, offered, args.loop)
+                all_results[mix] = run_once(prefix, pcap, tmp, offered, args.loop, cold=args.cold)
                 if c_ref is not None:
                     # A second replay, so that the C receiver does not take CPU from vmsniff.
                     second = run_once(
-                        prefix, pcap, tmp, offered, args.loop, c_ref, ("tcpdump", "C ref")
+                        prefix,
+                        pcap,
+                        tmp,
+                        offered,
+                        args.loop,
+                        c_ref,
+                        ("tcpdump", "C ref"),
+                        cold=args.cold,
                     )
                     all_results[mix]["C ref"] = second["C ref"]
                     all_results[mix]["tcpdump, C pass"] = second["tcpdump"]
