@@ -102,16 +102,23 @@ def worker(tap: str, out: str) -> int:
 
 
 def run_once(
-    prefix: str, pcap: Path, tmp: Path, offered: int, loop: int = 1, cold: bool = False
+    prefix: str,
+    pcap: Path,
+    tmp: Path,
+    offered: int,
+    loop: int = 1,
+    cold: bool = False,
+    tcpdump_buffer: str = "32768",
 ) -> dict[str, dict[str, float]]:
     vm, hv = f"{prefix}-vm", f"{prefix}-hv"
     outputs = {"vmsniff": tmp / "vmsniff.pcapng", "tcpdump": tmp / "tcpdump.pcap"}
     for p in outputs.values():
         p.unlink(missing_ok=True)
+    buffer = ["-B", tcpdump_buffer] if tcpdump_buffer != "default" else []
     cmds = {
         "vmsniff": [sys.executable, str(Path(__file__).resolve()), "--worker", TAP,
                     str(outputs["vmsniff"])],
-        "tcpdump": ["tcpdump", "-q", "-B", "32768", "-i", TAP, "-w", str(outputs["tcpdump"])],
+        "tcpdump": ["tcpdump", "-q", *buffer, "-i", TAP, "-w", str(outputs["tcpdump"])],
     }  # fmt: skip
     warm = warm_for(pcap, loop, len(cmds), cold)
     procs = start_receivers(hv, cmds, ROOT, stdout=subprocess.PIPE)
@@ -132,6 +139,13 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=500_000)
     ap.add_argument("--mix", choices=["64", "imix"], nargs="*", default=["64", "imix"])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--tcpdump-buffer",
+        default="32768",
+        metavar="KIB",
+        help="tcpdump's -B (default 32768: the ring vmsniff capture has by default; "
+        "'default' runs tcpdump without -B, i.e. with its own 2 MiB)",
+    )
     ap.add_argument(
         "--cold", action="store_true", help="do not warm free memory first (bench/README.md)"
     )
@@ -178,7 +192,7 @@ def main() -> int:
                 pcap = tmp / f"udp-{mix}.pcap"
                 build_pcap(pcap, args.packets, mix)
                 all_results[mix] = run_once(prefix, pcap, tmp, args.packets * args.loop, args.loop,
-                                            args.cold)  # fmt: skip
+                                            args.cold, args.tcpdump_buffer)  # fmt: skip
                 pcap.unlink()
         finally:
             for ns in (vm, hv):
