@@ -9,6 +9,8 @@ that runs the command, so that ``vmsniff --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -46,7 +48,26 @@ class _LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _help_width() -> int:
+    """The width click would give help text (``$COLUMNS``, else the terminal's, at most 80,
+    less 2, at least 50), worked out without the ``shutil`` import click makes for it: that
+    import (with bz2, lzma and fnmatch) is ~5 ms of ``vmsniff --help`` (bench/cli_help.py)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return max(min(columns or 80, 80) - 2, 50)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": _help_width()},
+)
 @click.version_option(__version__, "--version", prog_name="vmsniff")
 @click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
