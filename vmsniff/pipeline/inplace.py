@@ -106,7 +106,7 @@ class BlockRecords:
         slot (a frame's bytes: a VM can send anything) makes that check fail, and
         :meth:`_follow` walks instead: never a wrong answer, at worst the walk's cost."""
         start = base + first
-        if start & 3 or base & 3:
+        if start & 3 or base & 3 or count < 2:
             return None
         u32 = self.u32
         used = int(u32[(base + 20) >> 2])  # tpacket_hdr_v1.blk_len

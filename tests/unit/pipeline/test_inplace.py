@@ -143,13 +143,48 @@ def test_a_refilled_block_is_found_by_a_scan(monkeypatch: pytest.MonkeyPatch) ->
             assert writer(mem).offsets(base, count, first).tolist() == expected
 
 
-def test_stale_slots_after_the_last_packet_are_not_taken() -> None:
+def test_stale_slots_after_the_last_packet_are_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     """An older, fuller use of the block left slots after this one's last packet; without
     ``blk_len`` the scan sees them too and takes only the first ``count``."""
     old, *_ = records(fitting([60] * 1000))
     mem, base, count, first = records(fitting(imix(300)), blk_len=False)
     end = walk(mem, base, count, first)[-1] + 96 + 1514
     mem[end:] = old[end:]
+    expected = walk(mem, base, count, first)
+    no_walk(monkeypatch)
+    assert writer(mem).offsets(base, count, first).tolist() == expected
+
+
+def fake_slot(mem: bytearray, at: int, snap: int, mark: bytes) -> None:
+    """Bytes at ``at`` that look like a slot header: the socket's ``tp_mac``/``tp_net`` word
+    and a ``tp_next_offset`` that fits ``tp_snaplen``, as the scan's filter wants."""
+    struct.pack_into("=I", mem, at, (96 + snap + 7) & ~7)
+    struct.pack_into("=I", mem, at + 12, snap)
+    mem[at + 24 : at + 28] = mark
+
+
+@pytest.mark.parametrize("where", ["frame -3", "frame -2", "frame -1", "gap", "first slot"])
+def test_each_link_the_scan_takes_is_checked(where: str) -> None:
+    """A fake slot in the frames of the last three packets, one in the bytes the kernel skips
+    between a slot's sockaddr_ll and its frame, and a first slot whose tp_next_offset does
+    not fit its tp_snaplen (so the scan does not find it): the answer is still the chain's."""
+    mem, base, count, first = records(fitting(imix(400, seed=5)))
+    slots = walk(mem, base, count, first)
+    mark = bytes(mem[first + 24 : first + 28])
+    if where.startswith("frame"):
+        slot = slots[count + int(where.split()[1])]
+        fake_slot(mem, slot + 96 + 8, 60, mark)  # 8-aligned, inside a frame of >= 60 bytes
+    elif where == "gap":
+        slot = slots[count // 2]
+        fake_slot(mem, slot + 48 + 24, 60, mark)  # its mark word lands at slot + 96
+        struct.pack_into("=HH", mem, slot + 48, 17, 8)  # the real sockaddr_ll comes back
+    else:
+        snap = struct.unpack_from("=I", mem, first + 12)[0]
+        struct.pack_into("=I", mem, first + 12, snap - 8)
+        # and a last slot that fits too (as if more were to come), so that the scan finds
+        # exactly count - 1 places, one of them not a link of the chain
+        last_snap = struct.unpack_from("=I", mem, slots[-1] + 12)[0]
+        struct.pack_into("=I", mem, slots[-1], (96 + last_snap + 7) & ~7)
     assert writer(mem).offsets(base, count, first).tolist() == walk(mem, base, count, first)
 
 
@@ -176,10 +211,7 @@ def test_frames_that_look_like_slots_never_mislead_the_scan(
         data_end = slot + 96 + struct.unpack_from("=I", mem, slot + 12)[0]
         at = (slot + 96 + 8 * word) & ~7
         if at + 28 <= data_end:
-            snap = 60 + word
-            struct.pack_into("=I", mem, at, (96 + snap + 7) & ~7)
-            struct.pack_into("=I", mem, at + 12, snap)
-            mem[at + 24 : at + 28] = mark
+            fake_slot(mem, at, 60 + word, mark)
     if skew:
         used = struct.unpack_from("=I", mem, base + 20)[0]
         struct.pack_into("=I", mem, base + 20, max(0, used + 8 * skew))
