@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -32,8 +33,21 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Context(click.Context):
+    """click's context, but for the width of help text, worked out by :func:`_help_width`
+    when the command line starts (subcommands' contexts inherit it). click's own test
+    runner's fixed width (``FORCED_WIDTH``) still wins."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.terminal_width is None and click.formatting.FORCED_WIDTH is None:
+            self.terminal_width = _help_width()
+
+
 class _LazyGroup(click.Group):
     """A group that imports a subcommand's module only when that command is needed."""
+
+    context_class = _Context
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -49,9 +63,10 @@ class _LazyGroup(click.Group):
 
 
 def _help_width() -> int:
-    """The width click would give help text (``$COLUMNS``, else the terminal's, at most 80,
-    less 2, at least 50), worked out without the ``shutil`` import click makes for it: that
-    import (with bz2, lzma and fnmatch) is ~5 ms of ``vmsniff --help`` (bench/cli_help.py)."""
+    """The width click's help formatter would pick (``$COLUMNS``, else the terminal's, at
+    most 80, less 2, at least 50; as ``shutil.get_terminal_size`` reads them), without the
+    ``shutil`` import click makes for it: that import (with bz2, lzma and fnmatch) is ~5 ms
+    of ``vmsniff --help`` (bench/cli_help.py)."""
     try:
         columns = int(os.environ.get("COLUMNS", "0"))
     except ValueError:
@@ -64,10 +79,7 @@ def _help_width() -> int:
     return max(min(columns or 80, 80) - 2, 50)
 
 
-@click.group(
-    cls=_LazyGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": _help_width()},
-)
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="vmsniff")
 @click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
