@@ -85,15 +85,25 @@ class WarmMemory:
             self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE)  # fmt: skip
             assert self.proc.stdout is not None
-            self.proc.stdout.readline()
+            if self.proc.stdout.readline() != b"\n":
+                self.release()
+                self.nbytes = 0
+                print("could not warm free memory: the run measures the host too", file=sys.stderr)
+
+    def __enter__(self) -> WarmMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def release(self) -> None:
         """Let the memory go (idempotent)."""
         if self.proc is not None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            self.proc.wait()
-            self.proc = None
+            proc, self.proc = self.proc, None
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+            proc.wait()
 
 
 def warm_for(pcap: Path, loop: int, receivers: int, cold: bool) -> WarmMemory:

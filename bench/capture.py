@@ -120,18 +120,17 @@ def run_once(
                     str(outputs["vmsniff"])],
         "tcpdump": ["tcpdump", "-q", *buffer, "-i", TAP, "-w", str(outputs["tcpdump"])],
     }  # fmt: skip
-    warm = warm_for(pcap, loop, len(cmds), cold)
-    procs = start_receivers(hv, cmds, ROOT, stdout=subprocess.PIPE)
-    try:
-        out = procs["vmsniff"].stdout
-        assert out is not None
-        if out.readline().strip() != b"ready":
-            raise SystemExit("the vmsniff worker did not start")
-        time.sleep(1.5)  # tcpdump ready too
-        return measure(procs, outputs, (vm, "eth0"), pcap, loop, offered, warm)
-    finally:
-        warm.release()
-        stop_receivers(procs)
+    with warm_for(pcap, loop, len(cmds), cold) as warm:
+        procs = start_receivers(hv, cmds, ROOT, stdout=subprocess.PIPE)
+        try:
+            out = procs["vmsniff"].stdout
+            assert out is not None
+            if out.readline().strip() != b"ready":
+                raise SystemExit("the vmsniff worker did not start")
+            time.sleep(1.5)  # tcpdump ready too
+            return measure(procs, outputs, (vm, "eth0"), pcap, loop, offered, warm)
+        finally:
+            stop_receivers(procs)
 
 
 def main() -> int:

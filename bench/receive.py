@@ -136,14 +136,13 @@ def run_once(
     if c_ref is not None:
         cmds["C ref"] = [str(c_ref), "eth0", str(tmp / "c_ref.pcap")]
     cmds = {k: v for k, v in cmds.items() if k in tools}
-    warm = warm_for(pcap, loop, len(cmds), cold)
-    procs = start_receivers(rx, cmds, ROOT)
-    try:
-        time.sleep(3)  # both receivers ready
-        return measure(procs, outputs, (tx, "veth0"), pcap, loop, offered, warm)
-    finally:
-        warm.release()
-        stop_receivers(procs)
+    with warm_for(pcap, loop, len(cmds), cold) as warm:
+        procs = start_receivers(rx, cmds, ROOT)
+        try:
+            time.sleep(3)  # both receivers ready
+            return measure(procs, outputs, (tx, "veth0"), pcap, loop, offered, warm)
+        finally:
+            stop_receivers(procs)
 
 
 def main() -> int:
