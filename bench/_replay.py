@@ -115,11 +115,7 @@ def warm_for(pcap: Path, loop: int, receivers: int, cold: bool) -> WarmMemory:
 
 
 def start_receivers(
-    namespace: str,
-    cmds: dict[str, list[str]],
-    cwd: Path,
-    *,
-    stdout: int = subprocess.DEVNULL,
+    namespace: str, cmds: dict[str, list[str]], cwd: Path, *, stdout: int = subprocess.DEVNULL
 ) -> dict[str, subprocess.Popen[bytes]]:
     """Each receiver command in ``namespace``, pinned to the receivers' CPU."""
     return {

@@ -79,9 +79,10 @@ class BlockRecords:
     def offsets(self, base: int, count: int, first: int) -> Array:
         """Where each of the block's packets starts: the ``tp_next_offset`` chain.
 
-        Following the chain is inherently one packet at a time, so it is found another way:
-        by :meth:`_scan` for headers when there are many packets, else (or when the scan's
-        answer does not hold) by :meth:`_follow`."""
+        Following the chain is inherently one packet at a time, so when there are many
+        packets it is found another way: by :meth:`_stride` when they are all the same size,
+        else by :meth:`_scan`; by :meth:`_follow` for a few packets, or when neither answer
+        holds."""
         if count >= _SCAN:
             found = self._stride(base, count, first)
             if found is None:
@@ -158,13 +159,12 @@ class BlockRecords:
     def _follow(self, base: int, count: int, first: int) -> Array:
         """The chain, guessed and walked.
 
-        From
-        a packet whose slot is ``step`` bytes, the next ones are taken to be ``step`` apart,
-        and one numpy read of their ``tp_next_offset`` checks it (packet ``j+1`` is where the
-        guess says exactly when packets ``0..j`` say ``step``). A run of equal-sized packets,
-        a flood or a bulk transfer, costs a few numpy calls; where sizes change all the time
-        (IMIX) the guess soon fails and the next :data:`_WALK` packets are walked in Python
-        (~0.07 µs a packet) before guessing again."""
+        From a packet whose slot is ``step`` bytes, the next ones are taken to be ``step``
+        apart, and one numpy read of their ``tp_next_offset`` checks it (packet ``j+1`` is where
+        the guess says exactly when packets ``0..j`` say ``step``). A run of equal-sized
+        packets costs a few numpy calls; where sizes change all the time (IMIX) the guess soon
+        fails and the next :data:`_WALK` packets are walked in Python (~0.15 µs a packet here)
+        before guessing again."""
         words = self.words
         u32 = self.u32
         end = base + self.block_size
