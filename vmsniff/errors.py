@@ -18,6 +18,8 @@ The tree is shallow on purpose::
     ├── SwitchError              SWITCH (8)       Open vSwitch refused a transaction or a port
     ├── MissingDependency        DEPENDENCY (9)   a system tool or library is missing
     ├── Conflict                 CONFLICT (10)    Nova, libvirt and OVSDB disagree about a VM
+    ├── FileError                IO (11)          a file could not be read or written (ENOSPC)
+    ├── SessionLost              SESSION_LOST (12) rows of a live session vanished or changed
     └── MalformedPacket          ERROR (1)        bytes from the wire: the peer's fault; decoders
                                                   raise it, pipelines count it and go on
 """
@@ -31,11 +33,13 @@ from vmsniff.exitcodes import ExitCode
 __all__ = [
     "Ambiguous",
     "Conflict",
+    "FileError",
     "InvalidState",
     "MalformedPacket",
     "MissingDependency",
     "NotFound",
     "PermissionDenied",
+    "SessionLost",
     "SwitchError",
     "Unreachable",
     "UsageError",
@@ -124,6 +128,18 @@ class Conflict(VmsniffError):
     """The sources disagree (which and how is in the message); nothing was changed."""
 
     exit_code = ExitCode.CONFLICT
+
+
+class FileError(VmsniffError):
+    """A file could not be read or written: disk full, read-only file system, I/O error."""
+
+    exit_code = ExitCode.IO
+
+
+class SessionLost(VmsniffError):
+    """A running session's rows were removed or changed by someone else while it ran."""
+
+    exit_code = ExitCode.SESSION_LOST
 
 
 class MalformedPacket(VmsniffError):

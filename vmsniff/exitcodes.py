@@ -19,4 +19,6 @@ class ExitCode(IntEnum):
     SWITCH = 8  #: Open vSwitch refused or failed (transaction, tunnel port, mirror limit)
     DEPENDENCY = 9  #: a system tool or library vmsniff needs is missing
     CONFLICT = 10  #: the sources (Nova, libvirt, OVSDB) disagree about the VM
+    IO = 11  #: reading or writing a file failed (disk full, read-only file system, I/O error)
+    SESSION_LOST = 12  #: a running session's rows were removed or changed by someone else
     INTERRUPTED = 130  #: stopped by Ctrl-C before finishing
