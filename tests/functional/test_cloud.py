@@ -280,4 +280,4 @@ def test_runner_refuses_a_public_address(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "127.0.0.0/8 only" in result.stderr
+    assert "127.0.0.0/8 or 10.250.0.0/16 only" in result.stderr

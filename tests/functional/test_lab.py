@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.functional.conftest import unique_prefix
 from vmsniff.errors import InvalidState, NotFound
 from vmsniff.lab.build import build
-from vmsniff.lab.links import create_namespace, existing_namespaces, link_info
+from vmsniff.lab.links import addresses, create_namespace, existing_namespaces, link_info
 from vmsniff.lab.status import status
 from vmsniff.lab.switch import ofctl, ovs_env, start_daemons, vsctl
 from vmsniff.lab.teardown import teardown
@@ -260,6 +262,8 @@ def test_lifecycle_already_running_idempotent_down_no_traces(fresh_lab_prefix: s
     down_s = time.monotonic() - start
     assert sorted(report["processes_stopped"]) == ["cloud", "ovs-vswitchd", "ovsdb-server"]
     assert not _ours(fresh_lab_prefix)
+    assert the_lab.mgmt_root_device not in {dev for dev, _ in addresses(None)}
+    assert not Path(f"/sys/class/net/{the_lab.mgmt_root_device}").exists()
     assert not the_lab.rundir.exists()
     for pid in pids:
         assert _gone(pid)
@@ -304,19 +308,108 @@ def test_a_failing_up_cleans_up_after_itself(
     assert not the_lab.rundir.exists()
 
 
-def test_env_exports_point_tools_at_the_lab(lab: Lab) -> None:
+def lab_env(lab: Lab) -> dict[str, str]:
+    """This process's environment (without OS_*) plus what `vmsniff lab env` exports."""
     proc = vmsniff("lab", "env", "--prefix", lab.prefix)
     assert proc.returncode == 0, proc.stderr
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     for line in proc.stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
+        env[key] = shlex.split(value)[0]
+    return env
+
+
+def in_hv(lab: Lab, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``ip netns exec PREFIX-hv python -m vmsniff ARGS``: where a compute node runs it."""
+    return subprocess.run(
+        ["ip", "netns", "exec", lab.hypervisor_ns, sys.executable, "-m", "vmsniff", *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def test_env_exports_point_tools_at_the_lab(lab: Lab) -> None:
+    env = lab_env(lab)
     assert env["VMSNIFF_OVSDB"] == lab.ovsdb_remote
+    assert env["OS_CLOUD"] == "vmsniff-lab"
+    assert env["VMSNIFF_LAB_CLOUD_URL"].startswith(f"http://{lab.mgmt_root_ip}:")
     show = subprocess.run(
         ["ovs-vsctl", f"--db={env['VMSNIFF_OVSDB']}", "list-br"],
         capture_output=True, text=True, check=True, env={**ovs_env(lab), **env},
     ).stdout.split()  # fmt: skip
     assert show == ["br-int", "br-phy"]
+
+
+def test_the_cloud_is_reachable_from_the_hypervisor_namespace(lab: Lab) -> None:
+    """As on a compute node: the API answers on the management network, from both sides."""
+    url = lab_env(lab)["VMSNIFF_LAB_CLOUD_URL"] + "/identity/v3"
+    fetch = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).status)"
+    for where in ([], ["ip", "netns", "exec", lab.hypervisor_ns]):
+        got = subprocess.run([*where, sys.executable, "-c", fetch], capture_output=True,
+                             text=True, timeout=30)  # fmt: skip
+        assert got.stdout.strip() == "200", (where, got.stderr)
+    data = json.loads(vmsniff("lab", "status", "--prefix", lab.prefix, "--json").stdout)
+    assert data["management"] == {
+        "network": lab.mgmt_net,
+        "device": lab.mgmt_root_device,
+        "address": lab.mgmt_root_ip,
+        "hypervisor_device": "mgmt0",
+        "hypervisor_address": lab.mgmt_hv_ip,
+        "up": True,
+    }
+    assert link_info(lab.hypervisor_ns, "mgmt0")["addresses"] == [f"{lab.mgmt_hv_ip}/30"]
+    clouds = yaml.safe_load((lab.rundir / "clouds.yaml").read_text())["clouds"]
+    for cloud in clouds.values():
+        assert cloud["auth"]["auth_url"].startswith(f"http://{lab.mgmt_root_ip}:")
+
+
+def test_resolve_and_capture_in_the_hypervisor_namespace_ask_the_cloud(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Every command works in PREFIX-hv with `lab env`'s OS_CLOUD, not only --offline."""
+    env = lab_env(lab)
+    resolved = in_hv(lab, "resolve", "c-private", "--json", env=env)
+    assert resolved.returncode == 0, resolved.stderr
+    data = json.loads(resolved.stdout)
+    assert "nova" in data["sources"] and data["server"]["host"] == "compute-1"
+    assert data["nics"][0]["network_name"] == "private"  # only Neutron knows the network's name
+    out = tmp_path / "f.pcapng"
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.hypervisor_ns, sys.executable, "-m", "vmsniff", "capture",
+         "c-private", "-c", "6", "-w", str(out), "icmp"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("capturing"), line + proc.stderr.read()
+        make_traffic(lab, "c-private", "c-native", count=3)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    frames = subprocess.run(
+        ["tshark", "-r", str(out), "-T", "fields", "-e", "icmp.type"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert sorted(frames) == ["0", "0", "0", "8", "8", "8"]
+
+
+def test_a_lab_whose_management_network_is_taken_is_refused_untouched(lab: Lab) -> None:
+    """Two prefixes may hash to one /30: the second `lab up` refuses and creates nothing."""
+    clash = next(
+        other
+        for other in (lab_for(f"{lab.prefix[:16]}-c{i}") for i in range(200_000))
+        if other.mgmt_net == lab.mgmt_net
+    )
+    try:
+        with pytest.raises(InvalidState, match=f"management network {lab.mgmt_net}"):
+            build(clash)
+        assert not clash.rundir.exists() and not _ours(clash.prefix)
+    finally:
+        teardown(clash)
+    assert status(lab)["management"]["up"]  # the first lab keeps its own
 
 
 def test_status_and_env_of_an_absent_lab() -> None:

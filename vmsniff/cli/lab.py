@@ -34,8 +34,9 @@ def lab() -> None:
     """A sandbox hypervisor: OVS br-int/br-phy, VMs as namespaces, a GRE receiver.
 
     Built from real parts (ovsdb-server and ovs-vswitchd with the userspace datapath,
-    libvirt test-driver XML) in network namespaces; needs root. Nothing touches the
-    host's own namespace; every address is inside 10.250.0.0/16.
+    libvirt test-driver XML) in network namespaces; needs root. The host's own namespace
+    gets one device, the management veth to the hypervisor namespace, on which the
+    stand-in cloud listens; every address is inside 10.250.0.0/16.
     """
 
 

@@ -2,8 +2,9 @@
 
 Order matters: the run directory and the state file first (so that ``lab down`` can find
 everything even if a later step fails), then namespaces, Open vSwitch, the underlay with
-the tunnel IP on br-phy, the VMs plugged the way os-vif plugs them, libvirt XML, and the
-stand-in cloud (Keystone/Nova/Neutron on 127.0.0.1) with its clouds.yaml.
+the tunnel IP on br-phy, the VMs plugged the way os-vif plugs them, libvirt XML, the
+management network (a veth from the root namespace into the hypervisor's), and the
+stand-in cloud (Keystone/Nova/Neutron on the management address) with its clouds.yaml.
 On any failure the half-built lab is torn down before the error propagates.
 """
 
@@ -22,6 +23,8 @@ from vmsniff.lab.switch import appctl, start_daemons, vsctl
 from vmsniff.lab.teardown import teardown
 from vmsniff.lab.topology import (
     LOCAL_VLAN,
+    MGMT_HV_DEVICE,
+    MGMT_PREFIXLEN,
     RECEIVER_IP,
     TENANT_NET,
     TENANT_PREFIXLEN,
@@ -53,6 +56,7 @@ def build(lab: Lab) -> dict[str, Any]:
             f"a lab with prefix {lab.prefix!r} is already running (state in {lab.rundir})",
             hint="use it, run `vmsniff lab down` first, or pick another --prefix",
         )
+    _check_management_free(lab)
     started = time.monotonic()
     lab.rundir.mkdir(mode=0o700, parents=True, exist_ok=False)
     _write_state(lab, "starting")
@@ -68,6 +72,7 @@ def build(lab: Lab) -> dict[str, Any]:
             if len(vm.nics) > 1:
                 _source_routes(vm)
         lab.libvirt_xml.write_text(node_xml(lab))
+        _management(lab)
         start_cloud(lab)
         _wait_ports_up(lab)
     except BaseException:
@@ -87,6 +92,40 @@ def _write_state(lab: Lab, status: str) -> None:
     tmp = lab.state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(lab.state_file)
+
+
+def _check_management_free(lab: Lab) -> None:
+    """Refuse to build when the root namespace already uses the lab's management /30.
+
+    The /30 comes from a hash of the prefix: two prefixes may (rarely) share one, and two
+    devices in the root namespace on one subnet would break both labs' routes.
+    """
+    import ipaddress
+
+    net = ipaddress.ip_network(lab.mgmt_net)
+    for device, cidr in links.addresses(None):
+        if device == lab.mgmt_root_device or ipaddress.ip_interface(cidr).network.overlaps(net):
+            raise InvalidState(
+                f"the management network {lab.mgmt_net} of lab {lab.prefix!r} is in use "
+                f"in the root namespace ({device} has {cidr})",
+                hint="run `vmsniff lab down` for that lab, or pick another --prefix",
+            )
+
+
+def _management(lab: Lab) -> None:
+    """The compute node's management NIC: a veth from the root namespace to the hypervisor.
+
+    The stand-in cloud listens on the root end, so the cloud's API is reachable from the
+    hypervisor namespace (as on a real compute node) and from the root namespace alike.
+    """
+    hv, root_dev = lab.hypervisor_ns, lab.mgmt_root_device
+    links.veth(None, root_dev, hv, MGMT_HV_DEVICE)
+    # No IPv6 on the root end: its router solicitations would only be noise in the lab.
+    links.sysctl(None, f"net.ipv6.conf.{root_dev}.disable_ipv6=1")
+    links.add_address(None, root_dev, lab.mgmt_root_ip, MGMT_PREFIXLEN)
+    links.set_link(None, root_dev)
+    links.add_address(hv, MGMT_HV_DEVICE, lab.mgmt_hv_ip, MGMT_PREFIXLEN)
+    links.set_link(hv, MGMT_HV_DEVICE)
 
 
 def _bridges(lab: Lab) -> None:

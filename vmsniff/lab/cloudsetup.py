@@ -97,7 +97,12 @@ def lab_inventory(lab: Lab) -> Inventory:
 
 
 def start_cloud(lab: Lab, timeout: float = 15.0) -> int:
-    """Start the stand-in on 127.0.0.1 (any free port), write clouds.yaml; return the port."""
+    """Start the stand-in on the management address (any free port), write clouds.yaml.
+
+    Return the port. The stand-in listens on the root end of the management veth, which
+    both the root namespace and the hypervisor namespace reach; clouds.yaml's auth_url
+    names that address, and the catalog's endpoints follow the address the client used.
+    """
     rd = lab.rundir
     inventory = rd / "cloud-inventory.json"
     port_file = rd / "cloud.port"
@@ -108,7 +113,7 @@ def start_cloud(lab: Lab, timeout: float = 15.0) -> int:
         subprocess.run(
             [
                 "setsid", "--fork", sys.executable, "-m", "vmsniff.lab.cloud",
-                "--inventory", str(inventory), "--host", "127.0.0.1", "--port", "0",
+                "--inventory", str(inventory), "--host", lab.mgmt_root_ip, "--port", "0",
                 "--port-file", str(port_file), "--pidfile", str(lab.pidfile("cloud")),
                 "--log", str(rd / "cloud.log"),
             ],
@@ -117,7 +122,7 @@ def start_cloud(lab: Lab, timeout: float = 15.0) -> int:
     port = _wait_port(port_file, rd / "cloud.err", timeout)
     write_clouds_yaml(
         rd / "clouds.yaml", ADMIN_CLOUD, port, "admin", _PASSWORDS["admin"], "admin",
-        more=[(MEMBER_CLOUD, "demo", _PASSWORDS["demo"], PROJECT_NAME)],
+        host=lab.mgmt_root_ip, more=[(MEMBER_CLOUD, "demo", _PASSWORDS["demo"], PROJECT_NAME)],
     )  # fmt: skip
     return port
 

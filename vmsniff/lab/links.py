@@ -1,4 +1,8 @@
-"""Namespaces, veth pairs, Linux bridges and addresses of the lab, through pyroute2."""
+"""Namespaces, veth pairs, Linux bridges and addresses of the lab, through pyroute2.
+
+A ``namespace`` of None means the root namespace: the lab puts exactly one device there,
+its management veth end (see :mod:`vmsniff.lab.topology`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vmsniff.lab._run import LabError, run_in
+from vmsniff.lab._run import LabError, run, run_in
 
 __all__ = [
     "add_address",
     "add_bridge",
+    "addresses",
     "create_namespace",
     "existing_namespaces",
     "link_info",
+    "remove_link",
     "remove_namespace",
     "set_link",
     "source_route",
@@ -47,9 +53,13 @@ def create_namespace(name: str) -> None:
         ipr.link("set", index=_index(ipr, "lo"), state="up")
 
 
-def sysctl(namespace: str, *settings: str) -> None:
-    """Set ``key=value`` kernel settings inside a namespace."""
-    run_in(namespace, ["sysctl", "-qw", *settings])
+def sysctl(namespace: str | None, *settings: str) -> None:
+    """Set ``key=value`` kernel settings inside a namespace (None: the root namespace)."""
+    argv = ["sysctl", "-qw", *settings]
+    if namespace is None:
+        run(argv)
+    else:
+        run_in(namespace, argv)
 
 
 def remove_namespace(name: str) -> bool:
@@ -63,11 +73,11 @@ def remove_namespace(name: str) -> bool:
 
 
 @contextmanager
-def _ns(name: str) -> Iterator[Any]:
-    from pyroute2 import NetNS
+def _ns(name: str | None) -> Iterator[Any]:
+    from pyroute2 import IPRoute, NetNS
 
     try:
-        ipr = NetNS(name)
+        ipr = IPRoute() if name is None else NetNS(name)
     except OSError as exc:
         raise LabError(f"cannot open network namespace {name}: {exc}") from exc
     try:
@@ -83,7 +93,7 @@ def _index(ipr: Any, ifname: str) -> int:
     return int(found[0])
 
 
-def veth(namespace: str, name: str, peer_namespace: str, peer: str) -> None:
+def veth(namespace: str | None, name: str, peer_namespace: str, peer: str) -> None:
     """Create a veth pair: ``name`` in ``namespace``, ``peer`` in ``peer_namespace``."""
     with _ns(namespace) as ipr:
         peer_spec: dict[str, Any] = {"ifname": peer}
@@ -99,7 +109,7 @@ def add_bridge(namespace: str, name: str) -> None:
 
 
 def set_link(
-    namespace: str,
+    namespace: str | None,
     name: str,
     *,
     up: bool = True,
@@ -123,7 +133,7 @@ def set_link(
 
 
 def add_address(
-    namespace: str, name: str, address: str, prefixlen: int, *, prefix_route: bool = True
+    namespace: str | None, name: str, address: str, prefixlen: int, *, prefix_route: bool = True
 ) -> None:
     """Add an IPv4 address to a device; without ``prefix_route``, the kernel adds no route to
     its subnet (``ip addr add … noprefixroute``)."""
@@ -143,7 +153,7 @@ def source_route(namespace: str, name: str, address: str, subnet: str, table: in
         ipr.rule("add", src=address, src_len=32, table=table, priority=table)
 
 
-def link_info(namespace: str, name: str) -> dict[str, Any]:
+def link_info(namespace: str | None, name: str) -> dict[str, Any]:
     """MAC, MTU, state and addresses of a device (for ``lab status``)."""
     with _ns(namespace) as ipr:
         index = _index(ipr, name)
@@ -159,6 +169,27 @@ def link_info(namespace: str, name: str) -> dict[str, Any]:
             "state": link.get("IFLA_OPERSTATE"),
             "addresses": addrs,
         }
+
+
+def remove_link(namespace: str | None, name: str) -> bool:
+    """Delete a device if it exists (a veth takes its peer along). True if it existed."""
+    with _ns(namespace) as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return False
+        ipr.link("del", index=found[0])
+        return True
+
+
+def addresses(namespace: str | None) -> list[tuple[str, str]]:
+    """Every IPv4 address of a namespace as (device, ``address/prefixlen``)."""
+    with _ns(namespace) as ipr:
+        names = {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
+        return [
+            (str(names.get(a["index"])), f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
+            for a in ipr.get_addr(family=2)
+            if a.get("IFA_ADDRESS")
+        ]
 
 
 #: Offloads that let a veth hand half-finished packets (no checksum, 64 KiB TCP segments)

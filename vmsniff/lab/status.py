@@ -6,6 +6,8 @@ The JSON keys are a contract for scripts and tests (docs/lab.md lists them):
   ``ovsdb`` (the OVSDB remote), ``libvirt_uri``, ``host`` (the compute node's name)
 - ``hypervisor``: ``namespace``, ``tunnel_ip``, ``bridges``, ``underlay_mtu``, ``daemons``
   (name -> ``pid`` (null when not running) and ``pidfile``)
+- ``management``: ``network`` (the /30), ``device`` and ``address`` (root namespace end,
+  where the stand-in cloud listens), ``hypervisor_device``, ``hypervisor_address``, ``up``
 - ``receiver``: ``namespace``, ``address``, ``device``, ``mac``, ``mtu``
 - ``vms``: list of ``name``, ``server_id``, ``instance_name``, ``namespace``, ``address``,
   ``mac``, ``port_id``, ``tap``, ``ovs_port``, ``bridge``, ``plug``, ``qbr``, ``qvb``, ``tag``
@@ -22,9 +24,18 @@ from typing import Any
 from vmsniff.lab import links
 from vmsniff.lab.switch import DAEMONS, daemon_pid
 from vmsniff.lab.teardown import EXTRA_DAEMONS
-from vmsniff.lab.topology import HOST, LOCAL_VLAN, RECEIVER_IP, TUNNEL_IP, Lab, LabNic, LabVm
+from vmsniff.lab.topology import (
+    HOST,
+    LOCAL_VLAN,
+    MGMT_HV_DEVICE,
+    RECEIVER_IP,
+    TUNNEL_IP,
+    Lab,
+    LabNic,
+    LabVm,
+)
 
-__all__ = ["env_vars", "status"]
+__all__ = ["cloud_url", "env_vars", "status"]
 
 
 def env_vars(lab: Lab) -> dict[str, str]:
@@ -40,8 +51,13 @@ def env_vars(lab: Lab) -> dict[str, str]:
         env["OS_CLOUD"] = "vmsniff-lab"
         port_file = lab.rundir / "cloud.port"
         if port_file.exists():
-            env["VMSNIFF_LAB_CLOUD_URL"] = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            env["VMSNIFF_LAB_CLOUD_URL"] = cloud_url(lab, port_file.read_text().strip())
     return env
+
+
+def cloud_url(lab: Lab, port: str) -> str:
+    """The stand-in cloud's base URL: the management address, reachable from both sides."""
+    return f"http://{lab.mgmt_root_ip}:{port}"
 
 
 def status(lab: Lab) -> dict[str, Any]:
@@ -61,12 +77,17 @@ def status(lab: Lab) -> dict[str, Any]:
         word = EXTRA_DAEMONS.get(name, name)
         pidfile = lab.pidfile(name)
         daemons[name] = {"pid": daemon_pid(pidfile, [word, rundir]), "pidfile": str(pidfile)}
+    try:
+        mgmt_up = lab.mgmt_root_ip in str(links.link_info(None, lab.mgmt_root_device)["addresses"])
+    except Exception:  # not there (yet, or any more)
+        mgmt_up = False
     if not state and not any(namespaces.values()):
         overall = "absent"
     elif (
         state.get("status") == "running"
         and all(namespaces.values())
         and all(daemons[d]["pid"] for d in DAEMONS)
+        and mgmt_up
     ):
         overall = "running"
     else:
@@ -99,6 +120,14 @@ def status(lab: Lab) -> dict[str, Any]:
             "underlay_device": "phy0",
             "underlay_mtu": underlay_mtu,
             "daemons": daemons,
+        },
+        "management": {
+            "network": lab.mgmt_net,
+            "device": lab.mgmt_root_device,
+            "address": lab.mgmt_root_ip,
+            "hypervisor_device": MGMT_HV_DEVICE,
+            "hypervisor_address": lab.mgmt_hv_ip,
+            "up": mgmt_up,
         },
         "receiver": receiver,
         "vms": [_vm(vm) for vm in lab.vms],

@@ -2,7 +2,8 @@
 
 Everything is found from the prefix alone (names are computed, daemons by pidfile), so no
 state needs to have survived: processes first (they keep namespaces alive), then
-namespaces (their devices go with them), then the run directory.
+namespaces (their devices go with them, the management veth's root end too; it is removed
+by name should it have outlived them), then the run directory.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ def teardown(lab: Lab) -> dict[str, Any]:
         if stop_pidfile(lab.pidfile(daemon), [daemon, rundir]):
             stopped.append(daemon)
     removed = [ns for ns in lab.namespaces if links.remove_namespace(ns)]
+    gone_links = [lab.mgmt_root_device] if links.remove_link(None, lab.mgmt_root_device) else []
     had_rundir = lab.rundir.exists()
     shutil.rmtree(lab.rundir, ignore_errors=True)
     return {
         "prefix": lab.prefix,
         "processes_stopped": stopped,
         "namespaces_removed": removed,
+        "links_removed": gone_links,
         "rundir_removed": str(lab.rundir) if had_rundir else None,
     }

@@ -8,11 +8,17 @@ Naming follows os-vif: a device name is a prefix (``tap``, ``qbr``, ``qvb``, ``q
 the first 11 characters of the Neutron port UUID, 14 characters in all (Linux allows 15).
 Every host-side device lives inside the lab's own hypervisor namespace, so two labs with
 different prefixes never collide; only namespaces and the run directory carry the prefix.
+
+The one exception is the management network: a veth from the root namespace into the
+hypervisor namespace, as a compute node has a management NIC on which it reaches the
+cloud's APIs. Its root-side name and its /30 are derived from a hash of the prefix, so that
+labs side by side get their own (``lab up`` refuses a collision), and ``lab down`` finds it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
@@ -39,6 +45,11 @@ TENANT_NET = "10.250.1.0/24"
 TENANT_PREFIXLEN = 24
 UNDERLAY_PREFIXLEN = 24
 TUNNEL_IP = "10.250.0.1"  #: on br-phy in the hypervisor namespace
+#: Management networks (one /30 per lab, picked by the prefix's hash) live in this block,
+#: apart from the underlay (10.250.0.0/24) and the tenant network (10.250.1.0/24).
+MGMT_BLOCK = "10.250.128.0/17"
+MGMT_PREFIXLEN = 30
+MGMT_HV_DEVICE = "mgmt0"  #: the management NIC inside the hypervisor namespace
 RECEIVER_IP = "10.250.0.2"  #: eth0 of the receiver namespace
 LOCAL_VLAN = 1  #: the bridge-local tag the Neutron OVS agent gives the tenant network
 VM_MTU = 1500
@@ -201,6 +212,34 @@ class Lab:
     def namespaces(self) -> list[str]:
         """Every namespace of the lab, the VMs' first (they hang off the hypervisor)."""
         return [vm.namespace for vm in self.vms] + [self.hypervisor_ns, self.receiver_ns]
+
+    @property
+    def _mgmt_digest(self) -> bytes:
+        return hashlib.sha256(f"vmsniff-lab-mgmt/{self.prefix}".encode()).digest()
+
+    @property
+    def mgmt_net(self) -> str:
+        """The lab's management /30 (inside :data:`MGMT_BLOCK`)."""
+        block = ipaddress.ip_network(MGMT_BLOCK)
+        count = block.num_addresses >> (32 - MGMT_PREFIXLEN)
+        index = int.from_bytes(self._mgmt_digest[:4], "big") % count
+        base = block.network_address + (index << (32 - MGMT_PREFIXLEN))
+        return f"{base}/{MGMT_PREFIXLEN}"
+
+    @property
+    def mgmt_root_ip(self) -> str:
+        """Root-namespace end of the management veth: where the stand-in cloud listens."""
+        return str(ipaddress.ip_network(self.mgmt_net).network_address + 1)
+
+    @property
+    def mgmt_hv_ip(self) -> str:
+        """The hypervisor's management address (on :data:`MGMT_HV_DEVICE`)."""
+        return str(ipaddress.ip_network(self.mgmt_net).network_address + 2)
+
+    @property
+    def mgmt_root_device(self) -> str:
+        """Root-namespace end of the management veth: ``vmlab`` + 10 hex digits (15 chars)."""
+        return "vmlab" + self._mgmt_digest[4:9].hex()[:10]
 
     @property
     def ovsdb_socket(self) -> Path:

@@ -24,7 +24,7 @@ from vmsniff.lab.cloud import (
     save_inventory,
     write_clouds_yaml,
 )
-from vmsniff.lab.cloud.server import check_loopback
+from vmsniff.lab.cloud.server import check_bind_address
 
 DOC: dict[str, Any] = {
     "projects": [{"name": "demo"}],
@@ -140,8 +140,11 @@ def test_clouds_yaml(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.1", "::1", "localhost", ""])
-def test_only_ipv4_loopback_is_bound(host: str) -> None:
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "10.0.0.1", "10.251.0.1", "192.0.2.2", "::1", "localhost", ""]
+)
+def test_only_ipv4_loopback_or_the_lab_block_is_bound(host: str) -> None:
     with pytest.raises(ValueError):
-        check_loopback(host)
-    assert check_loopback("127.0.0.1") == "127.0.0.1"
+        check_bind_address(host)
+    assert check_bind_address("127.0.0.1") == "127.0.0.1"
+    assert check_bind_address("10.250.200.9") == "10.250.200.9"  # a lab management address

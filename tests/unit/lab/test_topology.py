@@ -142,3 +142,28 @@ def test_traffic_picks_a_nic_by_index_or_device_name() -> None:
     assert _nic(vm, "eth0") is vm.primary
     with pytest.raises(NotFound, match="no NIC eth3"):
         _nic(vm, "eth3")
+
+
+def test_the_management_network_is_a_lab_30_apart_from_underlay_and_tenant() -> None:
+    import ipaddress
+
+    from vmsniff.lab.topology import LAB_BLOCK, MGMT_PREFIXLEN, TENANT_NET, UNDERLAY_NET
+
+    lab = lab_for("vmsniff-lab")
+    net = ipaddress.ip_network(lab.mgmt_net)
+    assert net.prefixlen == MGMT_PREFIXLEN and net.subnet_of(ipaddress.ip_network(LAB_BLOCK))
+    for other in (UNDERLAY_NET, TENANT_NET):
+        assert not net.overlaps(ipaddress.ip_network(other))
+    hosts = [str(h) for h in net.hosts()]
+    assert [lab.mgmt_root_ip, lab.mgmt_hv_ip] == hosts
+    assert re.fullmatch(r"vmlab[0-9a-f]{10}", lab.mgmt_root_device)
+    assert lab_for("vmsniff-lab").mgmt_net == lab.mgmt_net  # recomputed by `lab down`
+
+
+def test_labs_side_by_side_get_their_own_management_network_and_device() -> None:
+    labs = [lab_for(f"lab-{i}") for i in range(50)]
+    assert len({lab.mgmt_root_device for lab in labs}) == 50
+    # 8192 /30s: among 50 prefixes one pair may share a /30 (here it does); `lab up` refuses
+    # the second of them (tests/functional/test_lab.py), it never shares the subnet.
+    assert len({lab.mgmt_net for lab in labs}) >= 49
+    assert lab_for("lab-a").mgmt_net != lab_for("lab-b").mgmt_net

@@ -1,6 +1,6 @@
 """Run the stand-in until SIGTERM or SIGINT.
 
-``python -m vmsniff.lab.cloud --inventory FILE [--host 127.0.0.1] [--port 0] [--port-file FILE]
+``python -m vmsniff.lab.cloud --inventory FILE [--host ADDRESS] [--port 0] [--port-file FILE]
 [--pidfile FILE] [--log FILE]``
 
 The port file and the pidfile are written (atomically) only once the socket is bound, so a
@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Local stand-in for the Keystone v3, Nova and Neutron APIs.",
     )
     parser.add_argument("--inventory", required=True, type=Path, help="inventory JSON file")
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind: loopback or a lab address"
+    )
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here")
     parser.add_argument("--pidfile", type=Path, help="write the process id here")

@@ -1,8 +1,10 @@
 """The I/O shell: a ``ThreadingHTTPServer`` on the loopback that feeds :func:`routes.dispatch`.
 
 It speaks HTTP/1.1 with keep-alive (requests' connection pool reuses connections), logs one
-line per request to a file if asked (never to stderr), and binds to IPv4 loopback only: the
-stand-in hands out admin tokens to anyone who knows a password from the inventory.
+line per request to a file if asked (never to stderr), and binds to IPv4 loopback or to an
+address of the lab's own block (10.250.0.0/16, the lab's management veth) only: the
+stand-in hands out admin tokens to anyone who knows a password from the inventory, so it
+must never listen on a network the machine shares with others.
 """
 
 from __future__ import annotations
@@ -20,20 +22,26 @@ from vmsniff.lab.cloud._context import Context
 from vmsniff.lab.cloud._http import Request
 from vmsniff.lab.cloud.inventory import Inventory
 from vmsniff.lab.cloud.routes import RequestCounter, dispatch
+from vmsniff.lab.topology import LAB_BLOCK
 
-__all__ = ["StandInServer", "check_loopback", "start_in_thread"]
+__all__ = ["StandInServer", "check_bind_address", "start_in_thread"]
+
+#: Where the stand-in may listen besides loopback: the lab's own block (topology.LAB_BLOCK).
+_LAB_BLOCK = ipaddress.ip_network(LAB_BLOCK)
 
 
-def check_loopback(host: str) -> str:
-    """Return ``host`` if it is an IPv4 loopback address; raise ``ValueError`` otherwise."""
+def check_bind_address(host: str) -> str:
+    """Return ``host`` if it is IPv4 loopback or inside the lab's block; else ``ValueError``."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(
-            f"{host!r} is not an IP address; the stand-in binds to 127.0.0.1"
+            f"{host!r} is not an IP address; the stand-in binds to 127.0.0.1 or a lab address"
         ) from None
-    if address.version != 4 or not address.is_loopback:
-        raise ValueError(f"refusing to bind to {host}: the stand-in serves on 127.0.0.0/8 only")
+    if address.version != 4 or not (address.is_loopback or address in _LAB_BLOCK):
+        raise ValueError(
+            f"refusing to bind to {host}: the stand-in serves on 127.0.0.0/8 or {LAB_BLOCK} only"
+        )
     return host
 
 
@@ -84,7 +92,7 @@ class StandInServer(ThreadingHTTPServer):
         log_path: str | Path | None = None,
         secret: bytes | None = None,
     ) -> None:
-        check_loopback(host)
+        check_bind_address(host)
         self.context = Context(inventory, secret or secrets.token_bytes(32))
         self.counter = RequestCounter()
         self._log: IO[str] | None = (
