@@ -19,7 +19,7 @@ from vmsniff.errors import InvalidState, PermissionDenied
 from vmsniff.lab import links
 from vmsniff.lab.cloudsetup import start_cloud
 from vmsniff.lab.domains import node_xml
-from vmsniff.lab.switch import appctl, start_daemons, vsctl
+from vmsniff.lab.switch import start_daemons, tunnel_endpoint, vsctl
 from vmsniff.lab.teardown import teardown
 from vmsniff.lab.topology import (
     LOCAL_VLAN,
@@ -28,7 +28,6 @@ from vmsniff.lab.topology import (
     RECEIVER_IP,
     TENANT_NET,
     TENANT_PREFIXLEN,
-    TUNNEL_IP,
     UNDERLAY_PREFIXLEN,
     VM_MTU,
     Lab,
@@ -150,26 +149,7 @@ def _underlay(lab: Lab) -> None:
     links.disable_offloads(hv, "phy0")
     links.add_address(rx, "eth0", RECEIVER_IP, UNDERLAY_PREFIXLEN)
     vsctl(lab, "add-port", "br-phy", "phy0")
-    _wait_device(hv, "br-phy")
-    links.set_link(hv, "br-phy", mtu=lab.underlay_mtu)
-    links.add_address(hv, "br-phy", TUNNEL_IP, UNDERLAY_PREFIXLEN)
-    # Userspace tunnels resolve the next hop themselves: give them the route and the ARP
-    # entry up front instead of waiting for OVS to learn them (FACTS.md).
-    rx_mac = links.link_info(rx, "eth0")["mac"]
-    appctl(lab, "ovs-vswitchd", "ovs/route/add", f"{RECEIVER_IP}/32", "br-phy")
-    appctl(lab, "ovs-vswitchd", "tnl/arp/set", "br-phy", RECEIVER_IP, str(rx_mac))
-
-
-def _wait_device(namespace: str, name: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            links.link_info(namespace, name)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    tunnel_endpoint(lab)
 
 
 def _plug(lab: Lab, vm: LabVm, nic: LabNic) -> None:

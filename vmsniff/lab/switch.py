@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from vmsniff.lab import links
 from vmsniff.lab._run import LabError, need, run, run_in
-from vmsniff.lab.topology import Lab
+from vmsniff.lab.topology import RECEIVER_IP, TUNNEL_IP, UNDERLAY_PREFIXLEN, Lab
 
 __all__ = [
     "DAEMONS",
@@ -23,8 +24,12 @@ __all__ = [
     "daemon_pid",
     "ofctl",
     "ovs_env",
+    "restart_daemon",
+    "start_daemon",
     "start_daemons",
+    "stop_daemon",
     "stop_pidfile",
+    "tunnel_endpoint",
     "vsctl",
 ]
 
@@ -59,43 +64,91 @@ def start_daemons(lab: Lab) -> None:
     """Create the database and start ovsdb-server, then ovs-vswitchd, in the hypervisor ns."""
     for tool in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl"):
         need(tool, "openvswitch-switch")
-    rd = lab.rundir
-    env = ovs_env(lab)
-    db = rd / "conf.db"
     if not SCHEMA.exists():
         raise LabError(f"Open vSwitch schema {SCHEMA} is missing; reinstall openvswitch-switch")
-    run(["ovsdb-tool", "create", str(db), str(SCHEMA)], env=env)
-    run_in(
-        lab.hypervisor_ns,
-        [
-            "ovsdb-server",
-            str(db),
-            f"--remote=punix:{lab.ovsdb_socket}",
-            f"--pidfile={lab.pidfile('ovsdb-server')}",
-            f"--unixctl={rd / 'ovsdb-server.ctl'}",
-            f"--log-file={rd / 'ovsdb-server.log'}",
-            "--detach",
-            "--no-chdir",
-        ],
-        env=env,
-    )
-    _wait_for(lab.ovsdb_socket, "ovsdb-server")
+    run(["ovsdb-tool", "create", str(lab.rundir / "conf.db"), str(SCHEMA)], env=ovs_env(lab))
+    start_daemon(lab, "ovsdb-server")
     vsctl(lab, "--no-wait", "init")
-    run_in(
-        lab.hypervisor_ns,
-        [
-            "ovs-vswitchd",
-            lab.ovsdb_remote,
-            f"--pidfile={lab.pidfile('ovs-vswitchd')}",
-            f"--unixctl={rd / 'ovs-vswitchd.ctl'}",
-            f"--log-file={rd / 'ovs-vswitchd.log'}",
-            "--disable-system",
-            "--detach",
-            "--no-chdir",
-        ],
-        env=env,
-    )
-    _wait_for(rd / "ovs-vswitchd.ctl", "ovs-vswitchd")
+    start_daemon(lab, "ovs-vswitchd")
+
+
+def start_daemon(lab: Lab, daemon: str) -> None:
+    """Start one of :data:`DAEMONS` on the lab's existing database; return once it listens."""
+    rd = lab.rundir
+    common = [
+        f"--pidfile={lab.pidfile(daemon)}",
+        f"--unixctl={rd / f'{daemon}.ctl'}",
+        f"--log-file={rd / f'{daemon}.log'}",
+        "--detach",
+        "--no-chdir",
+    ]
+    if daemon == "ovsdb-server":
+        argv = ["ovsdb-server", str(rd / "conf.db"), f"--remote=punix:{lab.ovsdb_socket}", *common]
+        ready = lab.ovsdb_socket
+    elif daemon == "ovs-vswitchd":
+        argv = ["ovs-vswitchd", lab.ovsdb_remote, *common, "--disable-system"]
+        ready = rd / "ovs-vswitchd.ctl"
+    else:
+        raise ValueError(f"not a lab daemon: {daemon}")
+    run_in(lab.hypervisor_ns, argv, env=ovs_env(lab))
+    _wait_for(ready, daemon)
+
+
+def restart_daemon(lab: Lab, daemon: str, outage: float = 0.0) -> None:
+    """Stop one of :data:`DAEMONS` by its pidfile, wait ``outage`` seconds, start it again.
+
+    For fault injection (bench/faults.py): the database file survives, so ovsdb-server comes
+    back with every row. ovs-vswitchd recreates br-phy's device, which loses the tunnel IP
+    and the route/ARP entries the lab gave it: :func:`tunnel_endpoint` puts them back.
+    """
+    stop_daemon(lab, daemon)
+    if outage > 0:
+        time.sleep(outage)
+    start_daemon(lab, daemon)
+    if daemon == "ovs-vswitchd":
+        tunnel_endpoint(lab)
+
+
+def stop_daemon(lab: Lab, daemon: str) -> bool:
+    """Stop one of :data:`DAEMONS` (by pidfile, command line checked). True if it ran."""
+    if daemon not in DAEMONS:
+        raise ValueError(f"not a lab daemon: {daemon}")
+    stopped = stop_pidfile(lab.pidfile(daemon), [daemon, f"{lab.rundir}/"])
+    # Its socket files outlive a stopped daemon; a new one would refuse or a client would
+    # hang on them, so wait until they are gone or remove the stale ones.
+    for path in (lab.rundir / f"{daemon}.ctl",) + (
+        (lab.ovsdb_socket,) if daemon == "ovsdb-server" else ()
+    ):
+        path.unlink(missing_ok=True)
+    return stopped
+
+
+def tunnel_endpoint(lab: Lab) -> None:
+    """The tunnel IP on br-phy, and the route and ARP entry to the receiver in vswitchd.
+
+    Userspace tunnels resolve the next hop themselves: give them the route and the ARP
+    entry up front instead of waiting for OVS to learn them (FACTS.md).
+    """
+    hv = lab.hypervisor_ns
+    _wait_device(hv, "br-phy")
+    links.set_link(hv, "br-phy", mtu=lab.underlay_mtu)
+    if f"{TUNNEL_IP}/{UNDERLAY_PREFIXLEN}" not in links.link_info(hv, "br-phy")["addresses"]:
+        links.add_address(hv, "br-phy", TUNNEL_IP, UNDERLAY_PREFIXLEN)
+    rx_mac = links.link_info(lab.receiver_ns, "eth0")["mac"]
+    appctl(lab, "ovs-vswitchd", "ovs/route/add", f"{RECEIVER_IP}/32", "br-phy")
+    appctl(lab, "ovs-vswitchd", "tnl/arp/set", "br-phy", RECEIVER_IP, str(rx_mac))
+
+
+def _wait_device(namespace: str, name: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            links.link_info(namespace, name)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _wait_for(path: Path, what: str, timeout: float = 10.0) -> None:
