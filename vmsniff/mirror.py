@@ -7,15 +7,25 @@ carrying vmsniff's ownership marks are ever removed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vmsniff.errors import SwitchError
+from vmsniff.errors import NotFound, SessionLost, SwitchError, Unreachable, UsageError
 from vmsniff.model import Direction, Nic, Server
-from vmsniff.ovs.apply import TunnelState, apply_plan, switch_facts, wait_tunnels
+from vmsniff.ovs.apply import (
+    TunnelState,
+    apply_plan,
+    local_tunnel_ips,
+    switch_facts,
+    wait_egress,
+    wait_tunnels,
+)
+from vmsniff.ovs.keeper import Keeper, idl_ready, session_rows
+from vmsniff.ovs.ownership import liveness_ids, parse_time
 from vmsniff.ovs.plan import (
     MirrorOptions,
     MirrorPlan,
@@ -26,7 +36,17 @@ from vmsniff.ovs.plan import (
 )
 from vmsniff.ovs.sessions import Session, find_sessions, remove_sessions
 
-__all__ = ["CleanupReport", "MirrorSession", "cleanup", "list_sessions", "mtu_warning"]
+__all__ = [
+    "CleanupReport",
+    "MirrorSession",
+    "cleanup",
+    "list_sessions",
+    "mtu_warning",
+    "with_marks",
+]
+
+#: How long teardown waits for an unreachable database to come back before saying so.
+TEARDOWN_WAIT_S = 3.0
 
 
 def _now() -> datetime:
@@ -70,10 +90,31 @@ class Started:
     warnings: list[str] = field(default_factory=list)
 
 
+def with_marks(plan: MirrorPlan, marks: dict[str, str]) -> MirrorPlan:
+    """``plan`` with ``marks`` added to every row's external_ids (the liveness marks are
+    facts of the running process, so they are added here rather than by the pure planner)."""
+    return replace(
+        plan,
+        tunnels=tuple(replace(t, external_ids={**t.external_ids, **marks}) for t in plan.tunnels),
+        mirrors=tuple(replace(m, external_ids={**m.external_ids, **marks}) for m in plan.mirrors),
+    )
+
+
+def _ttl_of(plan: MirrorPlan) -> timedelta:
+    ids = (plan.tunnels or plan.mirrors)[0].external_ids
+    created = parse_time(ids.get("vmsniff-created"))
+    expires = parse_time(ids.get("vmsniff-expires"))
+    if created is None or expires is None:
+        return timedelta(hours=1)
+    return expires - created
+
+
 class MirrorSession(AbstractContextManager["MirrorSession"]):
     """One mirror session on one switch; ``stop()`` (or leaving the ``with``) tears it down.
 
-    With ``detach`` the rows stay after the ``with`` (they carry their expiry).
+    With ``detach`` the rows stay after the ``with`` (they carry their expiry). While a
+    foreground session runs, a :class:`~vmsniff.ovs.keeper.Keeper` renews its expiry and
+    watches its rows; :meth:`check` raises :class:`SessionLost` once they are gone.
     """
 
     def __init__(self, remote: str) -> None:
@@ -82,6 +123,8 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         self.api: Any = None
         self.plan: MirrorPlan | None = None
         self.detach = False
+        self.keeper: Keeper | None = None
+        self.removed_why: dict[str, str] = {}  #: session id -> "expired" or "dead"
         self._stopped = False
 
     def __enter__(self) -> MirrorSession:
@@ -98,17 +141,19 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
             self._stack.close()
 
     def _remove_expired(self, bridge: str, now: datetime) -> list[str]:
-        """Remove vmsniff's expired sessions with a row on ``bridge``; their ids."""
+        """Remove vmsniff's expired and dead sessions with a row on ``bridge``; their ids."""
         expired = [
             s
             for s in find_sessions(self.api, now)
-            if s.expired
-            and any(m["bridge"] == bridge for m in s.mirrors)
-            or s.expired
-            and any(p["bridge"] == bridge for p in s.ports)
+            if s.stale
+            and (
+                any(m["bridge"] == bridge for m in s.mirrors)
+                or any(p["bridge"] == bridge for p in s.ports)
+            )
         ]
         if expired:
             remove_sessions(self.api, expired)
+        self.removed_why.update({s.id: "dead" if s.dead else "expired" for s in expired})
         return [s.id for s in expired]
 
     def prepare_local(
@@ -146,29 +191,90 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         plan = plan_mirror(
             server, nic, opts, tunnels=tunnels, mirrors_on_bridge=count, now=now, owners=owners,
         )  # fmt: skip
+        own = local_tunnel_ips(self.api)
+        if plan.remote_ip in own:
+            raise UsageError(
+                f"--to {plan.remote_ip} is this hypervisor's own tunnel endpoint "
+                f"({own[plan.remote_ip]}): the mirrored traffic would come back to this switch",
+                hint="give the address of the host that runs `vmsniff receive`",
+            )
         return plan, removed
 
-    def start(self, plan: MirrorPlan, nic: Nic, snaplen: int | None) -> Started:
-        """Apply the plan in one transaction and check the tunnel ports came up."""
+    def start(
+        self, plan: MirrorPlan, nic: Nic, snaplen: int | None, *, detach: bool = False
+    ) -> Started:
+        """Apply the plan in one transaction, check the tunnel ports came up with a route,
+        and (unless ``detach``) keep the session renewed and watched until :meth:`stop`."""
+        plan = with_marks(plan, liveness_ids(detached=detach))
         self.plan = plan  # set first: an interrupt during the commit still tears down
+        self.detach = detach
         apply_plan(self.api, plan)
         states = wait_tunnels(self.api, [t.name for t in plan.tunnels])
         bad = [s for s in states if s.error or not s.ofport]
         if bad:
             detail = "; ".join(f"{s.name}: {s.error or 'no OpenFlow port'}" for s in bad)
-            self.stop()
+            self._undo()
             raise SwitchError(
                 f"the tunnel port did not come up ({detail}); the session was removed again",
                 hint="check that this Open vSwitch supports the tunnel type and that "
                 "--to is routable from its tunnel endpoint",
             )
+        if plan.remote_ip:  # a tunnel (capture --at ovs makes internal ports: no route)
+            states = wait_egress(self.api, states)
+            self._require_route(plan, states)
         warnings = []
         egress = next((s for s in states if s.egress_mtu), None)
         if egress is not None:
             text = mtu_warning(nic, plan.encap, egress.egress_iface, egress.egress_mtu, snaplen)
             if text:
                 warnings.append(text)
+        if not detach:
+            self.keeper = Keeper(
+                self.api, session_rows(self.api, plan), session=plan.session,
+                bridge=plan.bridge, ttl=_ttl_of(plan),
+            ).start()  # fmt: skip
         return Started(plan, states, warnings=warnings)
+
+    def _undo(self) -> None:
+        """Remove a session that is refused right after it was made (detached or not)."""
+        self.detach = False
+        self.stop()
+
+    def _require_route(self, plan: MirrorPlan, states: list[TunnelState]) -> None:
+        """Refuse a tunnel OVS has no route for, or one that leaves by loopback (to itself)."""
+        if not any(s.egress_iface for s in states):
+            self._undo()
+            raise SwitchError(
+                f"Open vSwitch has no route to --to {plan.remote_ip} (the tunnel port shows no "
+                "egress interface, Interface status:tunnel_egress_iface); the session was "
+                "removed again",
+                hint="check the address, and the routes of the tunnel endpoint "
+                "(`ovs-appctl ovs/route/show`)",
+            )
+        loop = [s for s in states if s.egress_iface == "lo"]
+        if loop:
+            self._undo()
+            raise UsageError(
+                f"--to {plan.remote_ip} is routed through {loop[0].egress_iface} by Open vSwitch:"
+                " it is this host; the session was removed again",
+                hint="give the address of the host that runs `vmsniff receive`",
+            )
+
+    @property
+    def lost(self) -> str | None:
+        """Why the running session's rows are lost, or None."""
+        return self.keeper.lost if self.keeper is not None else None
+
+    def check(self) -> None:
+        """Raise SessionLost when the session's rows vanished or changed under it."""
+        if self.lost is not None and self.plan is not None:
+            sid = self.plan.session
+            raise SessionLost(
+                f"session {sid} was lost while it ran: {self.lost}; it no longer mirrors "
+                "(what was left of its rows is removed)",
+                hint="someone ran `vmsniff cleanup`, ovs-vsctl or restarted the switch with "
+                "another database; see `vmsniff list`, and start a new session",
+            )
 
     def stats(self) -> tuple[int, int]:
         """Mirrored packets and bytes so far (OVS refreshes Mirror statistics every ~5 s)."""
@@ -184,11 +290,33 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         return packets, bytes_
 
     def stop(self) -> None:
-        """Tear the session down in one transaction (idempotent)."""
+        """Tear the session down in one transaction (idempotent).
+
+        With the database unreachable it waits up to :data:`TEARDOWN_WAIT_S` for it to come
+        back, then raises Unreachable saying that the rows remain and how to remove them.
+        """
         if self.plan is None or self._stopped or self.api is None:
             return
-        sessions = [s for s in find_sessions(self.api, _now()) if s.id == self.plan.session]
-        remove_sessions(self.api, sessions)
+        if self.keeper is not None:
+            self.keeper.stop()
+        sid = self.plan.session
+        names = ", ".join([t.name for t in self.plan.tunnels] + [m.name for m in self.plan.mirrors])
+        truth = Unreachable(
+            f"the OVSDB at {self.remote} does not answer, so session {sid}'s rows remain on "
+            f"the switch ({names}); they expire at {self.plan.expires} or sooner once "
+            "vmsniff sees their owner is gone",
+            hint=f"once the database is back, remove them with:  vmsniff cleanup {sid}",
+        )
+        deadline = time.monotonic() + TEARDOWN_WAIT_S
+        while not idl_ready(self.api):
+            if time.monotonic() >= deadline:
+                raise truth
+            time.sleep(0.05)
+        sessions = [s for s in find_sessions(self.api, _now()) if s.id == sid]
+        try:
+            remove_sessions(self.api, sessions, timeout=TEARDOWN_WAIT_S)
+        except Unreachable:
+            raise truth from None
         self._stopped = True
 
 
@@ -224,6 +352,15 @@ def cleanup(
     with ovsdb(remote) as api:
         found = find_sessions(api, _now())
         chosen = list(_select(found, sessions, vm, expired, everything))
+        missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in found)]
+        if vm and not any(_by_vm(s, vm) for s in found):
+            missing.append(f"--vm {vm}")
+        if missing:
+            raise NotFound(
+                f"no vmsniff session matches {', '.join(missing)}; nothing was removed",
+                hint="`vmsniff list` shows the sessions on this host (ids: 4 or more leading "
+                "characters)",
+            )
         if chosen and not dry_run:
             remove_sessions(api, chosen)
         return CleanupReport(chosen, dry_run, len(found) - len(chosen))
@@ -235,8 +372,16 @@ def _select(
     for s in found:
         if (
             everything
-            or (expired and (s.expired or s.orphaned))
-            or any(s.id.startswith(i) for i in ids if len(i) >= 4)
-            or (vm and (s.vm.startswith(f"{vm} (") or f"({vm})" in s.vm))
+            or (expired and (s.stale or s.orphaned))
+            or any(_by_id(s, i) for i in ids)
+            or (vm and _by_vm(s, vm))
         ):
             yield s
+
+
+def _by_id(s: Session, prefix: str) -> bool:
+    return len(prefix) >= 4 and s.id.startswith(prefix)
+
+
+def _by_vm(s: Session, vm: str) -> bool:
+    return s.vm.startswith(f"{vm} (") or f"({vm})" in s.vm

@@ -38,21 +38,25 @@ def vmsniff(lab: Lab, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-def start_mirror(lab: Lab, *args: str) -> subprocess.Popen[str]:
-    """A foreground `vmsniff mirror`; returns once the mirror is up (it printed the hint)."""
+def start_mirror(lab: Lab, *args: str, pre: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """A foreground `vmsniff mirror`; returns once the mirror is up (it printed the receive
+    command: data on stdout, or on stderr with --json, whose stdout holds one document)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vmsniff", "mirror", *args], stdout=subprocess.PIPE,
+        [sys.executable, "-m", "vmsniff", *pre, "mirror", *args], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=_env(lab),
     )  # fmt: skip
-    assert proc.stderr is not None
+    stream = proc.stderr if "--json" in args else proc.stdout
+    assert stream is not None and proc.stderr is not None
     lines = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        line = proc.stderr.readline()
+        line = stream.readline()
         lines.append(line)
         if "run:" in line or not line:
             break
-    assert any("run:" in line for line in lines), "".join(lines) + (proc.stderr.read() or "")
+    if not any("run:" in line for line in lines):
+        proc.wait(timeout=30)
+        raise AssertionError("".join(lines) + (proc.stderr.read() or ""))
     proc.head = "".join(lines)  # type: ignore[attr-defined]  # what it said while starting
     return proc
 
@@ -195,8 +199,10 @@ def test_foreign_rows_survive_mirror_teardown_and_every_cleanup(lab: Lab, foreig
         assert made.returncode == 0, made.stderr
         sid = json.loads(made.stdout)["session"]
         gone = vmsniff(lab, "cleanup", *args, "--json")
-        assert gone.returncode == 0, gone.stderr
-        removed = [s["session"] for s in json.loads(gone.stdout)["removed"]]
+        # --vm of a VM without sessions is "not found" (3) and removes nothing
+        assert gone.returncode == (3 if args == ["--vm", "c-private"] else 0), gone.stderr
+        out = json.loads(gone.stdout)
+        removed = [s["session"] for s in out.get("removed", [])]
         _foreign_intact(lab)
         if args in (["--expired"], ["--vm", "c-private"]):
             assert removed == []  # not expired / another VM: kept
@@ -344,3 +350,32 @@ def test_erspan_sessions_carry_k_and_k_plus_one(lab: Lab) -> None:
     assert headers and all(h[0] >> 4 == 1 for h in headers)
     sessions = {int.from_bytes(h[2:4], "big") & 0x3FF for h in headers}
     assert sessions == {100, 101}
+
+
+def test_quiet_mirror_still_prints_the_keys_and_receive_command(lab: Lab) -> None:
+    detached = vmsniff(lab, "-q", "mirror", "c-private", "--to", RECEIVER_IP, "--key", "71000000",
+                       "--detach")  # fmt: skip
+    try:
+        assert detached.returncode == 0, detached.stderr
+        assert "from-vm key 71000000, to-vm key 71000001" in detached.stdout
+        assert "vmsniff receive --key 71000000 --direction both" in detached.stdout
+        assert detached.stderr == ""  # -q: no chatter
+    finally:
+        vmsniff(lab, "cleanup", "--all")
+    fg = start_mirror(lab, "c-private", "--to", RECEIVER_IP, "--key", "71000010", "--duration",
+                      "1", pre=("-q",))  # fmt: skip
+    out, err = fg.communicate(timeout=30)
+    assert fg.returncode == 0, err
+    assert "vmsniff receive --key 71000010" in fg.head  # type: ignore[attr-defined]
+    assert err == ""
+    assert_clean(lab)
+
+
+def test_json_mirror_writes_one_document_and_the_receive_command_on_stderr(lab: Lab) -> None:
+    proc = vmsniff(lab, "-q", "mirror", "c-private", "--to", RECEIVER_IP, "--key", "71000020",
+                   "--duration", "1", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # exactly one document: json.loads refuses anything more
+    assert doc["stopped"] == "duration" and doc["keys"]["from-vm"] == 71000020
+    assert "vmsniff receive --key 71000020" in proc.stderr  # for a script, at start
+    assert_clean(lab)

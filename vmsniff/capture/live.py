@@ -5,6 +5,11 @@ privilege checked before anything is touched; ``--at ovs`` rows are created (one
 transaction per NIC, :class:`vmsniff.mirror.MirrorSession`) only then, and every exit from the
 ``with`` (error, Ctrl-C, the end) closes the rings and removes those rows again, each in one
 transaction. After SIGKILL the rows stay with their expiry, for ``vmsniff cleanup --expired``.
+
+While the capture runs its mirror sessions are kept renewed and watched (as ``vmsniff
+mirror``'s, :mod:`vmsniff.ovs.keeper`): when their rows are removed under it the source stops
+at once and leaving the ``with`` raises :class:`~vmsniff.errors.SessionLost` (exit 12), after
+what was captured so far is written and the rest of the rows removed.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ def open_capture(
         devices: list[str] = []
         devices_of: dict[str, list[str]] = {}
         sessions: list[Any] = []
+        mirrors: list[Any] = []  # the MirrorSession of each --at ovs NIC
         removed: list[str] = []
 
         # one ring per tap, one per direction for a local mirror
@@ -126,7 +132,9 @@ def open_capture(
                 assert point.device is not None
                 add(point.device, tap_program, StagePoint(point.name))
                 continue
-            plan = _start_mirror(stack, target, point, opts, removed)
+            mirror = _start_mirror(stack, target, point, opts, removed)
+            mirrors.append(mirror)
+            plan = mirror.plan
             sessions.append(plan)
             from vmsniff.capture.netdev import quiet_up, wait_link
 
@@ -134,14 +142,20 @@ def open_capture(
                 wait_link(port.name)
                 quiet_up(port.name)
                 add(port.name, port_program, StagePoint(point.name, port.direction))
+
+        def ending() -> bool:
+            return stop() or any(m.lost is not None for m in mirrors)
+
         yield OpenCapture(
-            source=RingSource(rings, stop=stop, deadline=deadline, hold_ms=HOLD_MS),
+            source=RingSource(rings, stop=ending, deadline=deadline, hold_ms=HOLD_MS),
             stage=CaptureStage(stage_points, snaplen=opts.snaplen, keep=opts.direction),
             devices=devices,
             devices_of=devices_of,
             sessions=sessions,
             removed_expired=removed,
         )
+        for mirror in mirrors:
+            mirror.check()  # SessionLost: the rows went away under the capture
 
 
 def _start_mirror(
@@ -157,7 +171,7 @@ def _start_mirror(
     )  # fmt: skip
     removed.extend(expired)
     session.start(plan, point.nic, None)
-    return plan
+    return session
 
 
 def block_fast_path(cap: OpenCapture, sink: Any, direction: Direction) -> Any:

@@ -111,7 +111,7 @@ def target_table(env: Env, target: Any) -> None:
 
 
 def sessions_table(env: Env, sessions: Any) -> None:
-    """vmsniff's sessions on a switch."""
+    """vmsniff's sessions on a switch; ``state`` says which are dead, expired or orphaned."""
     from rich.table import Table
 
     if not sessions:
@@ -124,8 +124,12 @@ def sessions_table(env: Env, sessions: Any) -> None:
         table.add_column(col)
     for s in sessions:
         d = s.to_dict()
-        state = "orphaned" if s.orphaned else ("expired" if s.expired else "active")
-        colour = {"active": "green"}.get(state, "yellow")
+        state = s.state  # orphaned, dead (its owner on this host is gone), expired, active
+        if state == "active" and s.detached:
+            state = "active (detached)"
+        colour = {"active": "green", "active (detached)": "green", "dead": "red"}.get(
+            state, "yellow"
+        )
         table.add_row(
             s.id[:8], s.vm, s.nic, d["direction"], s.encap or "-", s.remote_ip or "-",
             ",".join(str(k) for k in s.keys.values()), s.owner, s.reason or "-",

@@ -73,8 +73,9 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
     Creates, in one OVSDB transaction, tunnel port(s) and Mirror row(s) on the NIC's bridge
     (from-vm with key K, to-vm with key K+1), adding to Bridge.ports and Bridge.mirrors and
     never replacing them. Runs in the foreground until Ctrl-C, SIGTERM, SIGHUP or
-    --duration, then removes exactly what it created. Prints the matching `vmsniff
-    receive` command for the receiving host.
+    --duration, then removes exactly what it created; while it runs it renews the rows'
+    expiry, and exits 12 if they are removed under it. Prints the keys and the matching
+    `vmsniff receive` command for the receiving host (stdout; stderr with --json).
     """
     from datetime import timedelta
 
@@ -85,7 +86,10 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
     from vmsniff.resolve import resolve, single_nic
 
     duration: float | None = kw.pop("duration")
-    ttl = timedelta(seconds=kw.pop("ttl"))
+    ttl_s: float = kw.pop("ttl")
+    if duration is not None:
+        ttl_s = max(ttl_s, duration + 60)  # the rows outlive the run even if renewal fails
+    ttl = timedelta(seconds=ttl_s)
     if kw["detach"] and duration:
         raise UsageError("--detach and --duration do not go together; --ttl sets the expiry")
     opts = MirrorOptions(
@@ -113,7 +117,7 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
     with MirrorSession(target.ovsdb) as session:
         plan, expired = session.prepare(target.server, nic, opts)
         for sid in expired:
-            env.info(f"removed expired vmsniff session {sid}")
+            env.info(f"removed {session.removed_why.get(sid, 'expired')} vmsniff session {sid}")
         if dry_run:
             session.detach = True
             if as_json:
@@ -124,22 +128,17 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
             return
         old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            started = session.start(plan, nic, opts.snaplen)
+            started = session.start(plan, nic, opts.snaplen, detach=detach)
             for warning in started.warnings:
                 env.warn(warning)
-            keys = ", ".join(f"{d} key {k}" for d, k in plan.keys.items())
             env.info(
                 f"mirroring {target.server.name} {nic.mac} ({plan.vm_port} on {plan.bridge}) "
-                f"to {plan.remote_ip} over {plan.encap}: {keys}"
+                f"to {plan.remote_ip} over {plan.encap}"
             )
-            env.info(f"on {plan.remote_ip} run:  {_receive_command(plan)}")
+            _started(env, plan, as_json=as_json, detach=detach)
             if detach:
-                session.detach = True
                 if as_json:
                     env.json({**plan.to_dict(), "detached": True})
-                else:
-                    env.out.print(f"session {plan.session} expires {plan.expires}")
-                    env.info(f"remove it with:  vmsniff cleanup {plan.session}")
                 return
             began = time.monotonic()
             reason = _run(env, session, duration)
@@ -158,6 +157,25 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
         env.json({**plan.to_dict(), "stopped": reason, "packets": packets, "bytes": bytes_})
 
 
+def _started(env: Env, plan: Any, *, as_json: bool, detach: bool) -> None:
+    """What a user (or script) needs to receive the session: printed even with -q.
+
+    As text it is data, on stdout. With --json stdout holds exactly one JSON document (at
+    the end of a foreground session), so the same lines go to stderr when the session starts.
+    """
+    keys = ", ".join(f"{d} key {k}" for d, k in plan.keys.items())
+    lines = [
+        f"session {plan.session}: {keys}",
+        f"on {plan.remote_ip} run:  {_receive_command(plan)}",
+    ]
+    if detach:
+        lines.append(f"session {plan.session} expires {plan.expires}")
+        lines.append(f"remove it with:  vmsniff cleanup {plan.session}")
+    stream = env.stderr if as_json else env.stdout
+    stream.write("".join(line + "\n" for line in lines))
+    stream.flush()
+
+
 def _run(env: Env, session: Any, duration: float | None) -> str:
     start = time.monotonic()
     live = env.stderr.isatty() and env.verbosity >= 0
@@ -166,6 +184,7 @@ def _run(env: Env, session: Any, duration: float | None) -> str:
             elapsed = time.monotonic() - start
             if duration is not None and elapsed >= duration:
                 return "duration"
+            session.check()  # SessionLost once its rows are gone (the keeper watches)
             if live:
                 packets, bytes_ = session.stats()
                 sys.stderr.write(f"\r  {elapsed:6.0f} s  {packets} packets  {bytes_} bytes   ")
@@ -185,7 +204,10 @@ def _run(env: Env, session: Any, duration: float | None) -> str:
 @json_option
 @click.pass_obj
 def list_command(env: Env, /, ovsdb: str | None, as_json: bool) -> None:
-    """List vmsniff's mirror sessions on this host (expired and orphaned ones marked)."""
+    """List vmsniff's mirror sessions on this host (dead, expired and orphaned ones marked).
+
+    A session is dead when it was made on this host by a process that no longer runs.
+    """
     from vmsniff.cli._render import sessions_table
     from vmsniff.mirror import list_sessions
     from vmsniff.resolve.endpoints import DEFAULT_OVSDB
@@ -200,7 +222,7 @@ def list_command(env: Env, /, ovsdb: str | None, as_json: bool) -> None:
 @click.command()
 @click.argument("sessions", nargs=-1)
 @click.option("--vm", metavar="VM", help="Sessions of this VM (name or server id).")
-@click.option("--expired", is_flag=True, help="Sessions past their expiry, and orphaned ones.")
+@click.option("--expired", is_flag=True, help="Sessions past their expiry, dead and orphaned ones.")
 @click.option("--all", "everything", is_flag=True, help="Every vmsniff session on this host.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed.")
 @ovsdb_option
@@ -220,7 +242,8 @@ def cleanup(
     """Remove vmsniff's mirrors and tunnel ports (never anyone else's), in one transaction.
 
     Select with SESSION ids (or their first 8 characters), --vm, --expired or --all. With no
-    selector it asks on a terminal; elsewhere it needs --all.
+    selector it asks on a terminal; elsewhere it needs --all. An id or --vm that matches no
+    session exits 3 and removes nothing.
     """
     from vmsniff.errors import UsageError
     from vmsniff.mirror import cleanup as do_cleanup

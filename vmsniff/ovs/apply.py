@@ -13,11 +13,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vmsniff.errors import NotFound, SwitchError
+from vmsniff.errors import NotFound, SwitchError, Unreachable
 from vmsniff.model import Direction
 from vmsniff.ovs.plan import MirrorPlan, Tunnel
 
-__all__ = ["TunnelState", "apply_plan", "remove_rows", "switch_facts", "wait_tunnels"]
+__all__ = [
+    "TunnelState",
+    "apply_plan",
+    "local_tunnel_ips",
+    "remove_rows",
+    "switch_facts",
+    "wait_egress",
+    "wait_tunnels",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +65,28 @@ def switch_facts(api: Any, bridge: str) -> tuple[list[Tunnel], int, list[str]]:
     return tunnels, len(mirrors), owners
 
 
-def _translate(exc: Exception, what: str) -> SwitchError:
-    return SwitchError(
-        f"Open vSwitch refused to {what}: {exc}",
-        hint="check `ovs-vsctl show` and ovs-vswitchd's log; nothing was left behind",
-    )
+def local_tunnel_ips(api: Any) -> dict[str, str]:
+    """This switch's own tunnel endpoint addresses, as OVSDB records them, and where.
+
+    Neutron's tunnel ports carry ``options:local_ip``; OVN's chassis records
+    ``Open_vSwitch external_ids:ovn-encap-ip`` (comma-separated when several).
+    """
+    own: dict[str, str] = {}
+    for row in api.tables["Interface"].rows.values():
+        local = dict(row.options).get("local_ip")
+        if local and local != "flow":
+            own.setdefault(local, f"local_ip of tunnel port {row.name}")
+    for row in api.tables["Open_vSwitch"].rows.values():
+        for ip in dict(row.external_ids).get("ovn-encap-ip", "").split(","):
+            if ip.strip():
+                own.setdefault(ip.strip(), "ovn-encap-ip of this chassis")
+    return own
+
+
+def _translate(exc: Exception, what: str, hint: str) -> SwitchError | Unreachable:
+    if type(exc).__name__ == "TimeoutException":  # ovsdbapp: the database did not answer
+        return Unreachable(f"OVSDB did not answer in time to {what}", hint=hint)
+    return SwitchError(f"Open vSwitch refused to {what}: {exc}", hint=hint)
 
 
 def apply_plan(api: Any, plan: MirrorPlan) -> None:
@@ -103,7 +128,10 @@ def apply_plan(api: Any, plan: MirrorPlan) -> None:
                 mirror = txn.add(api.db_create("Mirror", **columns))
                 txn.add(api.db_add("Bridge", plan.bridge, "mirrors", mirror))
     except Exception as exc:  # ovsdbapp: RuntimeError and friends
-        raise _translate(exc, "create the mirror") from None
+        raise _translate(
+            exc, "create the mirror",
+            "check `ovs-vsctl show` and ovs-vswitchd's log; nothing was left behind",
+        ) from None  # fmt: skip
 
 
 def wait_tunnels(api: Any, names: Iterable[str], timeout: float = 5.0) -> list[TunnelState]:
@@ -116,6 +144,25 @@ def wait_tunnels(api: Any, names: Iterable[str], timeout: float = 5.0) -> list[T
         if done or time.monotonic() > deadline:
             return states
         time.sleep(0.05)
+
+
+#: After its OpenFlow port, how long a tunnel may take to show its egress interface.
+EGRESS_WAIT_S = 1.0
+
+
+def wait_egress(
+    api: Any, states: list[TunnelState], timeout: float = EGRESS_WAIT_S
+) -> list[TunnelState]:
+    """Re-read tunnels without ``status:tunnel_egress_iface`` until they show one, or timeout.
+
+    ovs-vswitchd fills the status when it configures the port (measured in the lab: at once,
+    or never when it has no route to ``remote_ip``); the wait covers a slower switch.
+    """
+    deadline = time.monotonic() + timeout
+    while any(not s.egress_iface for s in states) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        states = [_state(api, s.name) for s in states]
+    return states
 
 
 def _one(value: Any) -> Any:
@@ -137,13 +184,29 @@ def _state(api: Any, name: str) -> TunnelState:
     return TunnelState(name, ofport, _one(row.error), egress, mtu)
 
 
-def remove_rows(api: Any, bridge_of: dict[str, str], mirrors: list[Any], ports: list[str]) -> None:
-    """Remove mirrors (by uuid, from their bridge) and ports (by name) in one transaction."""
+def remove_rows(
+    api: Any,
+    bridge_of: dict[str, str],
+    mirrors: list[Any],
+    ports: list[str],
+    timeout: float | None = None,
+) -> None:
+    """Remove mirrors (by uuid, from their bridge) and ports (by name) in one transaction.
+
+    A database that does not answer within ``timeout`` (default: the connection's) raises
+    Unreachable; a refusal raises SwitchError. Either way the rows remain, and we say so.
+    """
     try:
         with api.transaction(check_error=True) as txn:
+            if timeout is not None:
+                txn.timeout = timeout
             for mirror in mirrors:
                 txn.add(api.db_remove("Bridge", bridge_of[str(mirror)], "mirrors", mirror))
             for port in ports:
                 txn.add(api.del_port(port, bridge_of.get(port), if_exists=True))
     except Exception as exc:
-        raise _translate(exc, "remove vmsniff's rows") from None
+        raise _translate(
+            exc, "remove vmsniff's rows",
+            "the rows remain: see `vmsniff list`, and run `vmsniff cleanup` once the switch "
+            "answers",
+        ) from None  # fmt: skip

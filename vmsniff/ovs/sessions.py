@@ -3,17 +3,28 @@
 A session is every Mirror, Port and Interface row whose ``external_ids`` carry the same
 ``vmsniff-session``. Rows without it are never read into a session, so nothing here can
 touch another operator's mirror or a Neutron port.
+
+A session is *dead* when its liveness marks say it was made on this host by a process that
+no longer runs (:func:`~vmsniff.ovs.ownership.owner_alive`): ``list`` shows it so, and
+``cleanup --expired`` and every new session remove it like an expired one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from vmsniff.ovs.apply import remove_rows
-from vmsniff.ovs.ownership import SESSION_KEY, parse_time
+from vmsniff.ovs.ownership import (
+    SESSION_KEY,
+    Host,
+    owner_alive,
+    parse_time,
+    process_start,
+    this_host,
+)
 
 __all__ = ["Session", "find_sessions", "remove_sessions"]
 
@@ -38,6 +49,30 @@ class Session:
     expired: bool = False
     orphaned: bool = False
     problems: list[str] = field(default_factory=list)
+    host: str | None = None  #: where the owner ran (vmsniff-host)
+    pid: int | None = None  #: the owning process of a foreground session
+    detached: bool = False
+    alive: bool | None = None  #: the owner still runs; None: cannot tell from here
+    marks: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def dead(self) -> bool:
+        """Its owner, on this host, is gone: nobody will remove these rows."""
+        return self.alive is False
+
+    @property
+    def state(self) -> str:
+        """One word for ``list``: orphaned, dead, expired or active."""
+        if self.orphaned:
+            return "orphaned"
+        if self.dead:
+            return "dead"
+        return "expired" if self.expired else "active"
+
+    @property
+    def stale(self) -> bool:
+        """Expired or dead: what ``cleanup --expired`` and every new session remove."""
+        return self.expired or self.dead
 
     @property
     def packets(self) -> int:
@@ -60,8 +95,14 @@ class Session:
             "reason": self.reason,
             "created": self.created,
             "expires": self.expires,
+            "state": self.state,
             "expired": self.expired,
             "orphaned": self.orphaned,
+            "dead": self.dead,
+            "owner_alive": self.alive,
+            "host": self.host,
+            "pid": self.pid,
+            "detached": self.detached,
             "problems": self.problems,
             "mirrored_packets": self.packets,
             "mirrored_bytes": self.bytes,
@@ -77,10 +118,26 @@ def _meta(session: Session, ids: dict[str, str]) -> None:
     session.reason = session.reason or ids.get("vmsniff-reason")
     session.created = session.created or ids.get("vmsniff-created")
     session.expires = session.expires or ids.get("vmsniff-expires")
+    if not session.marks:
+        session.marks = {k: v for k, v in ids.items() if k in _LIVENESS}
 
 
-def find_sessions(api: Any, now: datetime) -> list[Session]:
-    """Every vmsniff session on the switch, with expiry and orphan status."""
+_LIVENESS = ("vmsniff-host", "vmsniff-pid", "vmsniff-pid-start", "vmsniff-boot-id",
+             "vmsniff-pidns", "vmsniff-detached")  # fmt: skip
+
+
+def find_sessions(
+    api: Any,
+    now: datetime,
+    host: Host | None = None,
+    start_of: Callable[[int], str | None] = process_start,
+) -> list[Session]:
+    """Every vmsniff session on the switch, with expiry, orphan and liveness status.
+
+    ``host`` (default: this one) and ``start_of`` (a pid's start time) judge liveness; tests
+    pass their own.
+    """
+    host = host or this_host()
     found: dict[str, Session] = {}
     bridge_of_port: dict[Any, str] = {}
     bridge_of_mirror: dict[Any, str] = {}
@@ -137,10 +194,15 @@ def find_sessions(api: Any, now: datetime) -> list[Session]:
         s.orphaned = bool(s.problems)
         expires = parse_time(s.expires)
         s.expired = expires is not None and expires <= now
+        s.host = s.marks.get("vmsniff-host")
+        pid = s.marks.get("vmsniff-pid", "")
+        s.pid = int(pid) if pid.isdigit() else None
+        s.detached = s.marks.get("vmsniff-detached") == "true"
+        s.alive = owner_alive(s.marks, host, start_of)
     return sorted(found.values(), key=lambda s: s.created or "")
 
 
-def remove_sessions(api: Any, sessions: Sequence[Session]) -> None:
+def remove_sessions(api: Any, sessions: Sequence[Session], timeout: float | None = None) -> None:
     """Remove every row of ``sessions`` in one transaction (idempotent for gone rows)."""
     bridge_of: dict[str, str] = {}
     mirrors = []
@@ -155,4 +217,4 @@ def remove_sessions(api: Any, sessions: Sequence[Session]) -> None:
                 bridge_of[p["name"]] = p["bridge"]
             ports.append(p["name"])
     if mirrors or ports:
-        remove_rows(api, bridge_of, mirrors, ports)
+        remove_rows(api, bridge_of, mirrors, ports, timeout)
