@@ -30,6 +30,7 @@ class Env:
         force = {"always": True, "never": False}.get(self.color)
         # Off a terminal rich would wrap at 80 columns and cut table cells; data must stay whole.
         width = None if stream.isatty() else 200
+
         return Console(
             file=stream,
             width=width,
@@ -57,6 +58,14 @@ class Env:
         """Write one JSON document to stdout (``--json`` output), no colour, no wrapping."""
         self.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         self.stdout.flush()
+
+    def add_verbosity(self, verbose: int = 0, quiet: bool = False) -> None:
+        """Merge ``-v``/``-q`` given after a subcommand with the global ones: ``-q`` wins
+        wherever it stands, ``-v`` counts add up (``vmsniff -v mirror -v`` is ``-vv``)."""
+        if quiet:
+            self.verbosity = -1
+        elif self.verbosity >= 0:
+            self.verbosity += verbose
 
     def info(self, message: str) -> None:
         """A progress message on stderr, suppressed by ``-q``."""

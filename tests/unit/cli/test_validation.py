@@ -7,6 +7,7 @@ tests (tests/functional/test_validation.py) cover the ones that need a switch.
 
 from __future__ import annotations
 
+import click
 import pytest
 
 from vmsniff.cli import cli
@@ -35,3 +36,55 @@ def test_too_long_durations_are_usage_errors_naming_option_and_maximum(
     assert out == ""
     assert f"'{option}'" in err and "longer than the maximum, 365d" in err, err
     assert "Traceback" not in err and "internal error" not in err
+
+
+def _verbosity_seen(argv: list[str]) -> int:
+    """Run ``vmsniff ARGV`` with a stand-in for mirror's body; the verbosity it would see."""
+    from vmsniff.cli.mirror import mirror
+
+    seen: list[int] = []
+    original = mirror.callback
+    mirror.callback = lambda *a, **kw: seen.append(click.get_current_context().obj.verbosity)
+    try:
+        assert run(cli, argv) == ExitCode.OK
+    finally:
+        mirror.callback = original
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbosity"),
+    [
+        (["mirror", "vm", "--to", "192.0.2.9"], 0),
+        (["mirror", "-q", "vm", "--to", "192.0.2.9"], -1),
+        (["mirror", "vm", "--to", "192.0.2.9", "--quiet"], -1),
+        (["-q", "mirror", "vm", "--to", "192.0.2.9"], -1),
+        (["mirror", "vm", "-v", "--to", "192.0.2.9"], 1),
+        (["-v", "mirror", "-v", "vm", "--to", "192.0.2.9"], 2),
+        (["-v", "mirror", "-q", "vm", "--to", "192.0.2.9"], -1),
+        (["-q", "mirror", "-vv", "vm", "--to", "192.0.2.9"], -1),
+    ],
+)
+def test_v_and_q_are_accepted_after_the_subcommand_and_merged(
+    argv: list[str], verbosity: int
+) -> None:
+    assert _verbosity_seen(argv) == verbosity
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["resolve", "-q", "--help"],
+        ["list", "-v", "--help"],
+        ["cleanup", "-q", "--help"],
+        ["capture", "-q", "--help"],
+        ["receive", "-vv", "--help"],
+        ["lab", "-q", "--help"],
+        ["lab", "status", "-q", "--help"],
+    ],
+)
+def test_every_subcommand_takes_v_and_q(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(cli, argv) == ExitCode.OK
+    assert "-q, --quiet" in capsys.readouterr().out
