@@ -17,7 +17,7 @@ import click
 
 from vmsniff import __version__
 from vmsniff.cli._context import Env
-from vmsniff.cli._errors import run
+from vmsniff.cli._errors import ClosedPipe, run
 
 __all__ = ["cli", "main"]
 
@@ -51,6 +51,12 @@ class _LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:  # `vmsniff ... | head`: see ClosedPipe
+            raise ClosedPipe() from exc
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -127,6 +133,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, color: str) -> None:
     Resolve a VM to its tap and Open vSwitch port, capture or mirror its traffic, and
     clean up after yourself. Run `vmsniff lab up` for a sandbox hypervisor to try it on.
     """
+    # The error mapper passes its Env in (obj=) to see whether a --json document was written.
     env = ctx.ensure_object(Env)
     env.verbosity, env.color = (-1 if quiet else verbose), color
 

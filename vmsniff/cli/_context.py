@@ -19,6 +19,8 @@ class Env:
 
     verbosity: int = 0  #: -1 quiet, 0 normal, 1 -v, 2 -vv (tracebacks)
     color: str = "auto"
+    #: a ``--json`` document went to stdout (the error mapper then adds none: one per run)
+    json_written: bool = False
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     _out: Console | None = field(default=None, repr=False)
@@ -31,7 +33,14 @@ class Env:
         # Off a terminal rich would wrap at 80 columns and cut table cells; data must stay whole.
         width = None if stream.isatty() else 200
 
-        return Console(
+        class _Console(Console):
+            def on_broken_pipe(self) -> None:
+                # rich would point fd 1 at /dev/null and exit 1; the error mapper decides
+                # instead (a closed pipe is a quiet exit 0, for every command alike).
+                self.quiet = True
+                raise BrokenPipeError
+
+        return _Console(
             file=stream,
             width=width,
             force_terminal=force,
@@ -56,6 +65,7 @@ class Env:
 
     def json(self, data: Any) -> None:
         """Write one JSON document to stdout (``--json`` output), no colour, no wrapping."""
+        self.json_written = True
         self.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         self.stdout.flush()
 

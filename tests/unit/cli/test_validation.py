@@ -7,11 +7,15 @@ tests (tests/functional/test_validation.py) cover the ones that need a switch.
 
 from __future__ import annotations
 
+import json
+
 import click
 import pytest
 
 from vmsniff.cli import cli
+from vmsniff.cli._context import Env
 from vmsniff.cli._errors import run
+from vmsniff.errors import NotFound
 from vmsniff.exitcodes import ExitCode
 
 MIRROR = ["mirror", "c-private", "--to", "192.0.2.9", "--ovsdb", "unix:/nonexistent/db.sock"]
@@ -36,6 +40,75 @@ def test_too_long_durations_are_usage_errors_naming_option_and_maximum(
     assert out == ""
     assert f"'{option}'" in err and "longer than the maximum, 365d" in err, err
     assert "Traceback" not in err and "internal error" not in err
+
+
+def _one_json_document(out: str) -> dict[str, object]:
+    doc = json.loads(out)  # raises unless stdout is exactly one JSON document
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*MIRROR, "--key", "-1", "--json"], "Invalid value for '--key'"),
+        (["mirror", "--json", "--no-such-option"], "No such option"),
+        (["list", "--json", "--ovsdb"], "requires an argument"),
+        (["resolve", "--json"], "Missing argument 'VM'"),
+        (["no-such-command", "--json"], "No such command"),
+        ([*MIRROR, "--ttl", "99999999h", "--json"], "longer than the maximum"),
+    ],
+)
+def test_json_usage_errors_are_one_document_on_stdout(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(cli, argv) == ExitCode.USAGE
+    out, err = capsys.readouterr()
+    doc = _one_json_document(out)
+    assert doc["error"] == "UsageError" and doc["exit_code"] == 2
+    assert message in str(doc["message"]) and message in err  # humans still read stderr
+
+
+def test_json_vmsniff_errors_are_one_document_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run(cli, ["list", "--json", "--ovsdb", "unix:/nonexistent/db.sock"])
+    out, _err = capsys.readouterr()
+    doc = _one_json_document(out)
+    assert code == doc["exit_code"] != 0 and "/nonexistent/db.sock" in str(doc["message"])
+
+
+def test_json_error_goes_to_stderr_when_stdout_carries_the_capture(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["receive", "-w", "-", "--json", "--duration", "99999999h"]
+    assert run(cli, argv) == ExitCode.USAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert '"exit_code": 2' in err
+
+
+def test_a_document_already_written_is_the_only_one(capsys: pytest.CaptureFixture[str]) -> None:
+    @click.command()
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def command(env: Env, as_json: bool) -> None:
+        env.json({"done": True})
+        raise NotFound("gone after the document was written")
+
+    assert run(command, ["--json"]) == ExitCode.NOT_FOUND
+    assert _one_json_document(capsys.readouterr().out) == {"done": True}
+
+
+def test_internal_errors_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
+    @click.command()
+    @click.option("--json", "as_json", is_flag=True)
+    def command(as_json: bool) -> None:
+        raise ZeroDivisionError("boom")
+
+    assert run(command, ["--json"]) == ExitCode.ERROR
+    doc = _one_json_document(capsys.readouterr().out)
+    assert doc["error"] == "InternalError" and "ZeroDivisionError: boom" in str(doc["message"])
 
 
 def _verbosity_seen(argv: list[str]) -> int:
