@@ -158,3 +158,92 @@ def test_unreadable_config_is_permission_denied_naming_it(open_dir: Path) -> Non
     config.chmod(0o644)
     config.parent.chmod(0o700)  # the file is readable, its directory cannot be entered
     _refused(as_nobody("resolve", "c-private", "--offline", env=env), 7, str(config))
+
+
+# --- mirror: refused before any row exists ------------------------------------------------
+
+
+def _mirror(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    # --duration: without the checks these would mirror for 3 s and exit 0
+    return vmsniff(lab, "mirror", "c-private", *args, "--duration", "3")
+
+
+@pytest.mark.parametrize(
+    ("to", "why"),
+    [
+        ("255.255.255.255", "broadcast"),
+        ("127.0.0.1", "loopback"),
+        ("127.1.2.3", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("224.0.0.5", "multicast"),
+        ("ff02::1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("fe80::1", "link-local"),
+    ],
+)
+def test_addresses_that_cannot_receive_are_refused(lab: Lab, to: str, why: str) -> None:
+    _refused(_mirror(lab, "--to", to), 2, f"--to {to} cannot receive a tunnel", why)
+    assert_clean(lab)
+
+
+def test_the_hypervisors_own_tunnel_address_is_refused(lab: Lab) -> None:
+    # A Neutron-style tunnel port whose local_ip is this hypervisor's tunnel address.
+    from vmsniff.lab.switch import vsctl
+    from vmsniff.lab.topology import TUNNEL_IP
+
+    port = f"gre-v{os.getpid() % 100000}"
+    vsctl(lab, "add-port", "br-int", port, "--", "set", "Interface", port, "type=gre",
+          "options:remote_ip=192.0.2.77", f"options:local_ip={TUNNEL_IP}")  # fmt: skip
+    try:
+        _refused(_mirror(lab, "--to", TUNNEL_IP), 2, f"--to {TUNNEL_IP}", port, "own tunnel")
+    finally:
+        vsctl(lab, "--if-exists", "del-port", "br-int", port)
+    assert_clean(lab)
+
+
+def test_a_bridge_the_port_is_not_on_is_refused_naming_where_it_is(lab: Lab) -> None:
+    done = _mirror(lab, "--to", "10.250.0.2", "--bridge", "br-phy")
+    _refused(done, 2, "--bridge br-phy", "is on bridge br-int", "--bridge br-int")
+    assert_clean(lab)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--erspan-version", "2"], "--erspan-version only applies to ERSPAN, not --encap gre"),
+        (["--erspan-index", "7"], "--erspan-index only applies to ERSPAN"),
+        (["--encap", "erspan", "--erspan-version", "2", "--erspan-index", "7"],
+         "field of ERSPAN version 1"),
+        (["--encap", "erspan", "--erspan-index", "1048576"], "0<=x<=1048575"),
+        (["--encap", "erspan", "--erspan-version", "3"], "1<=x<=2"),
+    ],
+)  # fmt: skip
+def test_erspan_options_that_would_be_ignored_or_rejected_by_ovs_are_refused(
+    lab: Lab, args: list[str], message: str
+) -> None:
+    _refused(_mirror(lab, "--to", "10.250.0.2", *args), 2, message)
+    assert_clean(lab)
+
+
+@pytest.mark.parametrize("index", [300, 1048575])
+def test_erspan_index_reaches_the_wire_as_given(lab: Lab, index: int) -> None:
+    """ovs-vswitchd reads options:erspan_idx as hexadecimal: 300 must arrive as 300 (not
+    0x300), and 1048575, the largest 20-bit index, must be accepted (not "invalid")."""
+    from tests.functional.test_mirror import collector, start_mirror
+    from vmsniff.lab.topology import RECEIVER_IP
+    from vmsniff.lab.traffic import make_traffic
+
+    with collector(lab) as got:
+        proc = start_mirror(lab, "c-private", "--to", RECEIVER_IP, "--encap", "erspan",
+                            "--key", "200", "--erspan-index", str(index),
+                            "--duration", "4")  # fmt: skip
+        make_traffic(lab, "c-private", "c-native", count=1)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert_clean(lab)
+    # ERSPAN type II header: the index is the low 20 bits of its second word
+    headers = [bytes.fromhex(str(inner))[:8] for _key, inner, _len in got]
+    assert headers and {int.from_bytes(h[4:8], "big") & 0xFFFFF for h in headers} == {index}
