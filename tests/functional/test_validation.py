@@ -247,3 +247,37 @@ def test_erspan_index_reaches_the_wire_as_given(lab: Lab, index: int) -> None:
     # ERSPAN type II header: the index is the low 20 bits of its second word
     headers = [bytes.fromhex(str(inner))[:8] for _key, inner, _len in got]
     assert headers and {int.from_bytes(h[4:8], "big") & 0xFFFFF for h in headers} == {index}
+
+
+# --- --dry-run: the printed command works as printed --------------------------------------
+
+REASONS = ['ticket 42: a\\b "quoted" (x=1, y:2)', "it's $HOME `id` \\n; rm -rf /tmp/x", "ünï ✓\t"]
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_dry_run_command_stores_the_reason_exactly(lab: Lab, reason: str) -> None:
+    import json
+
+    from vmsniff.lab.switch import vsctl
+
+    done = vmsniff(lab, "mirror", "c-private", "--to", "10.250.0.2", "--dry-run", "--reason",
+                   reason)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert_clean(lab)  # a dry run creates nothing
+    command = done.stdout.splitlines()[-1]
+    assert command.startswith("ovs-vsctl --db=")
+    # run it as printed, by a shell, against the lab's real ovsdb-server
+    ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60,
+                         env=_env(lab))  # fmt: skip
+    try:
+        assert ran.returncode == 0, ran.stderr
+        for table in ("Interface", "Port", "Mirror"):
+            rows = json.loads(vsctl(lab, "--format=json", "--columns=name,external_ids",
+                                    "list", table))["data"]  # fmt: skip
+            ours = [dict(ids[1]) for _name, ids in rows if "vmsniff-session" in dict(ids[1])]
+            assert len(ours) == 2, (table, rows)
+            assert all(ids["vmsniff-reason"] == reason for ids in ours), ours
+    finally:
+        cleaned = vmsniff(lab, "cleanup", "--all")
+        assert cleaned.returncode == 0, cleaned.stderr
+    assert_clean(lab)

@@ -18,6 +18,7 @@ key on the switch. Port names are ``vms`` + 8 hex digits of the session + ``-f``
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import shlex
 import uuid
@@ -168,7 +169,7 @@ class MirrorPlan:
         for t in self.tunnels:
             argv += ["--", "add-port", self.bridge, t.name]
             argv += ["--", "set", "Interface", t.name, f"type={t.type}"]
-            argv += [f"options:{k}={v}" for k, v in t.options.items()]
+            argv += [f"options:{k}={_q(v)}" for k, v in t.options.items()]
             argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
             argv += ["--", "set", "Port", t.name]
             argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
@@ -203,8 +204,11 @@ class MirrorPlan:
 
 
 def _q(value: str) -> str:
-    # OVSDB's string syntax: quote values holding characters ovs-vsctl would split on.
-    return '"' + value.replace('"', '\\"') + '"' if any(c in value for c in ' (),=:"') else value
+    """``value`` in ovs-vsctl's own syntax for a string: always double-quoted, with JSON's
+    escapes, which ovs-vsctl undoes (``json_string_unescape`` in lib/ovsdb-data.c) for a
+    value that starts with a quote. Quoting only some values and escaping only ``"`` broke
+    on a backslash in --reason. Shell quoting comes on top (shlex.join)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def encap_overhead(encap: str) -> int:

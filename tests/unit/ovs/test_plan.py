@@ -159,3 +159,15 @@ def test_the_hypervisors_own_tunnel_address_is_refused() -> None:
         plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), tunnels=neutron, now=NOW)
     flow = [Tunnel("gre-any", "gre", "flow", "flow", "flow")]
     plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), tunnels=flow, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "reason", ['a\\b "c" d', "it's $HOME `x`", "k=v:w,(x)", "tab\there", "ünïcode ✓", "\\"]
+)
+def test_dry_run_values_are_quoted_for_the_shell_and_ovs_vsctl(reason: str) -> None:
+    # the real ovs-vsctl reads them back in tests/functional/test_validation.py
+    import json
+
+    argv = shlex.split(plan(reason=reason).vsctl_command())
+    values = [a.split("=", 1)[1] for a in argv if a.startswith("external_ids:vmsniff-reason=")]
+    assert values and all(json.loads(v) == reason for v in values)
