@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root, skip_or_fail
-from tests.functional.test_mirror import _env, assert_clean, vmsniff  # noqa: F401 (used below)
+from tests.functional.test_mirror import _env, assert_clean, vmsniff
 from vmsniff.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -281,3 +281,18 @@ def test_dry_run_command_stores_the_reason_exactly(lab: Lab, reason: str) -> Non
         cleaned = vmsniff(lab, "cleanup", "--all")
         assert cleaned.returncode == 0, cleaned.stderr
     assert_clean(lab)
+
+
+# --- a closed pipe ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["resolve", "c-private"], ["resolve", "c-private", "--json"]])
+def test_resolve_into_head_exits_0_quietly(lab: Lab, args: list[str]) -> None:
+    """`vmsniff resolve c-private | head -1`: rich's table (or the JSON) meets a closed pipe."""
+    for _ in range(5):  # the reader may go before or after the last write: try both often
+        done = subprocess.run(
+            ["bash", "-c", f"{sys.executable} -m vmsniff {' '.join(args)} | head -c 1 >/dev/null;"
+             " exit ${PIPESTATUS[0]}"], capture_output=True, text=True, env=_env(lab),
+            timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, "")
