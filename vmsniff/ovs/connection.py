@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vmsniff.errors import PermissionDenied, Unreachable
+from vmsniff.errors import PermissionDenied, Unreachable, UsageError
 
 __all__ = ["TABLES", "close_all", "ovsdb"]
 
@@ -103,6 +103,12 @@ def _connect(remote: str, timeout: float) -> tuple[Any, Any]:
     from ovsdbapp.schema.open_vswitch import impl_idl
 
     hint = "pass --ovsdb REMOTE (or set VMSNIFF_OVSDB), e.g. unix:/var/run/openvswitch/db.sock"
+    if not remote.startswith(("unix:", "tcp:", "ssl:")):
+        # ovsdbapp would try it and say only "could not retrieve schema" (exit 6)
+        raise UsageError(
+            f"OVSDB remote {remote!r} is not unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT",
+            hint=hint,
+        )
     if remote.startswith("unix:"):
         _check_unix_socket(remote[5:], hint, timeout)
     try:

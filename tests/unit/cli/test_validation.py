@@ -161,3 +161,11 @@ def test_every_subcommand_takes_v_and_q(
 ) -> None:
     assert run(cli, argv) == ExitCode.OK
     assert "-q, --quiet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("remote", ["garbage", "/var/run/openvswitch/db.sock", "punix:/x"])
+def test_an_ovsdb_remote_of_no_known_kind_is_a_usage_error(
+    remote: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(cli, ["list", "--ovsdb", remote]) == ExitCode.USAGE
+    assert f"OVSDB remote '{remote}' is not unix:PATH" in capsys.readouterr().err
