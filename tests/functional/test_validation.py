@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,7 +84,11 @@ def scratch_ovsdb(open_dir: Path) -> Iterator[Path]:
         sock.chmod(0o750)
         yield sock
     finally:
-        os.kill(int(pidfile.read_text()), 15)  # the server this fixture started, by its pid
+        pid = int(pidfile.read_text())
+        os.kill(pid, 15)  # the server this fixture started, by its pid
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)  # gone before open_dir is removed, or it leaves its lock file
 
 
 def _refused(done: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
