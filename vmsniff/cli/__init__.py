@@ -17,7 +17,7 @@ import click
 
 from vmsniff import __version__
 from vmsniff.cli._context import Env
-from vmsniff.cli._errors import run
+from vmsniff.cli._errors import ClosedPipe, run
 
 __all__ = ["cli", "main"]
 
@@ -52,6 +52,12 @@ class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:  # `vmsniff ... | head`: see ClosedPipe
+            raise ClosedPipe() from exc
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
         if target is None:
@@ -59,7 +65,37 @@ class _LazyGroup(click.Group):
         module_name, attr = target.split(":")
         command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
+        return _with_verbosity(command)
+
+
+_VERBOSE_HELP = "More detail; -vv shows tracebacks."
+_QUIET_HELP = "Only errors and requested data."
+
+
+def _merge_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value:
+        env = ctx.find_object(Env)
+        if env is not None:
+            env.add_verbosity(**{str(param.name): value})
+
+
+def _with_verbosity(command: click.Command) -> click.Command:
+    """Give ``command`` (and a group's subcommands) their own ``-v``/``-q``, merged with the
+    global ones (:meth:`Env.add_verbosity`): users type ``vmsniff mirror -q ...`` as they
+    type ``tcpdump -q``, and click would otherwise refuse an option after the subcommand.
+    Added once, when the command is first looked up, so command modules need not know."""
+    if any(p.name == "verbose" for p in command.params):
         return command
+    command.params += [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False,
+                     callback=_merge_verbosity, help=_VERBOSE_HELP),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False,
+                     callback=_merge_verbosity, help=_QUIET_HELP),
+    ]  # fmt: skip
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _with_verbosity(sub)
+    return command
 
 
 def _help_width() -> int:
@@ -81,8 +117,8 @@ def _help_width() -> int:
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="vmsniff")
-@click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
+@click.option("-v", "--verbose", count=True, help=_VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=_QUIET_HELP)
 @click.option(
     "--color",
     type=click.Choice(["auto", "always", "never"]),
@@ -97,7 +133,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, color: str) -> None:
     Resolve a VM to its tap and Open vSwitch port, capture or mirror its traffic, and
     clean up after yourself. Run `vmsniff lab up` for a sandbox hypervisor to try it on.
     """
-    ctx.obj = Env(verbosity=-1 if quiet else verbose, color=color)
+    # The error mapper passes its Env in (obj=) to see whether a --json document was written.
+    env = ctx.ensure_object(Env)
+    env.verbosity, env.color = (-1 if quiet else verbose), color
 
 
 def main(argv: list[str] | None = None) -> None:

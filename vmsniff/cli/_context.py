@@ -19,6 +19,8 @@ class Env:
 
     verbosity: int = 0  #: -1 quiet, 0 normal, 1 -v, 2 -vv (tracebacks)
     color: str = "auto"
+    #: a ``--json`` document went to stdout (the error mapper then adds none: one per run)
+    json_written: bool = False
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     _out: Console | None = field(default=None, repr=False)
@@ -30,7 +32,15 @@ class Env:
         force = {"always": True, "never": False}.get(self.color)
         # Off a terminal rich would wrap at 80 columns and cut table cells; data must stay whole.
         width = None if stream.isatty() else 200
-        return Console(
+
+        class _Console(Console):
+            def on_broken_pipe(self) -> None:
+                # rich would point fd 1 at /dev/null and exit 1; the error mapper decides
+                # instead (a closed pipe is a quiet exit 0, for every command alike).
+                self.quiet = True
+                raise BrokenPipeError
+
+        return _Console(
             file=stream,
             width=width,
             force_terminal=force,
@@ -55,8 +65,17 @@ class Env:
 
     def json(self, data: Any) -> None:
         """Write one JSON document to stdout (``--json`` output), no colour, no wrapping."""
+        self.json_written = True
         self.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         self.stdout.flush()
+
+    def add_verbosity(self, verbose: int = 0, quiet: bool = False) -> None:
+        """Merge ``-v``/``-q`` given after a subcommand with the global ones: ``-q`` wins
+        wherever it stands, ``-v`` counts add up (``vmsniff -v mirror -v`` is ``-vv``)."""
+        if quiet:
+            self.verbosity = -1
+        elif self.verbosity >= 0:
+            self.verbosity += verbose
 
     def info(self, message: str) -> None:
         """A progress message on stderr, suppressed by ``-q``."""

@@ -43,7 +43,14 @@ def _receive_command(plan: Any) -> str:
 
 @click.command()
 @click.argument("vm")
-@click.option("--to", "to", required=True, metavar="IP", help="Receiver of the tunnel.")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="IP",
+    help="Receiver of the tunnel: a unicast IPv4/IPv6 address of another host (not loopback, "
+    "multicast, broadcast or this hypervisor's tunnel address).",
+)
 @click.option(
     "--direction",
     type=click.Choice(["both", "from-vm", "to-vm"]),
@@ -52,9 +59,26 @@ def _receive_command(plan: Any) -> str:
     help="From the VM's point of view.",
 )
 @click.option("--encap", type=click.Choice(["gre", "erspan"]), default="gre", show_default=True)
-@click.option("--erspan-version", type=click.IntRange(1, 2), default=1, show_default=True)
-@click.option("--erspan-index", type=click.IntRange(0, 0xFFFFF), default=1, show_default=True)
-@click.option("--key", type=click.IntRange(0), help="Tunnel key K (K+1 for to-vm) [random].")
+@click.option(
+    "--erspan-version",
+    type=click.IntRange(1, 2),
+    metavar="1|2",
+    help="With --encap erspan: 1 (type II) or 2 (type III, direction and hardware id) "
+    "[default: 1].",
+)
+@click.option(
+    "--erspan-index",
+    type=click.IntRange(0, 0xFFFFF),
+    metavar="N",
+    help="With --encap erspan, version 1 only: the type II index, 0-1048575 (20 bits) "
+    "[default: 1].",
+)
+@click.option(
+    "--key",
+    type=click.IntRange(0),
+    metavar="K",
+    help="Tunnel key K (K+1 for to-vm): GRE 0-4294967293, ERSPAN session id 0-1022 [random].",
+)
 @click.option("--snaplen", type=click.IntRange(14, 65535), help="Cut mirrored frames to N bytes.")
 @click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 10m, 1h).")
 @click.option("--detach", is_flag=True, help="Leave the mirror running; it expires after --ttl.")
@@ -62,7 +86,9 @@ def _receive_command(plan: Any) -> str:
     "--ttl", type=DURATION, default="1h", show_default=True, metavar="T", help="Expiry of the rows."
 )
 @click.option("--reason", metavar="TEXT", help="Recorded on the rows (who asked, ticket).")
-@click.option("--bridge", metavar="BR", help="Bridge to mirror on [the NIC's].")
+@click.option(
+    "--bridge", metavar="BR", help="Bridge to mirror on; only the NIC's own [default: the NIC's]."
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the ovs-vsctl command only.")
 @resolve_options
 @json_option

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vmsniff.errors import Unreachable
+from vmsniff.errors import PermissionDenied, Unreachable, UsageError
 
 __all__ = ["TABLES", "close_all", "ovsdb"]
 
@@ -25,6 +28,8 @@ def _quiet_ovsdbapp() -> None:
     for name in ("ovsdbapp", "ovsdbapp.backend.ovs_idl", "ovs"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
+
+_ROOT_HINT = "run vmsniff as root (or as a member of the socket's group, if it has one)"
 
 #: One connection per remote and process: resolve and mirror share it. (Measured: a second
 #: ovsdbapp connection to the same server in one process took 1 s to start, the first 0.1 s.)
@@ -51,18 +56,61 @@ def ovsdb(remote: str, timeout: float = 5.0) -> Iterator[Any]:
     yield api
 
 
+def _check_unix_socket(path: str, hint: str, timeout: float) -> None:
+    """Say what is wrong with a ``unix:`` remote before ovsdbapp would only say that it
+    "could not retrieve schema": missing (Unreachable), not a socket, nobody listening, or
+    not ours to open (PermissionDenied: the socket is root's, mode 0750, or a directory on
+    its way is not searchable, as for the lab's /run/PREFIX). One connect() probe: the
+    kernel's answer is the truth, ACLs and security modules included."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise Unreachable(f"OVSDB socket {path} does not exist", hint=hint) from None
+    except PermissionError:
+        raise PermissionDenied(
+            f"cannot reach OVSDB socket {path}: permission denied on a directory of its path",
+            hint=_ROOT_HINT,
+        ) from None
+    except OSError as exc:
+        raise Unreachable(f"OVSDB socket {path}: {exc.strerror}", hint=hint) from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise Unreachable(f"{path} is not a socket, so not an OVSDB server", hint=hint)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
+    try:
+        probe.connect(path)
+    except PermissionError:
+        mode = stat.filemode(info.st_mode)
+        raise PermissionDenied(
+            f"no permission to connect to OVSDB socket {path} ({mode}, uid {info.st_uid}, "
+            f"gid {info.st_gid})",
+            hint=_ROOT_HINT,
+        ) from None
+    except ConnectionRefusedError:
+        raise Unreachable(
+            f"nothing listens on OVSDB socket {path} (a stale socket: is ovsdb-server running?)",
+            hint=hint,
+        ) from None
+    except OSError as exc:
+        raise Unreachable(f"cannot connect to OVSDB socket {path}: {exc}", hint=hint) from None
+    finally:
+        probe.close()
+
+
 def _connect(remote: str, timeout: float) -> tuple[Any, Any]:
     _quiet_ovsdbapp()
     from ovsdbapp.backend.ovs_idl import connection, idlutils
     from ovsdbapp.schema.open_vswitch import impl_idl
 
     hint = "pass --ovsdb REMOTE (or set VMSNIFF_OVSDB), e.g. unix:/var/run/openvswitch/db.sock"
+    if not remote.startswith(("unix:", "tcp:", "ssl:")):
+        # ovsdbapp would try it and say only "could not retrieve schema" (exit 6)
+        raise UsageError(
+            f"OVSDB remote {remote!r} is not unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT",
+            hint=hint,
+        )
     if remote.startswith("unix:"):
-        import os
-
-        path = remote[5:]
-        if not os.path.exists(path):
-            raise Unreachable(f"OVSDB socket {path} does not exist", hint=hint)
+        _check_unix_socket(remote[5:], hint, timeout)
     try:
         helper = idlutils.get_schema_helper(remote, "Open_vSwitch")
     except Exception as exc:  # ovsdbapp raises plain Exception for every connect failure

@@ -18,6 +18,7 @@ key on the switch. Port names are ``vms`` + 8 hex digits of the session + ``-f``
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import shlex
 import uuid
@@ -28,6 +29,7 @@ from datetime import datetime, timedelta
 from vmsniff.errors import InvalidState, SwitchError, UsageError
 from vmsniff.model import Direction, Nic, Server
 from vmsniff.ovs.ownership import ownership_ids
+from vmsniff.ovs.receiver import parse_receiver
 
 __all__ = [
     "MAX_MIRRORS",
@@ -46,6 +48,12 @@ MAX_MIRRORS = 32  #: Open vSwitch's per-bridge limit (MAX_MIRRORS in ofproto), s
 GRE_KEY_MIN = 1 << 24
 GRE_KEY_MAX = (1 << 32) - 2
 ERSPAN_ID_MAX = 1023  #: ERSPAN session ids are 10 bits
+#: ``options:erspan_idx`` (version 1 only): 20 bits, which ovs-vswitchd parses as
+#: hexadecimal (``strtol(value, NULL, 16)`` in lib/netdev-vport.c, checked against
+#: ERSPAN_IDX_MASK 0xfffff), so the plan writes it as ``0x…``: a decimal "300" would be
+#: index 0x300, and "1048575" an invalid one.
+ERSPAN_INDEX_MAX = 0xFFFFF
+ERSPAN_VERSIONS = (1, 2)  #: ``options:erspan_ver``: 1 (type II) or 2 (type III)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +74,51 @@ class MirrorOptions:
     to: str
     direction: Direction = Direction.BOTH
     encap: str = "gre"  #: gre or erspan
-    erspan_version: int = 1
-    erspan_index: int = 1
+    erspan_version: int | None = None  #: ERSPAN only; None: 1
+    erspan_index: int | None = None  #: ERSPAN version 1 only; None: 1
     key: int | None = None
     snaplen: int | None = None
     ttl: timedelta = timedelta(hours=1)
     reason: str | None = None
     bridge: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse what cannot work as soon as the options exist: the CLI builds them
+        before it resolves the VM or connects to the switch, so nothing is touched."""
+        parse_receiver(self.to)
+        if self.encap not in ("gre", "erspan"):
+            raise UsageError(f"--encap {self.encap!r}: choose gre or erspan")
+        erspan_given = [
+            name
+            for name, value in (
+                ("--erspan-version", self.erspan_version),
+                ("--erspan-index", self.erspan_index),
+            )
+            if value is not None
+        ]
+        if erspan_given and self.encap != "erspan":
+            raise UsageError(
+                f"{' and '.join(erspan_given)} only "
+                f"{'applies' if len(erspan_given) == 1 else 'apply'} to ERSPAN, "
+                f"not --encap {self.encap}",
+                hint="add --encap erspan, or leave them out",
+            )
+        if self.erspan_version is not None and self.erspan_version not in ERSPAN_VERSIONS:
+            raise UsageError(f"--erspan-version {self.erspan_version}: choose 1 or 2")
+        if self.erspan_index is not None:
+            if self.erspan_version == 2:
+                raise UsageError(
+                    "--erspan-index is a field of ERSPAN version 1 (type II); version 2 "
+                    "(type III) carries a direction and a hardware id instead",
+                    hint="leave out --erspan-index, or use --erspan-version 1",
+                )
+            if not 0 <= self.erspan_index <= ERSPAN_INDEX_MAX:
+                raise UsageError(
+                    f"--erspan-index {self.erspan_index} is out of range "
+                    f"(0..{ERSPAN_INDEX_MAX}: 20 bits)"
+                )
+        if self.snaplen is not None and self.snaplen < 14:
+            raise UsageError("--snaplen must be at least 14 (an Ethernet header)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +169,7 @@ class MirrorPlan:
         for t in self.tunnels:
             argv += ["--", "add-port", self.bridge, t.name]
             argv += ["--", "set", "Interface", t.name, f"type={t.type}"]
-            argv += [f"options:{k}={v}" for k, v in t.options.items()]
+            argv += [f"options:{k}={_q(v)}" for k, v in t.options.items()]
             argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
             argv += ["--", "set", "Port", t.name]
             argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
@@ -158,8 +204,11 @@ class MirrorPlan:
 
 
 def _q(value: str) -> str:
-    # OVSDB's string syntax: quote values holding characters ovs-vsctl would split on.
-    return '"' + value.replace('"', '\\"') + '"' if any(c in value for c in ' (),=:"') else value
+    """``value`` in ovs-vsctl's own syntax for a string: always double-quoted, with JSON's
+    escapes, which ovs-vsctl undoes (``json_string_unescape`` in lib/ovsdb-data.c) for a
+    value that starts with a quote. Quoting only some values and escaping only ``"`` broke
+    on a backslash in --reason. Shell quoting comes on top (shlex.join)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def encap_overhead(encap: str) -> int:
@@ -169,18 +218,6 @@ def encap_overhead(encap: str) -> int:
     ERSPAN type II header (8) for ``erspan`` (version 1; type III is 12 + up to 8 more).
     """
     return {"gre": 20 + 8, "erspan": 20 + 8 + 8}[encap]
-
-
-def _parse_remote(to: str) -> str:
-    try:
-        addr = ipaddress.ip_address(to)
-    except ValueError:
-        raise UsageError(
-            f"--to {to!r} is not an IP address", hint="give the receiver's IPv4 or IPv6 address"
-        ) from None
-    if addr.is_unspecified or addr.is_multicast:
-        raise UsageError(f"--to {to} cannot receive a tunnel (unspecified or multicast)")
-    return str(addr)
 
 
 def _used_keys(tunnels: Iterable[Tunnel], type_: str, remote: str) -> set[int]:
@@ -216,6 +253,28 @@ def _pick_keys(
         if not {key + i for i in range(count)} & used:
             return key
     raise SwitchError(f"no free {type_} key toward {remote}")  # pragma: no cover
+
+
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:  # "flow" and other non-addresses OVS allows in local_ip
+        return False
+
+
+def _bridge_of(nic: Nic, asked: str | None) -> str:
+    """The bridge to mirror on: the NIC's, and ``--bridge`` only when it names that one. A
+    Mirror on another bridge would select a port that is not there and mirror nothing."""
+    if asked and nic.bridge and asked != nic.bridge:
+        raise UsageError(
+            f"--bridge {asked}: the port {nic.ovs_port} of NIC {nic.mac} is on bridge "
+            f"{nic.bridge}, not {asked}, so a mirror on {asked} would see none of its traffic",
+            hint=f"leave out --bridge, or pass --bridge {nic.bridge}",
+        )
+    bridge = asked or nic.bridge
+    if not bridge:
+        raise InvalidState(f"the bridge of NIC {nic.mac} is unknown", hint="pass --bridge")
+    return bridge
 
 
 def require_mirrorable(nic: Nic) -> None:
@@ -254,9 +313,7 @@ def plan_local_mirror(
     """
     require_mirrorable(nic)
     assert nic.ovs_port is not None  # checked just above
-    bridge = bridge or nic.bridge
-    if not bridge:
-        raise InvalidState(f"the bridge of NIC {nic.mac} is unknown", hint="pass --bridge")
+    bridge = _bridge_of(nic, bridge)
     directions = (
         [Direction.FROM_VM, Direction.TO_VM] if direction is Direction.BOTH else [direction]
     )
@@ -318,14 +375,15 @@ def plan_mirror(
     """The rows for one session; raises before anything is touched when it cannot work."""
     require_mirrorable(nic)
     assert nic.ovs_port is not None  # checked just above
-    bridge = opts.bridge or nic.bridge
-    if not bridge:
-        raise InvalidState(f"the bridge of NIC {nic.mac} is unknown", hint="pass --bridge")
-    remote = _parse_remote(opts.to)
-    if opts.encap not in ("gre", "erspan"):
-        raise UsageError(f"--encap {opts.encap!r}: choose gre or erspan")
-    if opts.snaplen is not None and opts.snaplen < 14:
-        raise UsageError("--snaplen must be at least 14 (an Ethernet header)")
+    bridge = _bridge_of(nic, opts.bridge)
+    remote = parse_receiver(opts.to)
+    own = sorted({t.name for t in tunnels if t.local_ip and _same_ip(t.local_ip, remote)})
+    if own:
+        raise UsageError(
+            f"--to {remote} is this hypervisor's own tunnel address (local_ip of "
+            f"{', '.join(own)}): the mirror would send the VM's traffic to itself",
+            hint="give the address of the host that runs `vmsniff receive`",
+        )
     directions = (
         [Direction.FROM_VM, Direction.TO_VM]
         if opts.direction is Direction.BOTH
@@ -358,9 +416,11 @@ def plan_mirror(
         )  # fmt: skip
         options = {"remote_ip": remote, "key": str(key)}
         if opts.encap == "erspan":
-            options["erspan_ver"] = str(opts.erspan_version)
-            if opts.erspan_version == 1:
-                options["erspan_idx"] = str(opts.erspan_index)
+            version = opts.erspan_version or 1
+            options["erspan_ver"] = str(version)
+            if version == 1:
+                index = 1 if opts.erspan_index is None else opts.erspan_index
+                options["erspan_idx"] = f"0x{index:x}"  # hexadecimal: see ERSPAN_INDEX_MAX
             else:
                 options["erspan_dir"] = "0" if direction is Direction.FROM_VM else "1"
                 options["erspan_hwid"] = "1"

@@ -8,7 +8,8 @@ Asking the local switch about a VM on another host would give wrong answers, so 
 refuses to guess.
 
 Config file (``$VMSNIFF_CONFIG``, else ``~/.config/vmsniff/config.toml``, else
-``/etc/vmsniff/config.toml``)::
+``/etc/vmsniff/config.toml``; one that exists but cannot be read is an error, never
+skipped)::
 
     host = "compute-1"                    # this machine's name as Nova knows it
     [endpoints]                           # templates for other hosts
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vmsniff.errors import UsageError
+from vmsniff.errors import PermissionDenied, UsageError
 
 __all__ = [
     "DEFAULT_LIBVIRT",
@@ -60,21 +61,41 @@ def config_paths(env: Mapping[str, str] = os.environ) -> list[Path]:
     """Candidate config files, first match wins."""
     if env.get("VMSNIFF_CONFIG"):
         return [Path(env["VMSNIFF_CONFIG"])]
-    home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    try:
+        home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (a bare uid): no user file
+        return [Path("/etc/vmsniff/config.toml")]
     return [home / "vmsniff" / "config.toml", Path("/etc/vmsniff/config.toml")]
 
 
 def load_config(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """The parsed config file, or {} when there is none."""
+    """The parsed config file, or {} when there is none.
+
+    A file that exists but cannot be read is an error naming it, never skipped: skipping
+    ``~/.config/vmsniff/config.toml`` for ``/etc/vmsniff/config.toml`` would quietly point
+    vmsniff at other endpoints. Permission problems (the file, or a directory on its way,
+    belongs to another user) are PermissionDenied (exit 7).
+    """
+    explicit = bool(env.get("VMSNIFF_CONFIG"))
     for path in config_paths(env):
-        if path.is_file():
-            try:
-                with path.open("rb") as fh:
-                    return tomllib.load(fh)
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise UsageError(
-                    f"cannot read config file {path}: {exc}", hint="fix or remove the file"
-                ) from None
+        origin = f"config file {path}" + (" ($VMSNIFF_CONFIG)" if explicit else "")
+        try:
+            with path.open("rb") as fh:
+                return tomllib.load(fh)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # no file there (also for $VMSNIFF_CONFIG: tests point it nowhere)
+        except PermissionError:
+            raise PermissionDenied(
+                f"cannot read {origin}: permission denied",
+                hint="run vmsniff as the user the file belongs to (or root), make it "
+                "readable, or point VMSNIFF_CONFIG at a readable file",
+            ) from None
+        except IsADirectoryError:
+            raise UsageError(f"{origin} is a directory", hint="remove it or fix its path") from None
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"cannot read {origin}: {exc}", hint="fix or remove the file"
+            ) from None
     return {}
 
 

@@ -8,11 +8,13 @@ a compute node with no API credentials can still resolve ``c-private`` to
 
 from __future__ import annotations
 
+import errno
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from vmsniff.errors import MissingDependency, Unreachable
+from vmsniff.errors import MissingDependency, PermissionDenied, Unreachable
 
 __all__ = ["DomainIface", "DomainInfo", "LibvirtSource", "NOVA_NS", "parse_domain"]
 
@@ -101,6 +103,33 @@ def parse_domain(xml: str, state: str = "running") -> DomainInfo:
     )
 
 
+_URI_HINT = "pass --libvirt URI (or set LIBVIRT_DEFAULT_URI), or --no-libvirt"
+_ROOT_HINT = "run vmsniff as root (or a user libvirt lets in: the libvirt group, polkit)"
+_AUTH_ERRORS = (45, 94)  #: VIR_ERR_AUTH_FAILED, VIR_ERR_AUTH_UNAVAILABLE
+_EACCES = os.strerror(errno.EACCES)  #: how libvirt's system errors say EACCES on a socket
+
+
+def _check_test_driver_file(uri: str) -> None:
+    """``test:///PATH``: say what is wrong with PATH ourselves. libvirt would say "failed to
+    parse xml document" for a missing or unreadable file alike, after libxml2 printed an
+    "I/O warning" on stderr that no error handler catches."""
+    if not uri.startswith("test:///") or uri == "test:///default":
+        return
+    path = uri.removeprefix("test://")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise PermissionDenied(
+            f"cannot read libvirt test driver file {path} ({uri}): permission denied",
+            hint=_ROOT_HINT,
+        ) from None
+    except OSError as exc:
+        raise Unreachable(
+            f"cannot connect to libvirt at {uri}: {path}: {exc.strerror}", hint=_URI_HINT
+        ) from None
+
+
 class LibvirtSource:
     """Reads domains from one libvirt connection (read-only)."""
 
@@ -120,13 +149,14 @@ class LibvirtSource:
                 ) from exc
             # Keep libvirt from printing its errors on stderr by itself (FACTS.md).
             libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+            _check_test_driver_file(self.uri)
             try:
                 self._conn = libvirt.openReadOnly(self.uri)
             except libvirt.libvirtError as exc:
-                raise Unreachable(
-                    f"cannot connect to libvirt at {self.uri}: {exc.get_error_message()}",
-                    hint="pass --libvirt URI (or set LIBVIRT_DEFAULT_URI), or --no-libvirt",
-                ) from None
+                message = f"cannot connect to libvirt at {self.uri}: {exc.get_error_message()}"
+                if exc.get_error_code() in _AUTH_ERRORS or _EACCES in exc.get_error_message():
+                    raise PermissionDenied(message, hint=_ROOT_HINT) from None
+                raise Unreachable(message, hint=_URI_HINT) from None
         return self._conn
 
     def domains(self) -> list[DomainInfo]:

@@ -116,3 +116,58 @@ def test_mtu_warning_counts_the_vlan_tag_and_encapsulation() -> None:
     assert mtu_warning(NIC, "gre", "br-phy", 9000, None) is None
     assert mtu_warning(NIC, "gre", "br-phy", 1500, 1472) is None
     assert mtu_warning(NIC, "gre", None, None, None) is None
+
+
+def test_erspan_v1_index_is_written_in_hexadecimal_as_ovs_reads_it() -> None:
+    # lib/netdev-vport.c: erspan_idx = strtol(value, NULL, 16), at most 0xfffff
+    p = plan(encap="erspan", key=10, erspan_index=300)
+    assert {t.options["erspan_idx"] for t in p.tunnels} == {"0x12c"}
+    assert plan(encap="erspan", key=10).tunnels[0].options["erspan_idx"] == "0x1"
+    assert (
+        plan(encap="erspan", key=10, erspan_index=0xFFFFF).tunnels[0].options["erspan_idx"]
+        == "0xfffff"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"erspan_version": 2}, "--erspan-version only applies to ERSPAN"),
+        ({"erspan_index": 1}, "--erspan-index only applies to ERSPAN"),
+        ({"erspan_version": 1, "erspan_index": 1}, "and --erspan-index only apply"),
+        ({"encap": "erspan", "erspan_version": 2, "erspan_index": 3}, "version 1"),
+        ({"encap": "erspan", "erspan_index": 0x100000}, "out of range"),
+        ({"encap": "erspan", "erspan_version": 3}, "choose 1 or 2"),
+        ({"snaplen": 13}, "at least 14"),
+        ({"to": "255.255.255.255"}, "broadcast"),
+    ],
+)
+def test_options_are_checked_when_made(kw: dict[str, object], needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        MirrorOptions(**{"to": "192.0.2.10", **kw})  # type: ignore[arg-type]
+
+
+def test_bridge_must_be_the_one_the_port_is_on() -> None:
+    with pytest.raises(UsageError, match="is on bridge br-int, not br-phy"):
+        plan(bridge="br-phy")
+    assert plan(bridge="br-int").bridge == "br-int"
+
+
+def test_the_hypervisors_own_tunnel_address_is_refused() -> None:
+    neutron = [Tunnel("gre-c0000202", "gre", "192.0.2.2", "192.0.2.10", "flow")]
+    with pytest.raises(UsageError, match="own tunnel address .*gre-c0000202"):
+        plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), tunnels=neutron, now=NOW)
+    flow = [Tunnel("gre-any", "gre", "flow", "flow", "flow")]
+    plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), tunnels=flow, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "reason", ['a\\b "c" d', "it's $HOME `x`", "k=v:w,(x)", "tab\there", "ünïcode ✓", "\\"]
+)
+def test_dry_run_values_are_quoted_for_the_shell_and_ovs_vsctl(reason: str) -> None:
+    # the real ovs-vsctl reads them back in tests/functional/test_validation.py
+    import json
+
+    argv = shlex.split(plan(reason=reason).vsctl_command())
+    values = [a.split("=", 1)[1] for a in argv if a.startswith("external_ids:vmsniff-reason=")]
+    assert values and all(json.loads(v) == reason for v in values)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vmsniff.errors import UsageError
+from vmsniff.errors import PermissionDenied, UsageError
 from vmsniff.resolve.endpoints import (
     DEFAULT_LIBVIRT,
     DEFAULT_OVSDB,
@@ -60,3 +60,25 @@ def test_config_file_is_read_and_bad_one_is_a_usage_error(tmp_path: Path) -> Non
     assert load_config({"VMSNIFF_CONFIG": str(tmp_path / "absent.toml")}) == {}
     with pytest.raises(UsageError, match="bad template"):
         endpoints_for("h2", env={"VMSNIFF_HOST": "h1"}, config={"endpoints": {"ovsdb": "{nope}"}})
+
+
+def test_unreadable_config_is_permission_denied_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # root reads every file, so EACCES is faked here; tests/functional/test_validation.py
+    # meets the real one as user 65534.
+    config = tmp_path / "config.toml"
+    config.write_text('host = "h1"\n')
+
+    def denied(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(PermissionDenied, match=f"cannot read config file {config}"):
+        load_config({"VMSNIFF_CONFIG": str(config)})
+
+
+def test_a_directory_where_the_config_should_be_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "vmsniff" / "config.toml").mkdir(parents=True)
+    with pytest.raises(UsageError, match="is a directory"):
+        load_config({"XDG_CONFIG_HOME": str(tmp_path)})
