@@ -190,14 +190,8 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         tunnels, count, owners = switch_facts(self.api, bridge)
         plan = plan_mirror(
             server, nic, opts, tunnels=tunnels, mirrors_on_bridge=count, now=now, owners=owners,
+            own_endpoints=local_tunnel_ips(self.api),
         )  # fmt: skip
-        own = local_tunnel_ips(self.api)
-        if plan.remote_ip in own:
-            raise UsageError(
-                f"--to {plan.remote_ip} is this hypervisor's own tunnel endpoint "
-                f"({own[plan.remote_ip]}): the mirrored traffic would come back to this switch",
-                hint="give the address of the host that runs `vmsniff receive`",
-            )
         return plan, removed
 
     def start(
@@ -284,7 +278,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         for m in self.plan.mirrors:
             row = self.api.lookup("Mirror", m.name, default=None)
             if row is not None:
-                stats = dict(row.statistics)
+                stats = dict(getattr(row, "statistics", {}))
                 packets += int(stats.get("tx_packets", 0))
                 bytes_ += int(stats.get("tx_bytes", 0))
         return packets, bytes_

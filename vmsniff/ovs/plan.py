@@ -22,7 +22,7 @@ import json
 import random
 import shlex
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -368,20 +368,24 @@ def plan_mirror(
     tunnels: Sequence[Tunnel] = (),
     mirrors_on_bridge: int = 0,
     owners: Sequence[str] = (),
+    own_endpoints: Mapping[str, str] | None = None,
     now: datetime,
     session: str | None = None,
     rng: random.Random | None = None,
 ) -> MirrorPlan:
-    """The rows for one session; raises before anything is touched when it cannot work."""
+    """The rows for one session; raises before anything is touched when it cannot work.
+
+    ``own_endpoints`` maps this switch's own tunnel addresses to where OVSDB records them
+    (:func:`vmsniff.ovs.apply.local_tunnel_ips`): ``--to`` must not be one of them."""
     require_mirrorable(nic)
     assert nic.ovs_port is not None  # checked just above
     bridge = _bridge_of(nic, opts.bridge)
     remote = parse_receiver(opts.to)
-    own = sorted({t.name for t in tunnels if t.local_ip and _same_ip(t.local_ip, remote)})
+    own = sorted(where for ip, where in (own_endpoints or {}).items() if _same_ip(ip, remote))
     if own:
         raise UsageError(
-            f"--to {remote} is this hypervisor's own tunnel address (local_ip of "
-            f"{', '.join(own)}): the mirror would send the VM's traffic to itself",
+            f"--to {remote} is this hypervisor's own tunnel endpoint ({', '.join(own)}): the "
+            "mirrored traffic would come back to this switch",
             hint="give the address of the host that runs `vmsniff receive`",
         )
     directions = (

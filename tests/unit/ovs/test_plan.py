@@ -154,11 +154,10 @@ def test_bridge_must_be_the_one_the_port_is_on() -> None:
 
 
 def test_the_hypervisors_own_tunnel_address_is_refused() -> None:
-    neutron = [Tunnel("gre-c0000202", "gre", "192.0.2.2", "192.0.2.10", "flow")]
-    with pytest.raises(UsageError, match="own tunnel address .*gre-c0000202"):
-        plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), tunnels=neutron, now=NOW)
-    flow = [Tunnel("gre-any", "gre", "flow", "flow", "flow")]
-    plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), tunnels=flow, now=NOW)
+    own = {"192.0.2.10": "local_ip of tunnel port gre-c0000202"}
+    with pytest.raises(UsageError, match="own tunnel endpoint .*gre-c0000202"):
+        plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), own_endpoints=own, now=NOW)
+    plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.11"), own_endpoints=own, now=NOW)
 
 
 @pytest.mark.parametrize(
