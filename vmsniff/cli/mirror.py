@@ -22,14 +22,6 @@ ovsdb_option = click.option(
 _OVS_STATS_INTERVAL_S = 5  # ovs-vswitchd's default other_config:stats-update-interval
 
 
-class _Stop(Exception):
-    """SIGTERM or SIGHUP: end the foreground session like Ctrl-C does."""
-
-
-def _raise_stop(signum: int, _frame: object) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
 def _receive_command(plan: Any) -> str:
     if plan.direction.value == "both":
         parts = [f"--key {plan.keys['from-vm']}", "--direction both"]
@@ -109,6 +101,7 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
     from vmsniff.mirror import MirrorSession
     from vmsniff.model import Direction
     from vmsniff.ovs.plan import MirrorOptions
+    from vmsniff.pipeline.run import StopFlag, stop_on_signals
     from vmsniff.resolve import resolve, single_nic
 
     duration: float | None = kw.pop("duration")
@@ -140,7 +133,12 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
         )
     for warning in target.warnings:
         env.warn(warning)
-    with MirrorSession(target.ovsdb) as session:
+    # From here to the end of teardown, SIGINT, SIGTERM and SIGHUP only set a flag: a signal
+    # raising inside the commit or the teardown left whole sessions behind (bench/faults.py).
+    # Starting is bounded (5 s transaction, 5 s tunnel wait, 1 s route wait), and the loop
+    # below sees the flag within 0.25 s; a second Ctrl-C cannot cut the teardown short.
+    flag = StopFlag()
+    with stop_on_signals(flag), MirrorSession(target.ovsdb) as session:
         plan, expired = session.prepare(target.server, nic, opts)
         for sid in expired:
             env.info(f"removed {session.removed_why.get(sid, 'expired')} vmsniff session {sid}")
@@ -152,27 +150,24 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
                 env.out.print(f"would mirror {plan.vm_port} on {plan.bridge} to {plan.remote_ip}")
                 env.stdout.write(plan.vsctl_command(target.ovsdb) + "\n")
             return
-        old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            started = session.start(plan, nic, opts.snaplen, detach=detach)
-            for warning in started.warnings:
-                env.warn(warning)
-            env.info(
-                f"mirroring {target.server.name} {nic.mac} ({plan.vm_port} on {plan.bridge}) "
-                f"to {plan.remote_ip} over {plan.encap}"
-            )
-            _started(env, plan, as_json=as_json, detach=detach)
-            if detach:
-                if as_json:
-                    env.json({**plan.to_dict(), "detached": True})
-                return
-            began = time.monotonic()
-            reason = _run(env, session, duration)
-            packets, bytes_ = session.stats()
-            lasted = time.monotonic() - began
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+        if flag():
+            raise KeyboardInterrupt  # stopped before anything was made
+        started = session.start(plan, nic, opts.snaplen, detach=detach)
+        for warning in started.warnings:
+            env.warn(warning)
+        env.info(
+            f"mirroring {target.server.name} {nic.mac} ({plan.vm_port} on {plan.bridge}) "
+            f"to {plan.remote_ip} over {plan.encap}"
+        )
+        _started(env, plan, as_json=as_json, detach=detach)
+        if detach:
+            if as_json:
+                env.json({**plan.to_dict(), "detached": True})
+            return
+        began = time.monotonic()
+        reason = _run(env, session, duration, flag)
+        packets, bytes_ = session.stats()
+        lasted = time.monotonic() - began
     if packets == 0 and lasted < _OVS_STATS_INTERVAL_S + 1:
         # ovs-vswitchd writes Mirror statistics every 5 s: a short session may show none yet
         env.info(f"stopped ({reason}); mirror removed; OVS had not counted its packets yet "
@@ -202,12 +197,16 @@ def _started(env: Env, plan: Any, *, as_json: bool, detach: bool) -> None:
     stream.flush()
 
 
-def _run(env: Env, session: Any, duration: float | None) -> str:
+def _run(env: Env, session: Any, duration: float | None, flag: Any) -> str:
+    """Wait for --duration or a signal (``flag``, set by the handlers); why it ended."""
     start = time.monotonic()
     live = env.stderr.isatty() and env.verbosity >= 0
     try:
         while True:
             elapsed = time.monotonic() - start
+            if flag.signal is not None:
+                name = signal.Signals(flag.signal).name
+                return "interrupted" if name == "SIGINT" else name
             if duration is not None and elapsed >= duration:
                 return "duration"
             session.check()  # SessionLost once its rows are gone (the keeper watches)
@@ -216,10 +215,6 @@ def _run(env: Env, session: Any, duration: float | None) -> str:
                 sys.stderr.write(f"\r  {elapsed:6.0f} s  {packets} packets  {bytes_} bytes   ")
                 sys.stderr.flush()
             time.sleep(min(0.25, duration - elapsed) if duration is not None else 0.25)
-    except KeyboardInterrupt:
-        return "interrupted"
-    except _Stop as stop:
-        return str(stop)
     finally:
         if live:
             sys.stderr.write("\n")

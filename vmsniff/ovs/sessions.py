@@ -176,7 +176,7 @@ def find_sessions(
                 "uuid": mirror.uuid,
                 "name": mirror.name,
                 "bridge": bridge_of_mirror.get(mirror.uuid),
-                "stats": dict(mirror.statistics),
+                "stats": dict(getattr(mirror, "statistics", {})),  # not there yet: just made
             }
         )
         if not mirror.output_port:
