@@ -10,7 +10,15 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["Env"]
+__all__ = ["Env", "plain"]
+
+
+def plain(text: object) -> str:
+    """``text`` escaped for rich's markup, so it prints as it is: VM names, reasons and
+    messages come from tenants and operators, and ``[/bold]`` in one must not be a tag."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Env:
             no_color=self.color == "never",
             highlight=False,
             soft_wrap=False,
+            emoji=False,  # a MAC such as fa:16:3e:cd:57:1b holds ":cd:", rich's CD emoji
         )
 
     @property
@@ -78,10 +87,11 @@ class Env:
             self.verbosity += verbose
 
     def info(self, message: str) -> None:
-        """A progress message on stderr, suppressed by ``-q``."""
+        """A progress message on stderr, suppressed by ``-q``; printed as it is (no markup:
+        messages carry names from the cloud, which tenants choose)."""
         if self.verbosity >= 0:
-            self.err.print(message)
+            self.err.print(plain(message))
 
     def warn(self, message: str) -> None:
         """A warning on stderr (shown even with ``-q``)."""
-        self.err.print(f"[yellow]warning:[/yellow] {message}")
+        self.err.print(f"[yellow]warning:[/yellow] {plain(message)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmsniff.cli._context import Env
+from vmsniff.cli._context import Env, plain
 
 __all__ = ["lab_status_table", "sessions_table", "target_table", "traffic_table"]
 
@@ -30,11 +30,11 @@ def lab_status_table(env: Env, data: dict[str, Any]) -> None:
         table.add_column(col)
     for vm in data["vms"]:
         for i, nic in enumerate(vm.get("nics") or [dict(vm, device="eth0")]):
-            table.add_row(
+            table.add_row(*map(plain, (
                 vm["name"] if i == 0 else "", vm["instance_name"] if i == 0 else "",
                 nic["device"], nic["address"], nic["mac"], nic["tap"], nic["ovs_port"],
                 nic["plug"], str(nic["tag"]),
-            )  # fmt: skip
+            )))  # fmt: skip
     env.out.print(table)
     daemons = Table(title="processes", title_justify="left")
     for col in ("daemon", "pid", "pidfile"):
@@ -70,11 +70,13 @@ def target_table(env: Env, target: Any) -> None:
     s = target.server
     where = "this host" if target.local else "another host"
     env.out.print(
-        f"[bold]{s.name}[/bold]  {s.id}  {s.status}\n"
-        f"  project {s.project_name or s.project_id or '?'}, host {s.host or '?'} ({where}), "
-        f"domain {s.instance_name or '?'}\n"
-        f"  sources: {', '.join(target.sources) or 'none'};  OVSDB {target.ovsdb or '-'}; "
-        f"libvirt {target.libvirt_uri or '-'}"
+        f"[bold]{plain(s.name)}[/bold]  {plain(s.id)}  {plain(s.status)}\n"
+        + plain(
+            f"  project {s.project_name or s.project_id or '?'}, host {s.host or '?'} ({where}), "
+            f"domain {s.instance_name or '?'}\n"
+            f"  sources: {', '.join(target.sources) or 'none'};  OVSDB {target.ovsdb or '-'}; "
+            f"libvirt {target.libvirt_uri or '-'}"
+        )
     )
     table = Table()
     for col in (
@@ -92,20 +94,25 @@ def target_table(env: Env, target: Any) -> None:
     for nic in target.nics:
         net = nic.network_name or nic.network_id or "-"
         table.add_row(
-            nic.mac,
-            nic.port_id or "-",
-            f"{net} {' '.join(nic.fixed_ips)}".strip(),
-            nic.tap or "-",
-            nic.ovs_port or "-",
-            nic.bridge or "-",
-            "-" if nic.tag is None else str(nic.tag),
+            *map(
+                plain,
+                (
+                    nic.mac,
+                    nic.port_id or "-",
+                    f"{net} {' '.join(nic.fixed_ips)}".strip(),
+                    nic.tap or "-",
+                    nic.ovs_port or "-",
+                    nic.bridge or "-",
+                    "-" if nic.tag is None else str(nic.tag),
+                ),
+            ),
             nic.plug.value if nic.plug.on_ovs else f"[red]{nic.plug.value}[/red]",
             "+".join(nic.sources) or "-",
         )
     env.out.print(table)
     for nic in target.nics:
         for note in nic.notes:
-            env.out.print(f"  [dim]{nic.mac}: {note}[/dim]")
+            env.out.print(f"  [dim]{plain(f'{nic.mac}: {note}')}[/dim]")
     for warning in target.warnings:
         env.warn(warning)
 
@@ -131,9 +138,11 @@ def sessions_table(env: Env, sessions: Any) -> None:
             state, "yellow"
         )
         table.add_row(
-            s.id[:8], s.vm, s.nic, d["direction"], s.encap or "-", s.remote_ip or "-",
-            ",".join(str(k) for k in s.keys.values()), s.owner, s.reason or "-",
-            s.created or "-", s.expires or "-", str(s.packets), str(s.bytes),
+            *map(plain, (
+                s.id[:8], s.vm, s.nic, d["direction"], s.encap or "-", s.remote_ip or "-",
+                ",".join(str(k) for k in s.keys.values()), s.owner, s.reason or "-",
+                s.created or "-", s.expires or "-", str(s.packets), str(s.bytes),
+            )),
             f"[{colour}]{state}[/{colour}]",
         )  # fmt: skip
     env.out.print(table)

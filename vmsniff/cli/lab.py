@@ -61,7 +61,7 @@ def up(env: Env, prefix: str, underlay_mtu: int, as_json: bool) -> None:
     if as_json:
         env.json({**status(the_lab), "up_seconds": facts["seconds"]})
         return
-    env.info(f"lab [bold]{prefix}[/bold] is up in {facts['seconds']:.2f} s")
+    env.info(f"lab {prefix} is up in {facts['seconds']:.2f} s")
     env.info(f'point vmsniff at it with:  eval "$(vmsniff lab env --prefix {prefix})"')
 
 
