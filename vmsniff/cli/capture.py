@@ -47,7 +47,12 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     show_default=True,
     help="Output format (pcap has no direction marks and no per-NIC interfaces).",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Truncate an existing regular output file (its owner and mode stay); "
+    "FIFOs and devices such as /dev/null need no --force. Links are never followed.",
+)
 @click.option(
     "--direction",
     type=click.Choice(["both", "from-vm", "to-vm"]),

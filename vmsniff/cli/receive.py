@@ -51,7 +51,12 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     type=click.Choice(["pcap", "pcapng"]),
     help="Output format [default: pcapng with --direction, else pcap].",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Truncate an existing regular output file (its owner and mode stay); "
+    "FIFOs and devices such as /dev/null need no --force. Links are never followed.",
+)
 @click.option(
     "--from",
     "sources",

@@ -1,7 +1,9 @@
 """Where inner packets go: capture files (with tcpdump's rotation), stdout, a text summary.
 
-Files hold tenant traffic, so they are created mode 0600 with ``O_EXCL`` (never overwriting a
-file unless ``force``); bytes reach the file in whole records only, so the file is a valid
+Files hold tenant traffic, so they are created mode 0600 with ``O_EXCL``; an existing regular
+file is truncated in place only with ``force`` (its owner and mode are not ours to change), a
+FIFO or character device is written as tcpdump would, and a symbolic link is never followed
+(:func:`open_capture_file`). Bytes reach the file in whole records only, so the file is a valid
 pcap/pcapng at every flush (DESIGN.md contract 6). Records are batched in memory and written
 with one ``write`` per flush; ``flush_each`` (``-U``) flushes after every packet.
 
@@ -19,13 +21,14 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from vmsniff.errors import NotFound, PermissionDenied, UsageError, VmsniffError
+from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pipeline.core import Packet, direction_name
 from vmsniff.pipeline.encode import Encoder, new_encoder
@@ -85,28 +88,100 @@ class Sink:
 
 
 def open_capture_file(path: str, *, force: bool, ours: bool = False) -> int:
-    """Create ``path`` mode 0600 and return its descriptor.
+    """Open ``path`` for writing a capture and return its descriptor, as tcpdump's ``-w`` would
+    but never following a symbolic link and never changing what vmsniff did not create.
 
-    Without ``force`` an existing file is refused (``O_EXCL``); ``ours`` says the file is one
-    this run created (rotation wrapping round) and may be truncated.
+    * A new file is created mode 0600 (``O_EXCL``: nothing is there to follow or replace).
+    * A FIFO or a character device (``/dev/null``, a pipe to Wireshark) is written as is,
+      without ``force``: writing to it destroys nothing.
+    * An existing regular file is refused unless ``force`` (or ``ours``: a file this run
+      created, reached again when rotation wraps round); then it is truncated in place, its
+      owner and mode untouched.
+    * A symbolic link at the last component is refused (``O_NOFOLLOW``), dangling or not;
+      anything else (a directory, a block device, a socket) is refused too.
+
+    The decision is taken on the opened descriptor (``fstat``), never on the path, so nothing
+    can be swapped in between a check and the open.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-    flags |= os.O_TRUNC if (force or ours) else os.O_EXCL
+    return _open_file(path, force=force or ours)
+
+
+def _open_file(path: str, *, force: bool, mine: tuple[int, int] | None = None) -> int:
+    """:func:`open_capture_file`; ``mine`` is the (device, inode) of a file this run created
+    under ``path``: that file, and only it, is truncated without ``force``."""
+    base = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
+    for _ in range(8):  # only a file that keeps appearing and vanishing loops here
+        try:
+            # O_CREAT|O_EXCL never follows a link: a link (even dangling) is "exists".
+            return _translate_open(path, base | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        try:
+            fd = _translate_open(path, base, 0)
+        except FileNotFoundError:
+            continue  # removed between the two opens: create it after all
+        try:
+            _check_existing(fd, path, force=force, mine=mine)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    raise FileError(f"cannot create {path}: it keeps appearing and vanishing")
+
+
+def _translate_open(path: str, flags: int, mode: int) -> int:
+    """``os.open``, with every refusal turned into a vmsniff error that names ``path``.
+    ``FileExistsError`` and ``FileNotFoundError`` of a second open pass through: the caller
+    retries those."""
     try:
-        fd = os.open(path, flags, 0o600)
+        return os.open(path, flags, mode)
     except FileExistsError:
-        raise UsageError(
-            f"{path} exists; not overwriting it", hint="pick another name, or pass --force"
-        ) from None
-    except PermissionError:
-        raise PermissionDenied(f"cannot create {path}: permission denied") from None
+        raise
     except FileNotFoundError:
-        raise NotFound(f"cannot create {path}: no such directory") from None
+        if flags & os.O_CREAT:
+            raise NotFound(f"cannot create {path}: no such directory") from None
+        raise
+    except PermissionError:
+        raise PermissionDenied(
+            f"cannot write {path}: permission denied",
+            hint="pick a directory you may write to (after -Z, the new user's)",
+        ) from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot write {path}: it is a directory") from None
     except OSError as exc:
-        raise VmsniffError(f"cannot create {path}: {exc.strerror}") from None
-    if force or ours:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
-    return fd
+        if exc.errno == errno.ELOOP:
+            raise UsageError(
+                f"not writing {path}: it is a symbolic link, and vmsniff does not follow links",
+                hint="give the link's target itself, or another name",
+            ) from None
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader under O_NONBLOCK, or a socket
+            raise UsageError(f"cannot write {path}: no reader on it, or not a file") from None
+        if exc.errno == errno.ENOTDIR:
+            raise NotFound(f"cannot create {path}: a part of the path is not a directory") from None
+        raise FileError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _check_existing(fd: int, path: str, *, force: bool, mine: tuple[int, int] | None) -> None:
+    """Decide on an existing file by what the descriptor is; truncate a regular one only when
+    allowed to."""
+    st = os.fstat(fd)
+    mode = st.st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"not writing {path}: not a regular file, FIFO or character device")
+    if mine is not None and mine != (st.st_dev, st.st_ino) and not force:
+        # Someone put another file under our name since we closed ours: leave it alone.
+        raise UsageError(f"{path} was replaced while rotating; not overwriting it")
+    if not force and mine is None:
+        raise UsageError(
+            f"{path} exists; not overwriting it",
+            hint="pick another name, or pass --force to truncate it (its owner and mode stay)",
+        )
+    try:
+        os.ftruncate(fd, 0)
+    except OSError as exc:
+        raise FileError(f"cannot truncate {path}: {exc.strerror}") from None
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -169,7 +244,7 @@ class FileSink(Sink):
         self.force = force
         self.application = application
         self.files: list[str] = []
-        self._created: set[str] = set()
+        self._created: dict[str, tuple[int, int]] = {}  # name -> (st_dev, st_ino)
         self._fd = -1
         self._buf = bytearray()
         self._size = 0
@@ -196,8 +271,10 @@ class FileSink(Sink):
         return base
 
     def _open(self, name: str) -> None:
-        self._fd = open_capture_file(name, force=self.force, ours=name in self._created)
-        self._created.add(name)
+        fd = _open_file(name, force=self.force, mine=self._created.get(name))
+        st = os.fstat(fd)
+        self._fd = fd
+        self._created[name] = (st.st_dev, st.st_ino)
         self.files.append(name)
         self._encoder = new_encoder(self.fmt, self.snaplen, self.application)
         self._start_file()

@@ -1,0 +1,199 @@
+"""``vmsniff receive``'s files under hostile conditions (issue #13): links, devices, FIFOs,
+--force, read-only and full file systems, a closed pipe, unprivileged users, bad inputs.
+
+Everything goes through the real command in a subprocess (or, for an unprivileged user, the
+CLI's entry function in a forked child that dropped to nobody: this machine's interpreter lives
+under /root, which nobody cannot read). Full and read-only file systems are real tmpfs mounts
+in a private mount namespace (``unshare -m``); what lands on them is read back with tshark.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.unit.pipeline.helpers import gre, icmp_frame, tshark_fields
+from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.pcap.pcap import file_header, record
+
+ROOT = Path(__file__).resolve().parents[3]
+VMSNIFF = [sys.executable, "-m", "vmsniff"]
+
+
+def receive(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*VMSNIFF, "receive", *args], cwd=ROOT, input=stdin, capture_output=True, timeout=120
+    )
+
+
+def gre_pcap(path: Path, count: int = 3, size: int = 0) -> Path:
+    frames = (gre(icmp_frame(n % 65536, size=size), key=7) for n in range(count))
+    path.write_bytes(
+        file_header(65535, LINKTYPE_RAW) + b"".join(record(i, f) for i, f in enumerate(frames))
+    )
+    return path
+
+
+def in_private_mount(
+    mountpoint: Path, options: str, command: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``command`` (a shell line) with a fresh tmpfs on ``mountpoint`` (``options`` such as
+    ``ro`` or ``size=64k``) that only this command sees; gone when it ends."""
+    require_root()
+    mountpoint.mkdir()
+    script = f"mount -t tmpfs -o {options} vmsniff-test {shlex.quote(str(mountpoint))} && {command}"
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        cwd=ROOT, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+# -- item 1: --force, links, devices -----------------------------------------------------------
+
+
+def test_device_is_written_without_force_and_keeps_its_mode(tmp_path: Path) -> None:
+    """``-w /dev/null --force`` made /dev/null 0600 for the whole system. A private twin of
+    /dev/null (char 1:3) stands in for it, so that a regression cannot break the machine."""
+    require_root()
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    null.chmod(0o666)
+    src = gre_pcap(tmp_path / "in.pcap")
+    for extra in ([], ["--force"]):
+        done = receive("-r", str(src), "-w", str(null), *extra)
+        assert done.returncode == 0, done.stderr
+        assert stat.S_IMODE(null.stat().st_mode) == 0o666
+        assert stat.S_ISCHR(null.stat().st_mode)
+
+
+def test_forced_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.write_bytes(b"tenant data")
+    target.chmod(0o644)
+    (tmp_path / "link.pcap").symlink_to(target)
+    src = gre_pcap(tmp_path / "in.pcap")
+    done = receive("-r", str(src), "-w", str(tmp_path / "link.pcap"), "--force")
+    assert done.returncode == 2
+    assert b"symbolic link" in done.stderr and b"Traceback" not in done.stderr
+    assert target.read_bytes() == b"tenant data"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_forced_existing_file_is_truncated_in_place_keeping_owner_and_mode(
+    tmp_path: Path,
+) -> None:
+    require_root()
+    out = tmp_path / "o.pcap"
+    out.write_bytes(b"old")
+    os.chown(out, 65534, 65534)
+    out.chmod(0o644)
+    src = gre_pcap(tmp_path / "in.pcap")
+    done = receive("-r", str(src), "-w", str(out), "--force")
+    assert done.returncode == 0, done.stderr
+    st = out.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o644)
+    assert len(tshark_fields(out, "frame.len")) == 3
+
+
+def test_existing_file_refusal_says_how_to_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "o.pcap"
+    out.write_bytes(b"keep")
+    done = receive("-r", str(gre_pcap(tmp_path / "in.pcap")), "-w", str(out))
+    assert done.returncode == 2
+    assert b"exists; not overwriting it" in done.stderr and b"--force" in done.stderr
+    assert out.read_bytes() == b"keep"
+
+
+def test_rotation_files_are_0600_and_never_follow_links(tmp_path: Path) -> None:
+    """-C writes FILE, FILE1, ...: the second name is a planted link, refused mid-run."""
+    target = tmp_path / "precious"
+    target.write_bytes(b"tenant data")
+    (tmp_path / "o.pcap1").symlink_to(target)
+    src = gre_pcap(tmp_path / "in.pcap", count=40, size=1000)
+    done = receive("-r", str(src), "-w", str(tmp_path / "o.pcap"), "-C", "0.01", "--force")
+    assert done.returncode == 2 and b"symbolic link" in done.stderr
+    assert target.read_bytes() == b"tenant data"
+    assert stat.S_IMODE((tmp_path / "o.pcap").stat().st_mode) == 0o600
+
+
+# -- item 3: read-only file system, a directory, permission denied -------------------------------
+
+
+def test_read_only_file_system_is_an_io_error(tmp_path: Path) -> None:
+    src = gre_pcap(tmp_path / "in.pcap")
+    ro = tmp_path / "ro"
+    line = shlex.join([*VMSNIFF, "receive", "-r", str(src), "-w", str(ro / "o.pcap")])
+    done = in_private_mount(ro, "ro,size=64k", line)
+    assert done.returncode == 11, done.stderr
+    assert b"Read-only file system" in done.stderr and str(ro / "o.pcap").encode() in done.stderr
+    assert b"internal error" not in done.stderr
+
+
+def test_directory_is_a_usage_error(tmp_path: Path) -> None:
+    done = receive("-r", str(gre_pcap(tmp_path / "in.pcap")), "-w", str(tmp_path), "--force")
+    assert done.returncode == 2 and b"is a directory" in done.stderr
+
+
+def _as_nobody(args: list[str]) -> tuple[int, str]:
+    """The CLI's entry function in a forked child that became nobody (65534), stderr caught."""
+    import vmsniff.cli.receive  # noqa: F401 - imported while root can still read it
+    import vmsniff.pipeline.run  # noqa: F401
+    import vmsniff.pipeline.sources  # noqa: F401
+    from vmsniff.cli import cli
+    from vmsniff.cli._errors import run
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 99
+        try:
+            os.close(read)
+            os.dup2(write, 2)
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = run(cli, args)
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(write)
+    with open(read, "rb") as fh:
+        err = fh.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory under /tmp that nobody may enter but not write (pytest's tmp_path lies
+    under a 0700 directory of root's)."""
+    path = Path(tempfile.mkdtemp(prefix="vmsniff-test-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_permission_denied_is_exit_7_naming_the_path(public_dir: Path) -> None:
+    require_root()
+    src = gre_pcap(public_dir / "in.pcap")
+    src.chmod(0o644)
+    code, err = _as_nobody(["receive", "-r", str(src), "-w", str(public_dir / "o.pcap")])
+    assert code == 7, err
+    assert f"{public_dir / 'o.pcap'}: permission denied" in err
+    assert not (public_dir / "o.pcap").exists()
+    src.chmod(0o600)  # and an input nobody may not read
+    code, err = _as_nobody(["receive", "-r", str(src), "-w", "/dev/null"])
+    assert code == 7 and f"{src}: permission denied" in err, err
