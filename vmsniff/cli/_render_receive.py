@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from vmsniff.cli._context import Env
 from vmsniff.pipeline.core import Stats
 
-__all__ = ["live_line", "render_stats"]
+__all__ = ["live_line", "render_failed_run", "render_stats"]
 
 _ORDER = ("received", "decapsulated", "malformed", "filtered_out", "written", "kernel_dropped")
 
@@ -66,3 +66,12 @@ def render_stats(
             for reason, n in stats.malformed_reasons.items():
                 env.stderr.write(f"  malformed: {n} x {reason}\n")
         env.stderr.flush()
+
+
+def render_failed_run(env: Env, stats: Stats, fields: Sequence[str] = _ORDER) -> None:
+    """The counters of a run that a file error ended, as a text line on stderr (also with
+    ``--json``: stdout then holds only the error document the CLI prints)."""
+    if env.stderr.isatty():
+        env.stderr.write("\r\x1b[2K")
+    env.stderr.write(_line(stats, fields) + "\n")
+    env.stderr.flush()

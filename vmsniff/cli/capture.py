@@ -18,7 +18,7 @@ from vmsniff.cli._options import (
     resolve_options_from,
     stop_and_file_options,
 )
-from vmsniff.errors import UsageError
+from vmsniff.errors import FileError, UsageError
 
 #: The counters capture reports (receive's names; there is nothing to decapsulate here).
 FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
@@ -108,6 +108,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
         require_packet_sockets,
     )
     from vmsniff.capture.netdev import link_exists
+    from vmsniff.cli._render_receive import render_failed_run, render_stats
     from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
     from vmsniff.resolve import resolve, single_nic
@@ -177,6 +178,11 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
                     source, cap.stage, sink, count=opts["count"], stop=cap.source.drained_flag,
                     on_tick=on_tick, fast=fast,
                 )  # fmt: skip
+            except FileError:
+                # Disk full or an I/O error: the counts so far, then the error (exit 11);
+                # leaving open_capture's block removes the --at ovs rows on the way out.
+                render_failed_run(env, cap.stage.stats, FIELDS)
+                raise
             finally:
                 if fast is not None:
                     fast.close()
@@ -186,7 +192,6 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
         devices_of = cap.devices_of
     if sessions:
         env.info(f"removed the capture's mirror rows (session {', '.join(sessions)})")
-    from vmsniff.cli._render_receive import render_stats
     from vmsniff.pipeline.sinks import written_files
 
     extra = {

@@ -12,7 +12,7 @@ import click
 
 from vmsniff.cli._context import Env
 from vmsniff.cli._options import frame_options, stop_and_file_options
-from vmsniff.errors import UsageError
+from vmsniff.errors import FileError, UsageError
 
 
 def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
@@ -113,6 +113,8 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     tcpdump's syntax on the inner frame, and written as pcap or pcapng. Stats go to stderr at
     the end (Ctrl-C, SIGTERM, -c, --duration). Live capture needs CAP_NET_RAW.
     """
+    # Imported before -Z, as everything the run's end needs (see _errors.py).
+    from vmsniff.cli._render_receive import render_failed_run, render_stats
     from vmsniff.pipeline.core import Pipeline, PipelineConfig, parse_sources
     from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
 
@@ -206,6 +208,10 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
                     stop=flag,
                     on_tick=on_tick,
                 )
+        except FileError:
+            # Disk full or an I/O error: the counts so far, then the error (exit 11).
+            render_failed_run(env, pipeline.stats)
+            raise
         finally:
             sink.close()
     finally:
@@ -215,7 +221,6 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     damage = getattr(source, "damage", None)
     if damage:
         env.warn(f"{opts['read_file']}: {damage}; the records before it were processed")
-    from vmsniff.cli._render_receive import render_stats
     from vmsniff.pipeline.sinks import written_files
 
     render_stats(

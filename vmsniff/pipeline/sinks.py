@@ -26,12 +26,12 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pipeline.core import Packet, direction_name
-from vmsniff.pipeline.encode import Encoder, new_encoder
+from vmsniff.pipeline.encode import Encoder, new_encoder, whole_prefix
 from vmsniff.pipeline.scatter import IOV_MAX, Scatter, write_scatter
 
 __all__ = [
@@ -220,6 +220,22 @@ def _writev_all(fd: int, parts: list[Any]) -> None:
             i += 1
 
 
+def _whole_landed(fd: int, on_disk: int, fmt: str, pieces: list[Any]) -> int:
+    """After a failed write of ``pieces`` at offset ``on_disk``: how many of their bytes form
+    whole records on disk. The file is truncated to that length (a record cut by a short
+    write would make every reader stop with an error). Scatter stretches are not parsed
+    (their iovecs are advanced by a resumed short write): the cut is then at their start."""
+    try:
+        landed = os.fstat(fd).st_size - on_disk
+        keep = 0
+        if landed > 0 and not any(isinstance(p, Scatter) for p in pieces):
+            keep = whole_prefix(fmt, b"".join(pieces), landed, file_header=on_disk == 0)
+        os.ftruncate(fd, on_disk + keep)
+    except OSError:
+        return 0
+    return keep
+
+
 class FileSink(Sink):
     """One capture file (or stdout for ``-``), rotated like tcpdump's -C/-G/-W."""
 
@@ -248,6 +264,7 @@ class FileSink(Sink):
         self._fd = -1
         self._buf = bytearray()
         self._size = 0
+        self._on_disk: int | None = None  # whole-record bytes in our file (None: stdout)
         self._packets_in_file = 0
         self._count = 0  # -C file number
         self._interval: int | None = None  # -G interval number of the open file
@@ -275,6 +292,7 @@ class FileSink(Sink):
         st = os.fstat(fd)
         self._fd = fd
         self._created[name] = (st.st_dev, st.st_ino)
+        self._on_disk = 0 if stat.S_ISREG(st.st_mode) else None
         self.files.append(name)
         self._encoder = new_encoder(self.fmt, self.snaplen, self.application)
         self._start_file()
@@ -360,15 +378,25 @@ class FileSink(Sink):
                     self.flush()
                 return
             self.flush()
-            _writev_all(self._fd, records)
+            try:
+                _writev_all(self._fd, records)
+            except OSError as exc:
+                self._failed_write(exc, records)
+            if self._on_disk is not None:
+                self._on_disk += size
             return
         for piece in records:
-            if isinstance(piece, Scatter):
+            if isinstance(piece, Scatter) or len(piece) >= _BUFFER:
                 self.flush()
-                write_scatter(self._fd, piece)
-            elif len(piece) >= _BUFFER:
-                self.flush()
-                _write_all(self._fd, piece)
+                try:
+                    if isinstance(piece, Scatter):
+                        write_scatter(self._fd, piece)
+                    else:
+                        _write_all(self._fd, piece)
+                except OSError as exc:
+                    self._failed_write(exc, [piece])
+                if self._on_disk is not None:
+                    self._on_disk += len(piece)
             else:
                 self._buf += piece
         if self.flush_each or len(self._buf) >= _BUFFER:
@@ -376,8 +404,35 @@ class FileSink(Sink):
 
     def flush(self) -> None:
         if self._buf and self._fd >= 0:
-            _write_all(self._fd, self._buf)
+            try:
+                _write_all(self._fd, self._buf)
+            except OSError as exc:
+                self._failed_write(exc, [self._buf])
+            if self._on_disk is not None:
+                self._on_disk += len(self._buf)
             self._buf.clear()
+
+    def _failed_write(self, exc: OSError, pieces: list[Any]) -> NoReturn:
+        """A write failed part way (disk full, quota, I/O error, a closed pipe): cut our file
+        back to its last whole record, so that it stays readable, and stop writing to it.
+
+        A closed pipe is re-raised as is (the CLI makes it a quiet exit). Only a regular file
+        vmsniff opened itself is cut: stdout may be someone's file opened for appending.
+        """
+        fd, self._fd = self._fd, -1
+        try:
+            if isinstance(exc, BrokenPipeError):
+                raise exc
+            where = "stdout" if fd == 1 else self.files[-1]
+            hint = None
+            if self._on_disk is not None:
+                self._on_disk += _whole_landed(fd, self._on_disk, self.fmt, pieces)
+                hint = f"{where} keeps the whole records before it ({self._on_disk} bytes)"
+            raise FileError(f"writing {where}: {exc.strerror or exc}", hint=hint) from None
+        finally:
+            self._buf = bytearray()  # (not clear(): the failed write's view may still hold it)
+            if fd > 2:
+                os.close(fd)
 
     def close(self) -> None:
         try:

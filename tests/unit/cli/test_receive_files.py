@@ -9,6 +9,7 @@ in a private mount namespace (``unshare -m``); what lands on them is read back w
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -197,3 +198,54 @@ def test_permission_denied_is_exit_7_naming_the_path(public_dir: Path) -> None:
     src.chmod(0o600)  # and an input nobody may not read
     code, err = _as_nobody(["receive", "-r", str(src), "-w", "/dev/null"])
     assert code == 7 and f"{src}: permission denied" in err, err
+
+
+# -- item 2: a full disk --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "extra"),
+    [
+        ("pcap", []),  # packet by packet
+        ("pcapng", ["--key", "7", "--direction", "from-vm"]),
+        ("pcap", ["-U"]),  # a write per packet
+        ("pcap", ["-w", "{key}"]),  # one file per session
+    ],
+)
+def test_full_disk_keeps_whole_records_prints_stats_and_exits_11(
+    tmp_path: Path, fmt: str, extra: list[str]
+) -> None:
+    """A 64 KiB tmpfs fills up part way through: the file ends on its last whole record
+    (tshark and tcpdump read it without a complaint), stats are printed, exit 11."""
+    src = gre_pcap(tmp_path / "in.pcap", count=200, size=997)  # ~200 KiB of records
+    full = tmp_path / "full"
+    name = "o-{key}.cap" if "{key}" in extra else "o.cap"
+    extra = [x for x in extra if x not in ("-w", "{key}")]
+    out = full / name.replace("{key}", "7")
+    line = shlex.join(
+        [*VMSNIFF, "receive", "-r", str(src), "-w", str(full / name), "--format", fmt, *extra]
+    )
+    copy = tmp_path / "copy.cap"
+    done = in_private_mount(
+        full, "size=64k", f"{line}; rc=$?; cp {shlex.quote(str(out))} {copy}; exit $rc"
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 11, err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert "200 received" in err  # the stats line came before the error
+    rows = tshark_fields(copy, "frame.len")  # fails on any warning, e.g. a cut record
+    assert 0 < len(rows) < 200 and {r[0] for r in rows} == {str(14 + 20 + 8 + 997)}
+    tcpdump = subprocess.run(["tcpdump", "-nr", str(copy)], capture_output=True, timeout=60)
+    assert tcpdump.returncode == 0 and b"truncated" not in tcpdump.stderr
+    assert len(tcpdump.stdout.splitlines()) == len(rows)
+
+
+def test_full_disk_with_json_keeps_stdout_one_document(tmp_path: Path) -> None:
+    src = gre_pcap(tmp_path / "in.pcap", count=200, size=997)
+    full = tmp_path / "full"
+    line = shlex.join([*VMSNIFF, "receive", "-r", str(src), "-w", str(full / "o"), "--json"])
+    done = in_private_mount(full, "size=64k", line)
+    assert done.returncode == 11
+    doc = json.loads(done.stdout)
+    assert doc["error"] == "FileError" and doc["exit_code"] == 11
+    assert b"200 received" in done.stderr
