@@ -249,3 +249,33 @@ def test_full_disk_with_json_keeps_stdout_one_document(tmp_path: Path) -> None:
     doc = json.loads(done.stdout)
     assert doc["error"] == "FileError" and doc["exit_code"] == 11
     assert b"200 received" in done.stderr
+
+
+# -- item 4: inputs that are not captures ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "empty"),
+        (b"\xd4\xc3", "shorter than a capture file header"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not a pcap or pcapng capture"),
+        (bytes.fromhex("d4c3b2a1") + bytes(20), "version 0, not 2"),  # a pcap magic, bad header
+    ],
+)
+@pytest.mark.parametrize("stdin", [False, True])
+def test_not_a_capture_fails_and_leaves_no_output_file(
+    tmp_path: Path, content: bytes, says: str, stdin: bool
+) -> None:
+    src = tmp_path / "in.pcap"
+    src.write_bytes(content)
+    out = tmp_path / "o.pcap"
+    if stdin:
+        done = receive("-r", "-", "-w", str(out), stdin=content)
+    else:
+        done = receive("-r", str(src), "-w", str(out), "--json")
+    assert done.returncode == 11, done.stderr
+    assert says in done.stderr.decode() and b"Traceback" not in done.stderr
+    assert not out.exists()
+    if not stdin:
+        assert json.loads(done.stdout)["error"] == "FileError"
