@@ -14,7 +14,15 @@ from vmsniff.pipeline.core import Stats
 
 __all__ = ["live_line", "render_failed_run", "render_stats"]
 
-_ORDER = ("received", "decapsulated", "malformed", "filtered_out", "written", "kernel_dropped")
+_ORDER = (
+    "received",
+    "decapsulated",
+    "malformed",
+    "not_tunnelled",
+    "filtered_out",
+    "written",
+    "kernel_dropped",
+)
 
 
 def _line(stats: Stats, fields: Sequence[str] = _ORDER) -> str:
