@@ -82,7 +82,8 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     "--json",
     "as_json",
     is_flag=True,
-    help="Print the final stats as JSON (stdout; stderr when -w -).",
+    help="Print the final stats as one JSON document on stdout (stderr when -w -); "
+    "--print lines then go to stderr.",
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
@@ -156,7 +157,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     with stop_on_signals(flag), open_capture(target, points, copts, stop=flag) as cap:
         for sid in cap.removed_expired:
             env.info(f"removed expired vmsniff session {sid}")
-        sink = _sink(env, opts, write, print_)
+        sink = _sink(env, opts, write, print_, as_json)
         try:
             import time
 
@@ -215,7 +216,7 @@ for _param in capture.params:
         _param.help = "One NIC (MAC, Neutron port id, network), or 'all' into one pcapng."
 
 
-def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool) -> Any:
+def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool, as_json: bool) -> Any:
     from vmsniff.pipeline.sinks import FileSink, PrintSink, Rotation, Sink, TeeSink
 
     rotation = Rotation(
@@ -239,5 +240,7 @@ def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool) -> An
     elif rotation.active:
         raise UsageError("-C/-G/-W need -w FILE")
     if print_:
-        sinks.append(PrintSink(env.stdout, flush_each=True))
+        # With --json, stdout holds the one JSON document: the packet lines go to stderr,
+        # as tcpdump's own messages do.
+        sinks.append(PrintSink(env.stderr if as_json else env.stdout, flush_each=True))
     return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

@@ -101,7 +101,8 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     "--json",
     "as_json",
     is_flag=True,
-    help="Print the final stats as JSON (stdout; stderr when -w -).",
+    help="Print the final stats as one JSON document on stdout (stderr when -w -); "
+    "--print lines then go to stderr.",
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
@@ -181,7 +182,7 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
             from vmsniff.pipeline.sources import drop_privileges
 
             drop_privileges(opts["user"])
-        sink = _sink(env, opts, fmt, write, print_)
+        sink = _sink(env, opts, fmt, write, print_, as_json)
         pipeline = Pipeline(config)
         if getattr(source, "blocks", False):
             fast = FastPath(
@@ -228,7 +229,9 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     )
 
 
-def _sink(env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: bool) -> Any:
+def _sink(
+    env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: bool, as_json: bool
+) -> Any:
     from vmsniff.pipeline.sinks import FileSink, KeyedSink, PrintSink, Rotation, Sink, TeeSink
 
     rotation = Rotation(
@@ -256,5 +259,7 @@ def _sink(env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: b
     elif rotation.active:
         raise UsageError("-C/-G/-W need -w FILE")
     if print_:
-        sinks.append(PrintSink(env.stdout, flush_each=True))
+        # With --json, stdout holds the one JSON document: the packet lines go to stderr,
+        # as tcpdump's own messages do.
+        sinks.append(PrintSink(env.stderr if as_json else env.stdout, flush_each=True))
     return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

@@ -153,3 +153,14 @@ def test_unwritable_output_is_refused_after_closing_everything(
 def test_help_offers_all_for_nic(run: Any) -> None:
     done = run("--help")
     assert "MAC|PORT|NET|all" in done.output and "--at [tap|ovs]" in done.output
+
+
+def test_json_with_print_keeps_stdout_one_document(
+    asked: list[Any], monkeypatch: pytest.MonkeyPatch, run: Any
+) -> None:
+    frames = {"tapfake0": [(1_000, bytes(60), 3, 60), (2_000, bytes(60), 4, 60)]}
+    with _fake_rings(monkeypatch, frames):
+        done = run("web-1", "--nic", NIC.mac, "--print", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["written"] == 2  # all of stdout is the document
+    assert done.output.count("length 60") == 2  # the lines went to stderr

@@ -334,3 +334,19 @@ def test_linux_cooked_v2_capture_of_tcpdump_any_is_read_like_sll(tmp_path: Path)
     assert stats["not_tunnelled"] == len(others)
     assert stats["written"] == len(inner_ids)
     assert [r[0] for r in tshark_fields(out, "icmp.ident")] == inner_ids
+
+
+# -- item 5: --json is the only thing on stdout ---------------------------------------------
+
+
+def test_json_with_print_keeps_stdout_one_document(tmp_path: Path) -> None:
+    src = gre_pcap(tmp_path / "in.pcap", count=4)
+    for extra in ([], ["-w", str(tmp_path / "o.pcap")]):
+        done = receive("-r", str(src), "--print", "--json", *extra)
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)  # the whole of stdout: one document, nothing else
+        assert doc["written"] == 4
+        lines = [x for x in done.stderr.decode().splitlines() if "[key 7]" in x]
+        assert len(lines) == 4 and all("ICMP" in x for x in lines)
+    done = receive("-r", str(src), "--print")  # without --json, the lines stay on stdout
+    assert len(done.stdout.splitlines()) == 4
