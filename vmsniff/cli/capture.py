@@ -18,6 +18,7 @@ from vmsniff.cli._options import (
     resolve_options_from,
     stop_and_file_options,
 )
+from vmsniff.cli._render_receive import closed_pipe_is_quiet
 from vmsniff.errors import FileError, UsageError
 
 #: The counters capture reports (receive's names; there is nothing to decapsulate here).
@@ -87,6 +88,7 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
+@closed_pipe_is_quiet
 def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     """Capture VM's traffic on this host, from its tap or a local OVS mirror.
 

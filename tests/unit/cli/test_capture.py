@@ -164,3 +164,24 @@ def test_json_with_print_keeps_stdout_one_document(
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["written"] == 2  # all of stdout is the document
     assert done.output.count("length 60") == 2  # the lines went to stderr
+
+
+def test_closed_pipe_is_a_quiet_exit_0(
+    asked: list[Any], monkeypatch: pytest.MonkeyPatch, run: Any
+) -> None:
+    """`vmsniff capture VM -w - | head -c 10`: stdout is a pipe whose reader is gone."""
+    import os
+
+    frames = {"tapfake0": [(1_000, bytes(60), 3, 60)]}
+    read, write = os.pipe()
+    os.close(read)
+    saved = os.dup(1)
+    os.dup2(write, 1)
+    try:
+        with _fake_rings(monkeypatch, frames):  # (and the rings were closed)
+            done = run("web-1", "--nic", NIC.mac, "-w", "-")
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(write)
+    assert done.exit_code == 0 and done.output == ""

@@ -350,3 +350,29 @@ def test_json_with_print_keeps_stdout_one_document(tmp_path: Path) -> None:
         assert len(lines) == 4 and all("ICMP" in x for x in lines)
     done = receive("-r", str(src), "--print")  # without --json, the lines stay on stdout
     assert len(done.stdout.splitlines()) == 4
+
+
+# -- item 6: a closed pipe ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "take"),
+    [
+        (["-w", "-"], 100),  # `vmsniff receive -r x.pcap -w - | head -c 100`
+        (["-w", "-", "-U"], 100),
+        (["--print"], 100),  # `... --print | head -c 100`: text buffered in sys.stdout
+    ],
+)
+def test_closed_pipe_is_a_quiet_exit_0(tmp_path: Path, args: list[str], take: int) -> None:
+    src = gre_pcap(tmp_path / "in.pcap", count=20000)
+    proc = subprocess.Popen(
+        [*VMSNIFF, "receive", "-r", str(src), *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(take)) == take
+    proc.stdout.close()  # what `head -c 100` does once it has its bytes
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
+    assert err == b""  # no traceback, no message, no stats
