@@ -185,3 +185,16 @@ def test_closed_pipe_is_a_quiet_exit_0(
         os.close(saved)
         os.close(write)
     assert done.exit_code == 0 and done.output == ""
+
+
+def test_a_link_as_output_is_refused_even_with_force(
+    asked: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run: Any
+) -> None:
+    target = tmp_path / "precious"
+    target.write_bytes(b"tenant data")
+    target.chmod(0o644)
+    (tmp_path / "link.pcapng").symlink_to(target)
+    with _fake_rings(monkeypatch, {"tapfake0": [(1_000, bytes(60), 3, 60)]}):
+        done = run("web-1", "--nic", NIC.mac, "-w", str(tmp_path / "link.pcapng"), "--force")
+    assert done.exit_code == 2 and "symbolic link" in done.output
+    assert target.read_bytes() == b"tenant data" and (target.stat().st_mode & 0o777) == 0o644
