@@ -19,7 +19,7 @@ from vmsniff.cli._options import (
     stop_and_file_options,
 )
 from vmsniff.cli._render_receive import closed_pipe_is_quiet
-from vmsniff.errors import FileError, UsageError
+from vmsniff.errors import UsageError, VmsniffError
 
 #: The counters capture reports (receive's names; there is nothing to decapsulate here).
 FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
@@ -181,8 +181,9 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
                     source, cap.stage, sink, count=opts["count"], stop=cap.source.drained_flag,
                     on_tick=on_tick, fast=fast,
                 )  # fmt: skip
-            except FileError:
-                # Disk full or an I/O error: the counts so far, then the error (exit 11);
+            except VmsniffError:
+                # Disk full, an I/O error, a rotation file refused: the counts so far, then
+                # the error (exit 11 for the disk);
                 # leaving open_capture's block removes the --at ovs rows on the way out.
                 render_failed_run(env, cap.stage.stats, FIELDS)
                 raise

@@ -13,7 +13,7 @@ import click
 from vmsniff.cli._context import Env
 from vmsniff.cli._options import frame_options, stop_and_file_options
 from vmsniff.cli._render_receive import closed_pipe_is_quiet
-from vmsniff.errors import FileError, UsageError
+from vmsniff.errors import UsageError, VmsniffError
 
 
 def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
@@ -184,7 +184,9 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
             from vmsniff.pipeline.sources import drop_privileges
 
             drop_privileges(opts["user"])
-        sink = _sink(env, opts, fmt, write, print_, as_json)
+        identity = getattr(source, "identity", None)
+        keep = frozenset() if identity is None else frozenset({identity})
+        sink = _sink(env, opts, fmt, write, print_, as_json, keep)
         pipeline = Pipeline(config)
         if getattr(source, "blocks", False):
             fast = FastPath(
@@ -211,8 +213,9 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
                     stop=flag,
                     on_tick=on_tick,
                 )
-        except FileError:
-            # Disk full or an I/O error: the counts so far, then the error (exit 11).
+        except VmsniffError:
+            # Disk full, an I/O error, a rotation file refused: the counts so far, then the
+            # error (exit 11 for the disk).
             render_failed_run(env, pipeline.stats)
             raise
         finally:
@@ -232,7 +235,13 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
 
 
 def _sink(
-    env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: bool, as_json: bool
+    env: Env,
+    opts: dict[str, Any],
+    fmt: str,
+    write: str | None,
+    print_: bool,
+    as_json: bool,
+    keep: frozenset[tuple[int, int]] = frozenset(),
 ) -> Any:
     from vmsniff.pipeline.sinks import FileSink, KeyedSink, PrintSink, Rotation, Sink, TeeSink
 
@@ -252,6 +261,7 @@ def _sink(
                 rotation=rotation,
                 flush_each=opts["packet_buffered"],
                 force=opts["force"],
+                keep=keep,
             )
 
         if "{key}" in write:

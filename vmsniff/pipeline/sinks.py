@@ -106,9 +106,15 @@ def open_capture_file(path: str, *, force: bool, ours: bool = False) -> int:
     return _open_file(path, force=force or ours)
 
 
-def _open_file(path: str, *, force: bool, mine: tuple[int, int] | None = None) -> int:
+Identity = tuple[int, int]  # (st_dev, st_ino)
+
+
+def _open_file(
+    path: str, *, force: bool, mine: Identity | None = None, keep: frozenset[Identity] = frozenset()
+) -> int:
     """:func:`open_capture_file`; ``mine`` is the (device, inode) of a file this run created
-    under ``path``: that file, and only it, is truncated without ``force``."""
+    under ``path``: that file, and only it, is truncated without ``force``. Files in ``keep``
+    (the ``-r`` input) are never truncated, even with ``force``."""
     base = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
     for _ in range(8):  # only a file that keeps appearing and vanishing loops here
         try:
@@ -121,7 +127,7 @@ def _open_file(path: str, *, force: bool, mine: tuple[int, int] | None = None) -
         except FileNotFoundError:
             continue  # removed between the two opens: create it after all
         try:
-            _check_existing(fd, path, force=force, mine=mine)
+            _check_existing(fd, path, force=force, mine=mine, keep=keep)
         except BaseException:
             os.close(fd)
             raise
@@ -161,7 +167,9 @@ def _translate_open(path: str, flags: int, mode: int) -> int:
         raise FileError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _check_existing(fd: int, path: str, *, force: bool, mine: tuple[int, int] | None) -> None:
+def _check_existing(
+    fd: int, path: str, *, force: bool, mine: Identity | None, keep: frozenset[Identity]
+) -> None:
     """Decide on an existing file by what the descriptor is; truncate a regular one only when
     allowed to."""
     st = os.fstat(fd)
@@ -170,6 +178,9 @@ def _check_existing(fd: int, path: str, *, force: bool, mine: tuple[int, int] | 
         return
     if not stat.S_ISREG(mode):
         raise UsageError(f"not writing {path}: not a regular file, FIFO or character device")
+    if (st.st_dev, st.st_ino) in keep:
+        # `-r x.pcap -w x.pcap --force` would truncate the input before reading it.
+        raise UsageError(f"not writing {path}: it is the file being read (-r)")
     if mine is not None and mine != (st.st_dev, st.st_ino) and not force:
         # Someone put another file under our name since we closed ours: leave it alone.
         raise UsageError(f"{path} was replaced while rotating; not overwriting it")
@@ -249,7 +260,10 @@ class FileSink(Sink):
         flush_each: bool = False,
         force: bool = False,
         application: str = "vmsniff receive",
+        keep: frozenset[Identity] = frozenset(),
     ) -> None:
+        """``keep``: (device, inode) of files never to write, whatever ``force`` says (the
+        ``-r`` input)."""
         if path == "-" and rotation.active:
             raise UsageError("-C and -G need a file name, not -w -")
         self.path = path
@@ -260,7 +274,8 @@ class FileSink(Sink):
         self.force = force
         self.application = application
         self.files: list[str] = []
-        self._created: dict[str, tuple[int, int]] = {}  # name -> (st_dev, st_ino)
+        self.keep = keep
+        self._created: dict[str, Identity] = {}  # name -> (st_dev, st_ino)
         self._fd = -1
         self._buf = bytearray()
         self._size = 0
@@ -288,7 +303,7 @@ class FileSink(Sink):
         return base
 
     def _open(self, name: str) -> None:
-        fd = _open_file(name, force=self.force, mine=self._created.get(name))
+        fd = _open_file(name, force=self.force, mine=self._created.get(name), keep=self.keep)
         st = os.fstat(fd)
         self._fd = fd
         self._created[name] = (st.st_dev, st.st_ino)

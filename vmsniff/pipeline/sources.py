@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
@@ -68,6 +69,15 @@ class FileSource:
                 raise UsageError(f"{path} is a directory") from None
         self.kernel_dropped = 0
         self.damage: str | None = None
+        #: (device, inode) of the input when it is a regular file: the output must not be it.
+        self.identity: tuple[int, int] | None = None
+        try:
+            st = os.fstat(self._fh.fileno())
+        except (OSError, ValueError):  # a stand-in stdin without a descriptor (tests)
+            pass
+        else:
+            if stat.S_ISREG(st.st_mode):
+                self.identity = (st.st_dev, st.st_ino)
         self._reader = CaptureReader()
         try:
             self._first = self._read_header()

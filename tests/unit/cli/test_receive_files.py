@@ -376,3 +376,35 @@ def test_closed_pipe_is_a_quiet_exit_0(tmp_path: Path, args: list[str], take: in
         err = proc.stderr.read()
     assert proc.wait(60) == 0, err
     assert err == b""  # no traceback, no message, no stats
+
+
+# -- and the rest of the family -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via_stdin", [False, True])
+def test_output_that_is_the_input_is_refused_even_with_force(
+    tmp_path: Path, via_stdin: bool
+) -> None:
+    """`-r x.pcap -w x.pcap --force` truncated the capture before reading it (tcpdump too)."""
+    src = gre_pcap(tmp_path / "x.pcap")
+    before = src.read_bytes()
+    (tmp_path / "same.pcap").hardlink_to(src)  # another name, the same file
+    if via_stdin:
+        with src.open("rb") as fh:
+            done = subprocess.run(
+                [*VMSNIFF, "receive", "-r", "-", "-w", str(tmp_path / "same.pcap"), "--force"],
+                cwd=ROOT, stdin=fh, capture_output=True, timeout=60,
+            )  # fmt: skip
+    else:
+        done = receive("-r", str(src), "-w", str(tmp_path / "same.pcap"), "--force")
+    assert done.returncode == 2 and b"it is the file being read" in done.stderr
+    assert src.read_bytes() == before
+
+
+def test_a_file_refused_mid_run_still_prints_the_stats(tmp_path: Path) -> None:
+    (tmp_path / "o.pcap1").symlink_to(tmp_path / "elsewhere")
+    src = gre_pcap(tmp_path / "in.pcap", count=40, size=1000)
+    done = receive("-r", str(src), "-w", str(tmp_path / "o.pcap"), "-C", "0.01")
+    assert done.returncode == 2 and b"symbolic link" in done.stderr
+    assert b" received, " in done.stderr and b" written, " in done.stderr
+    assert not (tmp_path / "elsewhere").exists()
