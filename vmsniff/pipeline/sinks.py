@@ -32,7 +32,7 @@ from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pipeline.core import Packet, direction_name
 from vmsniff.pipeline.encode import Encoder, new_encoder, whole_prefix
-from vmsniff.pipeline.scatter import IOV_MAX, Scatter, write_scatter
+from vmsniff.pipeline.scatter import IOV_MAX, Scatter, joined, write_scatter
 
 __all__ = [
     "FileSink",
@@ -234,13 +234,13 @@ def _writev_all(fd: int, parts: list[Any]) -> None:
 def _whole_landed(fd: int, on_disk: int, fmt: str, pieces: list[Any]) -> int:
     """After a failed write of ``pieces`` at offset ``on_disk``: how many of their bytes form
     whole records on disk. The file is truncated to that length (a record cut by a short
-    write would make every reader stop with an error). Scatter stretches are not parsed
-    (their iovecs are advanced by a resumed short write): the cut is then at their start."""
+    write would make every reader stop with an error). Scatter stretches are read back from
+    the ring block they point into, which is not handed back before this returns."""
     try:
         landed = os.fstat(fd).st_size - on_disk
         keep = 0
-        if landed > 0 and not any(isinstance(p, Scatter) for p in pieces):
-            keep = whole_prefix(fmt, b"".join(pieces), landed, file_header=on_disk == 0)
+        if landed > 0:
+            keep = whole_prefix(fmt, joined(pieces), landed, file_header=on_disk == 0)
         os.ftruncate(fd, on_disk + keep)
     except OSError:
         return 0
