@@ -408,3 +408,14 @@ def test_a_file_refused_mid_run_still_prints_the_stats(tmp_path: Path) -> None:
     assert done.returncode == 2 and b"symbolic link" in done.stderr
     assert b" received, " in done.stderr and b" written, " in done.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_device_that_is_always_full_is_exit_11(tmp_path: Path) -> None:
+    """-w onto a twin of /dev/full (char 1:7): every write fails with ENOSPC; nothing to cut."""
+    require_root()
+    full = tmp_path / "full"
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    done = receive("-r", str(gre_pcap(tmp_path / "in.pcap")), "-w", str(full))
+    assert done.returncode == 11, done.stderr
+    assert f"writing {full}: No space left on device".encode() in done.stderr
+    assert b"Traceback" not in done.stderr
