@@ -299,3 +299,47 @@ def test_bad_filter_and_unwritable_output_leave_nothing(lab: Lab, tmp_path: Path
         assert done.returncode == 3 and "no such directory" in done.stderr, done.stderr
         assert_clean(lab)  # the ovs rows made before the file was refused are gone again
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("at", ["tap", "ovs"])
+def test_full_disk_ends_with_whole_records_stats_exit_11_and_no_rows(
+    lab: Lab, tmp_path: Path, at: str
+) -> None:
+    """The disk fills up under a running capture (a 12 KiB tmpfs in a private mount namespace,
+    which `ip netns exec` inherits): exit 11 with the stats line, the file readable to its last
+    whole record, and for --at ovs the mirror rows removed on the way out (issue #13)."""
+    import shlex
+
+    full, copy = tmp_path / "full", tmp_path / "copy.pcapng"
+    full.mkdir()
+    out = full / "vm.pcapng"
+    line = shlex.join(["ip", "netns", "exec", lab.hypervisor_ns, sys.executable, "-m",
+                       "vmsniff", "capture", "c-private", "--at", at, "-w", str(out),
+                       "-U"])  # fmt: skip
+    script = (f"mount -t tmpfs -o size=12k vmsniff-test {shlex.quote(str(full))} && {line}; "
+              f"rc=$?; cp {shlex.quote(str(out))} {shlex.quote(str(copy))}; exit $rc")  # fmt: skip
+    proc = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(lab),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        seen = [proc.stderr.readline()]
+        while seen[-1] and not seen[-1].startswith("capturing"):
+            seen.append(proc.stderr.readline())
+        assert seen[-1].startswith("capturing"), "".join(seen)
+        for _ in range(10):  # until the 12 KiB are full
+            make_traffic(lab, "c-private", "c-native", count=3)
+            if proc.poll() is not None:
+                break
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 11, err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert " received, " in err and " written, " in err  # the stats line
+    assert_clean(lab)  # --at ovs: the ports and mirrors are gone again
+    rows = tshark_fields(copy, "frame.len")  # fails on any warning: no record cut short
+    assert rows and copy.stat().st_size <= 12 * 1024

@@ -18,7 +18,8 @@ from vmsniff.cli._options import (
     resolve_options_from,
     stop_and_file_options,
 )
-from vmsniff.errors import UsageError
+from vmsniff.cli._render_receive import closed_pipe_is_quiet
+from vmsniff.errors import UsageError, VmsniffError
 
 #: The counters capture reports (receive's names; there is nothing to decapsulate here).
 FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
@@ -47,7 +48,12 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     show_default=True,
     help="Output format (pcap has no direction marks and no per-NIC interfaces).",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Truncate an existing regular output file (its owner and mode stay); "
+    "FIFOs and devices such as /dev/null need no --force. Links are never followed.",
+)
 @click.option(
     "--direction",
     type=click.Choice(["both", "from-vm", "to-vm"]),
@@ -77,10 +83,12 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     "--json",
     "as_json",
     is_flag=True,
-    help="Print the final stats as JSON (stdout; stderr when -w -).",
+    help="Print the final stats as one JSON document on stdout (stderr when -w -); "
+    "--print lines then go to stderr.",
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
+@closed_pipe_is_quiet
 def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     """Capture VM's traffic on this host, from its tap or a local OVS mirror.
 
@@ -103,6 +111,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
         require_packet_sockets,
     )
     from vmsniff.capture.netdev import link_exists
+    from vmsniff.cli._render_receive import render_failed_run, render_stats
     from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
     from vmsniff.resolve import resolve, single_nic
@@ -150,7 +159,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     with stop_on_signals(flag), open_capture(target, points, copts, stop=flag) as cap:
         for sid in cap.removed_expired:
             env.info(f"removed expired vmsniff session {sid}")
-        sink = _sink(env, opts, write, print_)
+        sink = _sink(env, opts, write, print_, as_json)
         try:
             import time
 
@@ -172,6 +181,12 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
                     source, cap.stage, sink, count=opts["count"], stop=cap.source.drained_flag,
                     on_tick=on_tick, fast=fast,
                 )  # fmt: skip
+            except VmsniffError:
+                # Disk full, an I/O error, a rotation file refused: the counts so far, then
+                # the error (exit 11 for the disk);
+                # leaving open_capture's block removes the --at ovs rows on the way out.
+                render_failed_run(env, cap.stage.stats, FIELDS)
+                raise
             finally:
                 if fast is not None:
                     fast.close()
@@ -181,7 +196,6 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
         devices_of = cap.devices_of
     if sessions:
         env.info(f"removed the capture's mirror rows (session {', '.join(sessions)})")
-    from vmsniff.cli._render_receive import render_stats
     from vmsniff.pipeline.sinks import written_files
 
     extra = {
@@ -205,7 +219,7 @@ for _param in capture.params:
         _param.help = "One NIC (MAC, Neutron port id, network), or 'all' into one pcapng."
 
 
-def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool) -> Any:
+def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool, as_json: bool) -> Any:
     from vmsniff.pipeline.sinks import FileSink, PrintSink, Rotation, Sink, TeeSink
 
     rotation = Rotation(
@@ -229,5 +243,7 @@ def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool) -> An
     elif rotation.active:
         raise UsageError("-C/-G/-W need -w FILE")
     if print_:
-        sinks.append(PrintSink(env.stdout, flush_each=True))
+        # With --json, stdout holds the one JSON document: the packet lines go to stderr,
+        # as tcpdump's own messages do.
+        sinks.append(PrintSink(env.stderr if as_json else env.stdout, flush_each=True))
     return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

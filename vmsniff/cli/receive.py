@@ -12,7 +12,8 @@ import click
 
 from vmsniff.cli._context import Env
 from vmsniff.cli._options import frame_options, stop_and_file_options
-from vmsniff.errors import UsageError
+from vmsniff.cli._render_receive import closed_pipe_is_quiet
+from vmsniff.errors import UsageError, VmsniffError
 
 
 def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
@@ -51,7 +52,12 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     type=click.Choice(["pcap", "pcapng"]),
     help="Output format [default: pcapng with --direction, else pcap].",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Truncate an existing regular output file (its owner and mode stay); "
+    "FIFOs and devices such as /dev/null need no --force. Links are never followed.",
+)
 @click.option(
     "--from",
     "sources",
@@ -96,10 +102,12 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
     "--json",
     "as_json",
     is_flag=True,
-    help="Print the final stats as JSON (stdout; stderr when -w -).",
+    help="Print the final stats as one JSON document on stdout (stderr when -w -); "
+    "--print lines then go to stderr.",
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
+@closed_pipe_is_quiet
 def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     """Decapsulate mirrored GRE/ERSPAN traffic and write the VM's own frames.
 
@@ -108,6 +116,8 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     tcpdump's syntax on the inner frame, and written as pcap or pcapng. Stats go to stderr at
     the end (Ctrl-C, SIGTERM, -c, --duration). Live capture needs CAP_NET_RAW.
     """
+    # Imported before -Z, as everything the run's end needs (see _errors.py).
+    from vmsniff.cli._render_receive import render_failed_run, render_stats
     from vmsniff.pipeline.core import Pipeline, PipelineConfig, parse_sources
     from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
 
@@ -174,7 +184,9 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
             from vmsniff.pipeline.sources import drop_privileges
 
             drop_privileges(opts["user"])
-        sink = _sink(env, opts, fmt, write, print_)
+        identity = getattr(source, "identity", None)
+        keep = frozenset() if identity is None else frozenset({identity})
+        sink = _sink(env, opts, fmt, write, print_, as_json, keep)
         pipeline = Pipeline(config)
         if getattr(source, "blocks", False):
             fast = FastPath(
@@ -201,6 +213,11 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
                     stop=flag,
                     on_tick=on_tick,
                 )
+        except VmsniffError:
+            # Disk full, an I/O error, a rotation file refused: the counts so far, then the
+            # error (exit 11 for the disk).
+            render_failed_run(env, pipeline.stats)
+            raise
         finally:
             sink.close()
     finally:
@@ -210,7 +227,6 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     damage = getattr(source, "damage", None)
     if damage:
         env.warn(f"{opts['read_file']}: {damage}; the records before it were processed")
-    from vmsniff.cli._render_receive import render_stats
     from vmsniff.pipeline.sinks import written_files
 
     render_stats(
@@ -218,7 +234,15 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     )
 
 
-def _sink(env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: bool) -> Any:
+def _sink(
+    env: Env,
+    opts: dict[str, Any],
+    fmt: str,
+    write: str | None,
+    print_: bool,
+    as_json: bool,
+    keep: frozenset[tuple[int, int]] = frozenset(),
+) -> Any:
     from vmsniff.pipeline.sinks import FileSink, KeyedSink, PrintSink, Rotation, Sink, TeeSink
 
     rotation = Rotation(
@@ -237,6 +261,7 @@ def _sink(env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: b
                 rotation=rotation,
                 flush_each=opts["packet_buffered"],
                 force=opts["force"],
+                keep=keep,
             )
 
         if "{key}" in write:
@@ -246,5 +271,7 @@ def _sink(env: Env, opts: dict[str, Any], fmt: str, write: str | None, print_: b
     elif rotation.active:
         raise UsageError("-C/-G/-W need -w FILE")
     if print_:
-        sinks.append(PrintSink(env.stdout, flush_each=True))
+        # With --json, stdout holds the one JSON document: the packet lines go to stderr,
+        # as tcpdump's own messages do.
+        sinks.append(PrintSink(env.stderr if as_json else env.stdout, flush_each=True))
     return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

@@ -68,7 +68,14 @@ class CaptureReader:
         self._pcap_linktype_known = False
         self._interfaces: list[_Interface] = []
         self._failed: MalformedPacket | None = None
+        self._sections = 0
         self.count = 0
+
+    @property
+    def header_read(self) -> bool:
+        """True once the file's header (pcap's, or pcapng's first Section Header Block) was
+        read and accepted: from then on the bytes are a capture, whatever follows."""
+        return self._pcap_linktype_known or self._sections > 0
 
     @property
     def format(self) -> str | None:
@@ -198,6 +205,7 @@ class CaptureReader:
             if major != 1:
                 raise MalformedPacket(f"pcapng: version {major}, not 1")
             self._interfaces = []
+            self._sections += 1
             return _SKIP
         if btype == _BT_IDB:
             if len(body) < 8:

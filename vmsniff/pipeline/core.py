@@ -8,7 +8,8 @@ Stages, in order (each is skipped when not asked for)::
 :meth:`Pipeline.push` takes a batch of ``(timestamp_ns, bytes)`` frames of one link type, as a
 ring block or a file chunk gives them, and returns the :class:`Packet` values to write; every
 frame is counted in :class:`Stats` exactly once as decapsulated-and-written, filtered out,
-malformed, or held (an IP fragment waiting for the rest of its datagram). Nothing here reads a
+malformed, not tunnelled (well formed, but not GRE: ARP or DNS in a ``tcpdump -i any``
+capture), or held (an IP fragment waiting for the rest of its datagram). Nothing here reads a
 clock or touches a socket or file: sources and sinks do that (:mod:`.sources`, :mod:`.sinks`).
 
 Direction (DESIGN.md contract 3): with ``--direction both`` each key K given means K = from-vm
@@ -28,7 +29,7 @@ from vmsniff.errors import MalformedPacket, UsageError
 from vmsniff.filter import InnerFilter
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
-from vmsniff.wire.decap import decap_linktype
+from vmsniff.wire.decap import NotTunnelled, decap_linktype
 from vmsniff.wire.ipv4 import Reassembler
 
 __all__ = [
@@ -78,6 +79,9 @@ class Stats:
     received: int = 0
     decapsulated: int = 0
     malformed: int = 0
+    not_tunnelled: int = 0
+    """Well-formed frames that are not GRE/ERSPAN (read from a file: the live ring only
+    takes GRE); not the peer's fault, so not :attr:`malformed`."""
     filtered_out: int = 0
     written: int = 0
     kernel_dropped: int = 0
@@ -90,6 +94,7 @@ class Stats:
             "received": self.received,
             "decapsulated": self.decapsulated,
             "malformed": self.malformed,
+            "not_tunnelled": self.not_tunnelled,
             "filtered_out": self.filtered_out,
             "written": self.written,
             "kernel_dropped": self.kernel_dropped,
@@ -199,6 +204,9 @@ class Pipeline:
             try:
                 d = decap_linktype(linktype, frame, reasm, ts_ns / 1e9)
             except MalformedPacket as exc:
+                if isinstance(exc, NotTunnelled):
+                    stats.not_tunnelled += 1
+                    continue
                 stats.malformed += 1
                 reason = exc.message
                 reasons[reason] = reasons.get(reason, 0) + 1

@@ -18,7 +18,15 @@ from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.pcapng import interface_description_block, section_header_block
 from vmsniff.pipeline.core import Packet, direction_name
 
-__all__ = ["FORMATS", "Encoder", "PcapEncoder", "PcapngEncoder", "interface_name", "new_encoder"]
+__all__ = [
+    "FORMATS",
+    "Encoder",
+    "PcapEncoder",
+    "PcapngEncoder",
+    "interface_name",
+    "new_encoder",
+    "whole_prefix",
+]
 
 FORMATS = ("pcap", "pcapng")
 _PCAP_FILE = struct.Struct("<IHHiIII")
@@ -133,3 +141,30 @@ def new_encoder(fmt: str, snaplen: int, application: str = "vmsniff receive") ->
     if fmt == "pcapng":
         return PcapngEncoder(snaplen, application)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def whole_prefix(fmt: str, data: bytes, n: int, *, file_header: bool) -> int:
+    """How many of the first ``n`` bytes of ``data`` (what an encoder of ``fmt`` made, in
+    order) are whole records: where to cut a file after a short write. ``file_header`` says
+    ``data`` starts with the pcap file header. Off the hot path: only read after a failure.
+    """
+    n = min(n, len(data))
+    pos = 0
+    if fmt == "pcap":
+        if file_header:
+            if n < _PCAP_FILE.size:
+                return 0
+            pos = _PCAP_FILE.size
+        while pos + _PCAP_REC.size <= n:
+            end = pos + _PCAP_REC.size + _U32.unpack_from(data, pos + 8)[0]  # incl_len
+            if end > n:
+                break
+            pos = end
+        return pos
+    # pcapng: every block (SHB, IDB, EPB) says its total length at offset 4 (section 3.1).
+    while pos + 8 <= n:
+        end = pos + _U32.unpack_from(data, pos + 4)[0]
+        if end > n or end <= pos:
+            break
+        pos = end
+    return pos

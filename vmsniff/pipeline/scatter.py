@@ -95,10 +95,14 @@ def write_scatter(fd: int, scatter: Scatter) -> None:
         if done == int(sizes.sum()):
             i += count
             continue
-        # a short write: resume inside the first record not written whole
+        # a short write: resume inside the first record not written whole, on a copy of the
+        # iovecs left (rare: a pipe, a full disk), so that the caller's still say what was to be
+        # written (FileSink reads them back to cut a failed write at a whole record)
         ends = np.cumsum(sizes)
         j = int(np.searchsorted(ends, done, side="right"))
         written = done - (int(ends[j - 1]) if j else 0)
-        iov[i + j, 0] += written
-        iov[i + j, 1] -= written
-        i += j
+        iov = iov[i + j :].copy()
+        base = iov.ctypes.data
+        iov[0, 0] += written
+        iov[0, 1] -= written
+        i, n = 0, len(iov)

@@ -1,7 +1,9 @@
 """Where inner packets go: capture files (with tcpdump's rotation), stdout, a text summary.
 
-Files hold tenant traffic, so they are created mode 0600 with ``O_EXCL`` (never overwriting a
-file unless ``force``); bytes reach the file in whole records only, so the file is a valid
+Files hold tenant traffic, so they are created mode 0600 with ``O_EXCL``; an existing regular
+file is truncated in place only with ``force`` (its owner and mode are not ours to change), a
+FIFO or character device is written as tcpdump would, and a symbolic link is never followed
+(:func:`open_capture_file`). Bytes reach the file in whole records only, so the file is a valid
 pcap/pcapng at every flush (DESIGN.md contract 6). Records are batched in memory and written
 with one ``write`` per flush; ``flush_each`` (``-U``) flushes after every packet.
 
@@ -19,17 +21,18 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
-from vmsniff.errors import NotFound, PermissionDenied, UsageError, VmsniffError
+from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pipeline.core import Packet, direction_name
-from vmsniff.pipeline.encode import Encoder, new_encoder
-from vmsniff.pipeline.scatter import IOV_MAX, Scatter, write_scatter
+from vmsniff.pipeline.encode import Encoder, new_encoder, whole_prefix
+from vmsniff.pipeline.scatter import IOV_MAX, Scatter, joined, write_scatter
 
 __all__ = [
     "FileSink",
@@ -85,28 +88,111 @@ class Sink:
 
 
 def open_capture_file(path: str, *, force: bool, ours: bool = False) -> int:
-    """Create ``path`` mode 0600 and return its descriptor.
+    """Open ``path`` for writing a capture and return its descriptor, as tcpdump's ``-w`` would
+    but never following a symbolic link and never changing what vmsniff did not create.
 
-    Without ``force`` an existing file is refused (``O_EXCL``); ``ours`` says the file is one
-    this run created (rotation wrapping round) and may be truncated.
+    * A new file is created mode 0600 (``O_EXCL``: nothing is there to follow or replace).
+    * A FIFO or a character device (``/dev/null``, a pipe to Wireshark) is written as is,
+      without ``force``: writing to it destroys nothing.
+    * An existing regular file is refused unless ``force`` (or ``ours``: a file this run
+      created, reached again when rotation wraps round); then it is truncated in place, its
+      owner and mode untouched.
+    * A symbolic link at the last component is refused (``O_NOFOLLOW``), dangling or not;
+      anything else (a directory, a block device, a socket) is refused too.
+
+    The decision is taken on the opened descriptor (``fstat``), never on the path, so nothing
+    can be swapped in between a check and the open.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-    flags |= os.O_TRUNC if (force or ours) else os.O_EXCL
+    return _open_file(path, force=force or ours)
+
+
+Identity = tuple[int, int]  # (st_dev, st_ino)
+
+
+def _open_file(
+    path: str, *, force: bool, mine: Identity | None = None, keep: frozenset[Identity] = frozenset()
+) -> int:
+    """:func:`open_capture_file`; ``mine`` is the (device, inode) of a file this run created
+    under ``path``: that file, and only it, is truncated without ``force``. Files in ``keep``
+    (the ``-r`` input) are never truncated, even with ``force``."""
+    base = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
+    for _ in range(8):  # only a file that keeps appearing and vanishing loops here
+        try:
+            # O_CREAT|O_EXCL never follows a link: a link (even dangling) is "exists".
+            return _translate_open(path, base | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        try:
+            fd = _translate_open(path, base, 0)
+        except FileNotFoundError:
+            continue  # removed between the two opens: create it after all
+        try:
+            _check_existing(fd, path, force=force, mine=mine, keep=keep)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    raise FileError(f"cannot create {path}: it keeps appearing and vanishing")
+
+
+def _translate_open(path: str, flags: int, mode: int) -> int:
+    """``os.open``, with every refusal turned into a vmsniff error that names ``path``.
+    ``FileExistsError`` and ``FileNotFoundError`` of a second open pass through: the caller
+    retries those."""
     try:
-        fd = os.open(path, flags, 0o600)
+        return os.open(path, flags, mode)
     except FileExistsError:
-        raise UsageError(
-            f"{path} exists; not overwriting it", hint="pick another name, or pass --force"
-        ) from None
-    except PermissionError:
-        raise PermissionDenied(f"cannot create {path}: permission denied") from None
+        raise
     except FileNotFoundError:
-        raise NotFound(f"cannot create {path}: no such directory") from None
+        if flags & os.O_CREAT:
+            raise NotFound(f"cannot create {path}: no such directory") from None
+        raise
+    except PermissionError:
+        raise PermissionDenied(
+            f"cannot write {path}: permission denied",
+            hint="pick a directory you may write to (after -Z, the new user's)",
+        ) from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot write {path}: it is a directory") from None
     except OSError as exc:
-        raise VmsniffError(f"cannot create {path}: {exc.strerror}") from None
-    if force or ours:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
-    return fd
+        if exc.errno == errno.ELOOP:
+            raise UsageError(
+                f"not writing {path}: it is a symbolic link, and vmsniff does not follow links",
+                hint="give the link's target itself, or another name",
+            ) from None
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader under O_NONBLOCK, or a socket
+            raise UsageError(f"cannot write {path}: no reader on it, or not a file") from None
+        if exc.errno == errno.ENOTDIR:
+            raise NotFound(f"cannot create {path}: a part of the path is not a directory") from None
+        raise FileError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _check_existing(
+    fd: int, path: str, *, force: bool, mine: Identity | None, keep: frozenset[Identity]
+) -> None:
+    """Decide on an existing file by what the descriptor is; truncate a regular one only when
+    allowed to."""
+    st = os.fstat(fd)
+    mode = st.st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"not writing {path}: not a regular file, FIFO or character device")
+    if (st.st_dev, st.st_ino) in keep:
+        # `-r x.pcap -w x.pcap --force` would truncate the input before reading it.
+        raise UsageError(f"not writing {path}: it is the file being read (-r)")
+    if mine is not None and mine != (st.st_dev, st.st_ino) and not force:
+        # Someone put another file under our name since we closed ours: leave it alone.
+        raise UsageError(f"{path} was replaced while rotating; not overwriting it")
+    if not force and mine is None:
+        raise UsageError(
+            f"{path} exists; not overwriting it",
+            hint="pick another name, or pass --force to truncate it (its owner and mode stay)",
+        )
+    try:
+        os.ftruncate(fd, 0)
+    except OSError as exc:
+        raise FileError(f"cannot truncate {path}: {exc.strerror}") from None
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -145,6 +231,22 @@ def _writev_all(fd: int, parts: list[Any]) -> None:
             i += 1
 
 
+def _whole_landed(fd: int, on_disk: int, fmt: str, pieces: list[Any]) -> int:
+    """After a failed write of ``pieces`` at offset ``on_disk``: how many of their bytes form
+    whole records on disk. The file is truncated to that length (a record cut by a short
+    write would make every reader stop with an error). Scatter stretches are read back from
+    the ring block they point into, which is not handed back before this returns."""
+    try:
+        landed = os.fstat(fd).st_size - on_disk
+        keep = 0
+        if landed > 0:
+            keep = whole_prefix(fmt, joined(pieces), landed, file_header=on_disk == 0)
+        os.ftruncate(fd, on_disk + keep)
+    except OSError:
+        return 0
+    return keep
+
+
 class FileSink(Sink):
     """One capture file (or stdout for ``-``), rotated like tcpdump's -C/-G/-W."""
 
@@ -158,7 +260,10 @@ class FileSink(Sink):
         flush_each: bool = False,
         force: bool = False,
         application: str = "vmsniff receive",
+        keep: frozenset[Identity] = frozenset(),
     ) -> None:
+        """``keep``: (device, inode) of files never to write, whatever ``force`` says (the
+        ``-r`` input)."""
         if path == "-" and rotation.active:
             raise UsageError("-C and -G need a file name, not -w -")
         self.path = path
@@ -169,10 +274,12 @@ class FileSink(Sink):
         self.force = force
         self.application = application
         self.files: list[str] = []
-        self._created: set[str] = set()
+        self.keep = keep
+        self._created: dict[str, Identity] = {}  # name -> (st_dev, st_ino)
         self._fd = -1
         self._buf = bytearray()
         self._size = 0
+        self._on_disk: int | None = None  # whole-record bytes in our file (None: stdout)
         self._packets_in_file = 0
         self._count = 0  # -C file number
         self._interval: int | None = None  # -G interval number of the open file
@@ -196,8 +303,11 @@ class FileSink(Sink):
         return base
 
     def _open(self, name: str) -> None:
-        self._fd = open_capture_file(name, force=self.force, ours=name in self._created)
-        self._created.add(name)
+        fd = _open_file(name, force=self.force, mine=self._created.get(name), keep=self.keep)
+        st = os.fstat(fd)
+        self._fd = fd
+        self._created[name] = (st.st_dev, st.st_ino)
+        self._on_disk = 0 if stat.S_ISREG(st.st_mode) else None
         self.files.append(name)
         self._encoder = new_encoder(self.fmt, self.snaplen, self.application)
         self._start_file()
@@ -283,15 +393,25 @@ class FileSink(Sink):
                     self.flush()
                 return
             self.flush()
-            _writev_all(self._fd, records)
+            try:
+                _writev_all(self._fd, records)
+            except OSError as exc:
+                self._failed_write(exc, records)
+            if self._on_disk is not None:
+                self._on_disk += size
             return
         for piece in records:
-            if isinstance(piece, Scatter):
+            if isinstance(piece, Scatter) or len(piece) >= _BUFFER:
                 self.flush()
-                write_scatter(self._fd, piece)
-            elif len(piece) >= _BUFFER:
-                self.flush()
-                _write_all(self._fd, piece)
+                try:
+                    if isinstance(piece, Scatter):
+                        write_scatter(self._fd, piece)
+                    else:
+                        _write_all(self._fd, piece)
+                except OSError as exc:
+                    self._failed_write(exc, [piece])
+                if self._on_disk is not None:
+                    self._on_disk += len(piece)
             else:
                 self._buf += piece
         if self.flush_each or len(self._buf) >= _BUFFER:
@@ -299,8 +419,35 @@ class FileSink(Sink):
 
     def flush(self) -> None:
         if self._buf and self._fd >= 0:
-            _write_all(self._fd, self._buf)
+            try:
+                _write_all(self._fd, self._buf)
+            except OSError as exc:
+                self._failed_write(exc, [self._buf])
+            if self._on_disk is not None:
+                self._on_disk += len(self._buf)
             self._buf.clear()
+
+    def _failed_write(self, exc: OSError, pieces: list[Any]) -> NoReturn:
+        """A write failed part way (disk full, quota, I/O error, a closed pipe): cut our file
+        back to its last whole record, so that it stays readable, and stop writing to it.
+
+        A closed pipe is re-raised as is (the CLI makes it a quiet exit). Only a regular file
+        vmsniff opened itself is cut: stdout may be someone's file opened for appending.
+        """
+        fd, self._fd = self._fd, -1
+        try:
+            if isinstance(exc, BrokenPipeError):
+                raise exc
+            where = "stdout" if fd == 1 else self.files[-1]
+            hint = None
+            if self._on_disk is not None:
+                self._on_disk += _whole_landed(fd, self._on_disk, self.fmt, pieces)
+                hint = f"{where} keeps the whole records before it ({self._on_disk} bytes)"
+            raise FileError(f"writing {where}: {exc.strerror or exc}", hint=hint) from None
+        finally:
+            self._buf = bytearray()  # (not clear(): the failed write's view may still hold it)
+            if fd > 2:
+                os.close(fd)
 
     def close(self) -> None:
         try:

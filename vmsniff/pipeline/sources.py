@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
-from vmsniff.errors import MalformedPacket, NotFound, PermissionDenied, UsageError
+from vmsniff.errors import FileError, MalformedPacket, NotFound, PermissionDenied, UsageError
 from vmsniff.pcap.linktypes import LINKTYPE_RAW
-from vmsniff.pcap.reader import CaptureReader
+from vmsniff.pcap.reader import CaptureReader, Record
 from vmsniff.pipeline.ring import Ring, attach_filter
 
 __all__ = [
@@ -46,8 +47,11 @@ _REJECT_ALL = [(0x06, 0, 0, 0)]  # BPF_RET|BPF_K 0: accept no byte
 class FileSource:
     """``-r FILE`` (``-`` for stdin): records of a pcap or pcapng file, in batches.
 
-    A file that is not a capture, or is cut inside a record, ends after the records before
-    the damage; :attr:`damage` says what was wrong (the CLI warns).
+    The file's header is read here, before anything is written: a file that is empty or not
+    a capture at all is a :class:`FileError` (exit 11) raised before the caller creates its
+    output, so that no empty output file is left behind. Damage after the header (a record
+    cut short, a bad block) ends the batches after the records before it; :attr:`damage`
+    says what was wrong (the CLI warns).
     """
 
     def __init__(self, path: str) -> None:
@@ -65,20 +69,75 @@ class FileSource:
                 raise UsageError(f"{path} is a directory") from None
         self.kernel_dropped = 0
         self.damage: str | None = None
+        #: (device, inode) of the input when it is a regular file: the output must not be it.
+        self.identity: tuple[int, int] | None = None
+        try:
+            st = os.fstat(self._fh.fileno())
+        except (OSError, ValueError):  # a stand-in stdin without a descriptor (tests)
+            pass
+        else:
+            if stat.S_ISREG(st.st_mode):
+                self.identity = (st.st_dev, st.st_ino)
+        self._reader = CaptureReader()
+        try:
+            self._first = self._read_header()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_header(self) -> list[Record]:
+        """Feed the reader until the file's header is accepted; the records read with it."""
+        reader = self._reader
+        records: list[Record] = []
+        read = getattr(self._fh, "read1", self._fh.read)  # a pipe: what is there, not 1 MiB
+        seen = 0
+        while not reader.header_read:
+            try:
+                chunk = read(_CHUNK)
+            except OSError as exc:
+                raise FileError(f"{self.path}: {exc.strerror or exc}") from None
+            seen += len(chunk)
+            if not chunk:
+                what = "empty" if seen == 0 else "shorter than a capture file header"
+                raise FileError(f"{self.name}: {what}, not a pcap or pcapng capture")
+            try:
+                records += reader.feed(chunk)
+            except MalformedPacket as exc:
+                if reader.header_read:  # damage after a good header: a warning, as later
+                    self.damage = exc.message
+                    break
+                raise FileError(
+                    f"{self.name}: not a pcap or pcapng capture ({exc.message})",
+                    hint="give a file written by tcpdump, tshark or vmsniff",
+                ) from None
+        return records
+
+    @property
+    def name(self) -> str:
+        return "stdin" if self.path == "-" else self.path
 
     def batches(self) -> Iterator[Batch]:
         """Batches of records; damage to the file itself ends the batches and is kept in
         :attr:`damage` (never an exception: what came before it is still written)."""
-        reader = CaptureReader()
+        reader = self._reader
+        first, self._first = self._first, []
         while True:
-            chunk = self._fh.read(_CHUNK)
-            if not chunk:
-                break
-            try:
-                records = reader.feed(chunk)
-            except MalformedPacket as exc:
-                self.damage = exc.message
+            if first:
+                records, first = first, []
+            elif self.damage is not None:
                 return
+            else:
+                try:
+                    chunk = self._fh.read(_CHUNK)
+                except OSError as exc:
+                    raise FileError(f"{self.name}: {exc.strerror or exc}") from None
+                if not chunk:
+                    break
+                try:
+                    records = reader.feed(chunk)
+                except MalformedPacket as exc:
+                    self.damage = exc.message
+                    return
             # Group consecutive records by link type (pcapng interfaces may differ).
             i = 0
             while i < len(records):

@@ -7,8 +7,10 @@ Two entry points, one per source of bytes:
 * :func:`decap_ethernet` takes an Ethernet frame as an offline capture stores it
   (:func:`decap_linktype` picks the entry point from a pcap link type).
 
-Both return a :class:`Decapsulated` or raise :class:`MalformedPacket`, and nothing else. The
-inner frame is a ``memoryview`` into the caller's buffer: no copy is made.
+Both return a :class:`Decapsulated` or raise :class:`MalformedPacket`, and nothing else. A
+frame that is well formed but simply not GRE (ARP, a UDP packet, IPv6 ND in a ``tcpdump -i
+any`` capture) raises the subclass :class:`NotTunnelled`, so that counters can tell "not ours"
+from "broken". The inner frame is a ``memoryview`` into the caller's buffer: no copy is made.
 
 Link type of the inner frame: Ethernet for GRE protocol 0x6558 (transparent Ethernet bridging,
 what OVS sends) and for ERSPAN (type III with frame type 2 carries IP); ``LINKTYPE_RAW`` for GRE
@@ -35,6 +37,7 @@ from vmsniff.pcap.linktypes import (
     LINKTYPE_IPV4,
     LINKTYPE_IPV6,
     LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
     LINKTYPE_RAW,
@@ -43,6 +46,7 @@ from vmsniff.wire.ipv4 import Reassembler, parse_ipv4
 
 __all__ = [
     "Decapsulated",
+    "NotTunnelled",
     "decap_ethernet",
     "decap_ip",
     "decap_linktype",
@@ -66,6 +70,12 @@ _GRE_BAD = 0x4007  # routing bit (RFC 1701) or a version other than 0
 _ETH_BRIDGING = 0x6558
 _ERSPAN_II = 0x88BE
 _ERSPAN_III = 0x22EB
+
+
+class NotTunnelled(MalformedPacket):
+    """A well-formed frame that carries no GRE (another EtherType or IP protocol): not the
+    peer's fault, just not mirrored traffic. A subclass so that callers that only know
+    :class:`MalformedPacket` still catch it."""
 
 
 class Decapsulated(NamedTuple):
@@ -149,7 +159,7 @@ def decap_ethernet(
         etype = _H.unpack_from(mv, off + 2)[0]
         off += 4
     if etype != 0x0800 and etype != 0x86DD:
-        raise MalformedPacket(f"not GRE: EtherType 0x{etype:04x}")
+        raise NotTunnelled(f"not GRE: EtherType 0x{etype:04x}")
     return _decap_ip(mv, off, reassembler, now)
 
 
@@ -168,10 +178,17 @@ def decap_linktype(
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         # The 4-byte address family differs per OS; the IP version nibble is what matters.
         return _decap_ip(mv, 4, reassembler, now)
-    if linktype == LINKTYPE_LINUX_SLL:
-        if len(mv) < 16:
+    if linktype == LINKTYPE_LINUX_SLL or linktype == LINKTYPE_LINUX_SLL2:
+        # Linux cooked capture (https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL.html and
+        # LINKTYPE_LINUX_SLL2.html): the protocol (an EtherType) sits at offset 14 of a 16-byte
+        # header (v1), or at offset 0 of a 20-byte header (v2, `tcpdump -i any`).
+        size, at = (16, 14) if linktype == LINKTYPE_LINUX_SLL else (20, 0)
+        if len(mv) < size:
             raise MalformedPacket("Linux cooked header cut short")
-        return _decap_ip(mv, 16, reassembler, now)
+        proto = _H.unpack_from(mv, at)[0]
+        if proto != 0x0800 and proto != 0x86DD:
+            raise NotTunnelled(f"not GRE: cooked protocol 0x{proto:04x}")
+        return _decap_ip(mv, size, reassembler, now)
     raise MalformedPacket(f"unsupported link type {linktype}")
 
 
@@ -193,7 +210,7 @@ def _decap_ip(
     if hlen < 20 or total < hlen:
         raise MalformedPacket(f"IPv4: header length {hlen}, total length {total}")
     if proto != IPPROTO_GRE:
-        raise MalformedPacket(f"not GRE: IP protocol {proto}")
+        raise NotTunnelled(f"not GRE: IP protocol {proto}")
     if frag & 0x3FFF:
         return _reassemble(mv, start, reassembler, now)
     claimed = start + total
@@ -221,7 +238,7 @@ def _decap_ip6(
     if nh == _IP6_FRAGMENT:
         return _reassemble6(mv, start, off, prev, claimed, src, dst, reassembler, now)
     if nh != IPPROTO_GRE:
-        raise MalformedPacket(f"not GRE: IPv6 next header {nh}")
+        raise NotTunnelled(f"not GRE: IPv6 next header {nh}")
     if off > claimed:
         raise MalformedPacket("IPv6: extension headers beyond the payload length")
     return _decap_gre(mv, off, claimed if claimed < n else n, claimed, src, dst)

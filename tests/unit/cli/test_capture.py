@@ -153,3 +153,48 @@ def test_unwritable_output_is_refused_after_closing_everything(
 def test_help_offers_all_for_nic(run: Any) -> None:
     done = run("--help")
     assert "MAC|PORT|NET|all" in done.output and "--at [tap|ovs]" in done.output
+
+
+def test_json_with_print_keeps_stdout_one_document(
+    asked: list[Any], monkeypatch: pytest.MonkeyPatch, run: Any
+) -> None:
+    frames = {"tapfake0": [(1_000, bytes(60), 3, 60), (2_000, bytes(60), 4, 60)]}
+    with _fake_rings(monkeypatch, frames):
+        done = run("web-1", "--nic", NIC.mac, "--print", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["written"] == 2  # all of stdout is the document
+    assert done.output.count("length 60") == 2  # the lines went to stderr
+
+
+def test_closed_pipe_is_a_quiet_exit_0(
+    asked: list[Any], monkeypatch: pytest.MonkeyPatch, run: Any
+) -> None:
+    """`vmsniff capture VM -w - | head -c 10`: stdout is a pipe whose reader is gone."""
+    import os
+
+    frames = {"tapfake0": [(1_000, bytes(60), 3, 60)]}
+    read, write = os.pipe()
+    os.close(read)
+    saved = os.dup(1)
+    os.dup2(write, 1)
+    try:
+        with _fake_rings(monkeypatch, frames):  # (and the rings were closed)
+            done = run("web-1", "--nic", NIC.mac, "-w", "-")
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(write)
+    assert done.exit_code == 0 and done.output == ""
+
+
+def test_a_link_as_output_is_refused_even_with_force(
+    asked: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run: Any
+) -> None:
+    target = tmp_path / "precious"
+    target.write_bytes(b"tenant data")
+    target.chmod(0o644)
+    (tmp_path / "link.pcapng").symlink_to(target)
+    with _fake_rings(monkeypatch, {"tapfake0": [(1_000, bytes(60), 3, 60)]}):
+        done = run("web-1", "--nic", NIC.mac, "-w", str(tmp_path / "link.pcapng"), "--force")
+    assert done.exit_code == 2 and "symbolic link" in done.output
+    assert target.read_bytes() == b"tenant data" and (target.stat().st_mode & 0o777) == 0o644

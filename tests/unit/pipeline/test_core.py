@@ -126,13 +126,13 @@ def test_ethernet_outer_link_type() -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.binary(max_size=120), max_size=20), st.sampled_from([LINKTYPE_RAW, 1, 113]))
+@given(st.lists(st.binary(max_size=120), max_size=20), st.sampled_from([LINKTYPE_RAW, 1, 113, 276]))
 def test_random_bytes_never_crash_and_are_counted(frames: list[bytes], linktype: int) -> None:
     p = Pipeline(PipelineConfig(filter=None, strip_vlan=True))
     out = p.push([(0, f) for f in frames], linktype)
     s = p.stats
     assert s.received == len(frames)
-    assert s.received == s.malformed + s.decapsulated + s.fragments_held
+    assert s.received == s.malformed + s.not_tunnelled + s.decapsulated + s.fragments_held
     assert s.decapsulated == s.filtered_out + s.written == len(out) + s.filtered_out
     assert sum(s.malformed_reasons.values()) == s.malformed
 
@@ -143,3 +143,29 @@ def test_random_inner_frames_with_filter_never_crash(inner: bytes, key: int) -> 
     p = Pipeline(PipelineConfig(filter=InnerFilter("tcp port 80"), strip_vlan=True))
     p.push([(0, gre(inner, key=key)), (0, gre(inner, proto=0x0800))], LINKTYPE_RAW)
     assert p.stats.decapsulated == 2 == p.stats.filtered_out + p.stats.written
+
+
+def _cooked(linktype: int, proto: int, payload: bytes) -> bytes:
+    """A Linux cooked header (v1: 16 bytes, protocol at 14; v2: 20 bytes, protocol at 0)."""
+    if linktype == 113:
+        return bytes(14) + proto.to_bytes(2, "big") + payload
+    return proto.to_bytes(2, "big") + bytes(18) + payload
+
+
+@pytest.mark.parametrize("linktype", [113, 276])
+def test_cooked_captures_and_frames_that_are_not_tunnelled(linktype: int) -> None:
+    p = Pipeline(PipelineConfig())
+    udp = encode_ipv4(bytes(4), bytes(4), 17, bytes(8))
+    out = p.push(
+        [
+            (1, _cooked(linktype, 0x0800, gre(icmp_frame(1), key=3))),
+            (2, _cooked(linktype, 0x0806, bytes(28))),  # ARP
+            (3, _cooked(linktype, 0x0800, udp)),
+            (4, _cooked(linktype, 0x0800, b"\x45")),  # cut short: malformed
+        ],
+        linktype,
+    )
+    assert [(x.data, x.session) for x in out] == [(icmp_frame(1), 3)]
+    s = p.stats
+    assert (s.received, s.written, s.not_tunnelled, s.malformed) == (4, 1, 2, 1)
+    assert s.as_dict()["not_tunnelled"] == 2
