@@ -6,9 +6,7 @@ counters, same names) and ``extra`` keys for the JSON document.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -17,7 +15,7 @@ from vmsniff.cli._context import Env
 if TYPE_CHECKING:  # the commands import this module at load time: keep it light
     from vmsniff.pipeline.core import Stats
 
-__all__ = ["closed_pipe_is_quiet", "live_line", "render_failed_run", "render_stats"]
+__all__ = ["live_line", "render_failed_run", "render_stats"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -91,31 +89,3 @@ def render_failed_run(env: Env, stats: Stats, fields: Sequence[str] = _ORDER) ->
         env.stderr.write("\r\x1b[2K")
     env.stderr.write(_line(stats, fields) + "\n")
     env.stderr.flush()
-
-
-def closed_pipe_is_quiet(command: Callable[_P, _R]) -> Callable[_P, _R]:
-    """A command whose reader went away (``vmsniff receive -w - | head -c 100``) ends quietly
-    with exit 0, as other Unix tools do on a closed pipe: no traceback, no message, no stats.
-
-    Why here and not only in ``cli/_errors.py``, which maps BrokenPipeError to 0: click's
-    ``Command.main`` catches an ``OSError`` with EPIPE itself, even with
-    ``standalone_mode=False``, and calls ``sys.exit(1)``, so the mapper never sees it. A
-    ``click.exceptions.Exit(0)`` is what click hands back as the return code. stdout is pointed
-    at /dev/null first, so that the interpreter's flush of what is still buffered (``--print``)
-    cannot fail at exit. Cleanups (``sink.close()``, ``--at ovs`` rows) have run by then: the
-    error went up through them.
-    """
-
-    @functools.wraps(command)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return command(*args, **kwargs)
-        except BrokenPipeError:
-            import click
-
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.close(null)
-            raise click.exceptions.Exit(0) from None
-
-    return run

@@ -18,7 +18,6 @@ from vmsniff.cli._options import (
     resolve_options_from,
     stop_and_file_options,
 )
-from vmsniff.cli._render_receive import closed_pipe_is_quiet
 from vmsniff.errors import UsageError, VmsniffError
 
 #: The counters capture reports (receive's names; there is nothing to decapsulate here).
@@ -88,7 +87,6 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
-@closed_pipe_is_quiet
 def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     """Capture VM's traffic on this host, from its tap or a local OVS mirror.
 

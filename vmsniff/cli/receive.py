@@ -12,7 +12,6 @@ import click
 
 from vmsniff.cli._context import Env
 from vmsniff.cli._options import frame_options, stop_and_file_options
-from vmsniff.cli._render_receive import closed_pipe_is_quiet
 from vmsniff.errors import UsageError, VmsniffError
 
 
@@ -107,7 +106,6 @@ def _strip_vlan(value: str | None) -> tuple[bool, int | None]:
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
-@closed_pipe_is_quiet
 def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
     """Decapsulate mirrored GRE/ERSPAN traffic and write the VM's own frames.
 
