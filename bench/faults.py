@@ -447,6 +447,12 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/faults.py needs root (it builds a lab)", file=sys.stderr)
         return 2
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background by a shell (`bench/faults.py &`), this process and every
+        # vmsniff it starts would ignore SIGINT (an ignored signal stays ignored across exec),
+        # and a SIGINT during resolve would be lost: the session runs on and looks hung.
+        # Handled signals are reset to their default in a child, so handle it here.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = random.Random(args.seed)
     lab = lab_for(f"vmsf{os.getpid()}")
     runs: list[Run] = []
