@@ -79,6 +79,12 @@ def test_status_lists_the_hypervisors_and_each_vms_host(lab2: Lab) -> None:
         "c-multi": "compute-1",
     }
     assert all(data["namespaces"].values()) and f"{lab2.prefix}-ul" in data["namespaces"]
+    table = vmsniff("lab", "status", "--prefix", lab2.prefix, env={**os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    assert f"compute-2: ns {lab2.prefix}-hv2, OVSDB unix:/run/{lab2.prefix}/compute-2/db.sock" in (
+        table.stdout
+    )
+    assert "VMs c-native" in table.stdout and "VMs c-private, c-multi" in table.stdout
     # Each VM's ports are on its own host's br-int only.
     for hv in lab2.hypervisors:
         ports = set(vsctl(hv, "list-ports", "br-int").split())

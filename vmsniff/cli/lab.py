@@ -123,8 +123,25 @@ def status(env: Env, prefix: str, as_json: bool) -> None:
         env.json(data)
     else:
         lab_status_table(env, data)
+        if data["status"] != "absent" and (data["hosts"] > 1 or data["ovn"]):
+            _hosts_lines(env, data)
     if data["status"] == "absent":
         raise click.exceptions.Exit(5)
+
+
+def _hosts_lines(env: Env, data: dict[str, Any]) -> None:
+    """Every hypervisor of a multi-host (or OVN) lab, and its VMs, one line each."""
+    for hv in data["hypervisors"]:
+        vms = ", ".join(vm["name"] for vm in data["vms"] if vm["host"] == hv["host"]) or "-"
+        env.out.print(
+            f"  {hv['host']}: ns {hv['namespace']}, OVSDB {hv['ovsdb']}, "
+            f"tunnel IP {hv['tunnel_ip']}; VMs {vms}"
+        )
+    if data["ovn"]:
+        central = data["ovn_central"]
+        env.out.print(f"  OVN: NB {central['nb']}, SB {central['sb']}")
+    if data["endpoints_config"]:
+        env.out.print(f"  endpoints config {data['endpoints_config']} (VMSNIFF_CONFIG)")
 
 
 @lab.command("env")
