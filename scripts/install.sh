@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   openvswitch-switch   # ovsdb-server, ovs-vswitchd, ovs-vsctl for the lab (userspace datapath)
+  ovn-central ovn-host # `lab up --ovn`: NB/SB schemas, ovn-northd, ovn-controller (start nothing)
   libvirt-dev libvirt0 pkg-config   # libvirt-python compiles against these
   libpcap-dev          # pcapy-ng (libpcap filters)
   tcpdump tshark       # tests read every written capture back with them

@@ -20,13 +20,21 @@ PREFIX_OPTION = click.option(
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _lab(prefix: str, underlay_mtu: int | None = None) -> Any:
+def _lab(prefix: str, underlay_mtu: int | None = None, *, hosts: int = 1, ovn: bool = False) -> Any:
     from vmsniff.lab.topology import DEFAULT_UNDERLAY_MTU, lab_for
 
     try:
-        return lab_for(prefix, underlay_mtu or DEFAULT_UNDERLAY_MTU)
+        return lab_for(prefix, underlay_mtu or DEFAULT_UNDERLAY_MTU, hosts=hosts, ovn=ovn)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _running(prefix: str) -> Any:
+    """The lab as `lab up` built it (its hosts and OVN come from its state file)."""
+    from vmsniff.lab.status import running_lab
+
+    _lab(prefix)  # validates the prefix
+    return running_lab(prefix)
 
 
 @click.group()
@@ -49,14 +57,27 @@ def lab() -> None:
     show_default=True,
     help="Tunnel underlay MTU; 1500 reproduces the silent drop of full-size mirrored frames.",
 )
+@click.option(
+    "--hosts",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="Hypervisors (compute-1..N, a namespace each with its own OVS); VMs are spread over them.",
+)
+@click.option(
+    "--ovn",
+    is_flag=True,
+    help="Run the cloud on OVN (NB/SB, ovn-northd, an ovn-controller per host, Geneve) "
+    "instead of ML2/OVS.",
+)
 @JSON_OPTION
 @click.pass_obj
-def up(env: Env, prefix: str, underlay_mtu: int, as_json: bool) -> None:
+def up(env: Env, prefix: str, underlay_mtu: int, hosts: int, ovn: bool, as_json: bool) -> None:
     """Build and start the lab."""
     from vmsniff.lab.build import build
     from vmsniff.lab.status import status
 
-    the_lab = _lab(prefix, underlay_mtu)
+    the_lab = _lab(prefix, underlay_mtu, hosts=hosts, ovn=ovn)
     facts = build(the_lab)
     if as_json:
         env.json({**status(the_lab), "up_seconds": facts["seconds"]})
@@ -97,28 +118,54 @@ def status(env: Env, prefix: str, as_json: bool) -> None:
     from vmsniff.cli._render import lab_status_table
     from vmsniff.lab.status import status as lab_status
 
-    data = lab_status(_lab(prefix))
+    data = lab_status(_running(prefix))
     if as_json:
         env.json(data)
     else:
         lab_status_table(env, data)
+        if data["status"] != "absent" and (data["hosts"] > 1 or data["ovn"]):
+            _hosts_lines(env, data)
     if data["status"] == "absent":
         raise click.exceptions.Exit(5)
 
 
+def _hosts_lines(env: Env, data: dict[str, Any]) -> None:
+    """Every hypervisor of a multi-host (or OVN) lab, and its VMs, one line each."""
+    for hv in data["hypervisors"]:
+        vms = ", ".join(vm["name"] for vm in data["vms"] if vm["host"] == hv["host"]) or "-"
+        env.out.print(
+            f"  {hv['host']}: ns {hv['namespace']}, OVSDB {hv['ovsdb']}, "
+            f"tunnel IP {hv['tunnel_ip']}; VMs {vms}"
+        )
+    if data["ovn"]:
+        central = data["ovn_central"]
+        env.out.print(f"  OVN: NB {central['nb']}, SB {central['sb']}")
+    if data["endpoints_config"]:
+        env.out.print(f"  endpoints config {data['endpoints_config']} (VMSNIFF_CONFIG)")
+
+
 @lab.command("env")
 @PREFIX_OPTION
+@click.option(
+    "--host",
+    metavar="NAME",
+    help="Which hypervisor's view (compute-2, ...): its OVSDB, libvirt and VMSNIFF_HOST. "
+    "Default: compute-1.",
+)
 @click.pass_obj
-def env_command(env: Env, prefix: str) -> None:
+def env_command(env: Env, prefix: str, host: str | None) -> None:
     """Print shell exports that point vmsniff, ovs-vsctl and virsh at the lab."""
     from vmsniff.errors import InvalidState
     from vmsniff.lab.build import is_running
     from vmsniff.lab.status import env_vars
 
-    the_lab = _lab(prefix)
+    the_lab = _running(prefix)
     if not is_running(the_lab):
         raise InvalidState(f"lab {prefix!r} is not running", hint="start it: vmsniff lab up")
-    for key, value in env_vars(the_lab).items():
+    names = [hv.name for hv in the_lab.hypervisors]
+    if host is not None and host not in names:
+        raise UsageError(f"lab {prefix!r} has no host {host!r}; its hosts: {', '.join(names)}")
+    for key, value in env_vars(the_lab, host).items():
         env.stdout.write(f"export {key}={shlex.quote(value)}\n")
 
 
@@ -144,7 +191,7 @@ def traffic(
     from vmsniff.cli._render import traffic_table
     from vmsniff.lab.traffic import make_traffic
 
-    result = make_traffic(_lab(prefix), source, destination, count, source_nic=from_nic,
+    result = make_traffic(_running(prefix), source, destination, count, source_nic=from_nic,
                           destination_nic=to_nic)  # fmt: skip
     if as_json:
         env.json(result)

@@ -40,8 +40,8 @@ def lab_inventory(lab: Lab) -> Inventory:
         Server(
             name=vm.name,
             project=PROJECT_NAME,
-            host=HOST,
-            hypervisor_hostname=HOST,
+            host=lab.host_of(vm).name,
+            hypervisor_hostname=lab.host_of(vm).name,
             instance_name=vm.instance_name,
             user="demo",
             id=vm.server_id,
@@ -90,7 +90,14 @@ def lab_inventory(lab: Lab) -> Inventory:
             User("demo", _PASSWORDS["demo"], PROJECT_NAME, id=lab.user_id),
         ],
         networks=[
-            Network("private", TENANT_NET, PROJECT_NAME, segmentation_id=1001, id=lab.network_id)
+            Network(
+                "private",
+                TENANT_NET,
+                PROJECT_NAME,
+                network_type="geneve" if lab.ovn else "vxlan",
+                segmentation_id=1001,
+                id=lab.network_id,
+            )
         ],
         servers=servers,
     )

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from vmsniff.lab.topology import PROJECT_NAME, USER_NAME, GhostVm, Lab, LabNic, LabVm, Plug
+from vmsniff.lab.topology import (
+    PROJECT_NAME,
+    USER_NAME,
+    GhostVm,
+    Hypervisor,
+    Lab,
+    LabNic,
+    LabVm,
+    Plug,
+)
 
 __all__ = ["NOVA_NS", "node_xml"]
 
@@ -115,8 +124,12 @@ def _domain(lab: Lab, vm: LabVm | GhostVm) -> str:
   </domain>"""
 
 
-def node_xml(lab: Lab) -> str:
-    """The ``<node>`` document for ``test:///`` holding every lab VM's domain."""
-    vms: list[LabVm | GhostVm] = [*lab.vms, *lab.ghosts]
+def node_xml(lab: Lab, hypervisor: Hypervisor | None = None) -> str:
+    """The ``<node>`` document for ``test:///`` holding the domains of one host's VMs (the
+    paper-only ones are on the first host), or with no ``hypervisor`` every lab VM's."""
+    if hypervisor is None:
+        vms: list[LabVm | GhostVm] = [*lab.vms, *lab.ghosts]
+    else:
+        vms = [*lab.vms_on(hypervisor), *(lab.ghosts if hypervisor.number == 1 else [])]
     domains = "\n".join(_domain(lab, vm) for vm in vms)
     return f'<?xml version="1.0"?>\n<node>\n{domains}\n</node>\n'

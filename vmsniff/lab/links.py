@@ -15,6 +15,7 @@ from vmsniff.lab._run import LabError, run, run_in
 __all__ = [
     "add_address",
     "add_bridge",
+    "add_route",
     "addresses",
     "create_namespace",
     "existing_namespaces",
@@ -140,6 +141,12 @@ def add_address(
     flags = {} if prefix_route else {"IFA_FLAGS": _IFA_F_NOPREFIXROUTE}
     with _ns(namespace) as ipr:
         ipr.addr("add", index=_index(ipr, name), address=address, prefixlen=prefixlen, **flags)
+
+
+def add_route(namespace: str, destination: str, gateway: str) -> None:
+    """Route ``destination`` (``a.b.c.d/len``) via ``gateway`` in a namespace."""
+    with _ns(namespace) as ipr:
+        ipr.route("add", dst=destination, gateway=gateway)
 
 
 def source_route(namespace: str, name: str, address: str, subnet: str, table: int) -> None:

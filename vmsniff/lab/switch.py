@@ -4,6 +4,9 @@ Both daemons run inside the hypervisor namespace with their own run directory, p
 and unixctl sockets (FACTS.md: without OVS_RUNDIR vswitchd binds the host's
 /var/run/openvswitch), ``--disable-system`` keeps vswitchd off the kernel datapath this
 kernel lacks, and every bridge uses ``datapath_type=netdev``.
+
+Every function takes a :class:`Hypervisor` or a :class:`Lab`; a lab stands for its first
+hypervisor (``compute-1``), which is all the one-host lab has.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from pathlib import Path
 
 from vmsniff.lab import links
 from vmsniff.lab._run import LabError, need, run, run_in
-from vmsniff.lab.topology import RECEIVER_IP, TUNNEL_IP, UNDERLAY_PREFIXLEN, Lab
+from vmsniff.lab.topology import RECEIVER_IP, UNDERLAY_PREFIXLEN, Hypervisor, Lab
 
 __all__ = [
     "DAEMONS",
+    "Node",
     "appctl",
     "daemon_pid",
+    "host",
     "ofctl",
     "ovs_env",
     "restart_daemon",
@@ -36,44 +41,56 @@ __all__ = [
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")  #: in the order they are stopped
 
+#: A hypervisor, or a lab standing for its first one.
+Node = Lab | Hypervisor
 
-def ovs_env(lab: Lab) -> dict[str, str]:
-    """Environment that keeps every OVS tool inside the lab's run directory."""
-    rd = str(lab.rundir)
+
+def host(node: Node) -> Hypervisor:
+    """The hypervisor ``node`` stands for."""
+    return node.hypervisors[0] if isinstance(node, Lab) else node
+
+
+def ovs_env(node: Node) -> dict[str, str]:
+    """Environment that keeps every OVS tool inside the host's run directory."""
+    rd = str(host(node).rundir)
     return {**os.environ, "OVS_RUNDIR": rd, "OVS_LOGDIR": rd, "OVS_DBDIR": rd, "OVS_SYSCONFDIR": rd}
 
 
-def vsctl(lab: Lab, *args: str, timeout: float = 15.0) -> str:
-    """Run ``ovs-vsctl`` against the lab's database (``--timeout`` so it never hangs)."""
-    argv = ["ovs-vsctl", f"--db={lab.ovsdb_remote}", f"--timeout={int(timeout)}", *args]
-    return run(argv, env=ovs_env(lab), timeout=timeout + 5).stdout
+def vsctl(node: Node, *args: str, timeout: float = 15.0) -> str:
+    """Run ``ovs-vsctl`` against the host's database (``--timeout`` so it never hangs)."""
+    argv = ["ovs-vsctl", f"--db={host(node).ovsdb_remote}", f"--timeout={int(timeout)}", *args]
+    return run(argv, env=ovs_env(node), timeout=timeout + 5).stdout
 
 
-def appctl(lab: Lab, daemon: str, *args: str) -> str:
-    """Run ``ovs-appctl`` against one of the lab's daemons."""
-    target = str(lab.rundir / f"{daemon}.ctl")
-    return run(["ovs-appctl", f"--target={target}", "--timeout=10", *args], env=ovs_env(lab)).stdout
+def appctl(node: Node, daemon: str, *args: str) -> str:
+    """Run ``ovs-appctl`` against one of the host's daemons."""
+    target = str(host(node).rundir / f"{daemon}.ctl")
+    argv = ["ovs-appctl", f"--target={target}", "--timeout=10", *args]
+    return run(argv, env=ovs_env(node)).stdout
 
 
-def ofctl(lab: Lab, *args: str) -> str:
-    """Run ``ovs-ofctl`` against a lab bridge (it finds ``<bridge>.mgmt`` in OVS_RUNDIR)."""
-    return run(["ovs-ofctl", "--timeout=10", *args], env=ovs_env(lab)).stdout
+def ofctl(node: Node, *args: str) -> str:
+    """Run ``ovs-ofctl`` against a host's bridge (it finds ``<bridge>.mgmt`` in OVS_RUNDIR)."""
+    return run(["ovs-ofctl", "--timeout=10", *args], env=ovs_env(node)).stdout
 
 
-def start_daemons(lab: Lab) -> None:
-    """Create the database and start ovsdb-server, then ovs-vswitchd, in the hypervisor ns."""
+def start_daemons(node: Node) -> None:
+    """Create the database and start ovsdb-server, then ovs-vswitchd, in the host's ns."""
+    lab = host(node)
     for tool in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl"):
         need(tool, "openvswitch-switch")
     if not SCHEMA.exists():
         raise LabError(f"Open vSwitch schema {SCHEMA} is missing; reinstall openvswitch-switch")
+    lab.rundir.mkdir(mode=0o700, parents=True, exist_ok=True)
     run(["ovsdb-tool", "create", str(lab.rundir / "conf.db"), str(SCHEMA)], env=ovs_env(lab))
     start_daemon(lab, "ovsdb-server")
     vsctl(lab, "--no-wait", "init")
     start_daemon(lab, "ovs-vswitchd")
 
 
-def start_daemon(lab: Lab, daemon: str) -> None:
-    """Start one of :data:`DAEMONS` on the lab's existing database; return once it listens."""
+def start_daemon(node: Node, daemon: str) -> None:
+    """Start one of :data:`DAEMONS` on the host's existing database; return once it listens."""
+    lab = host(node)
     rd = lab.rundir
     common = [
         f"--pidfile={lab.pidfile(daemon)}",
@@ -90,27 +107,32 @@ def start_daemon(lab: Lab, daemon: str) -> None:
         ready = rd / "ovs-vswitchd.ctl"
     else:
         raise ValueError(f"not a lab daemon: {daemon}")
-    run_in(lab.hypervisor_ns, argv, env=ovs_env(lab))
+    run_in(lab.namespace, argv, env=ovs_env(lab))
     _wait_for(ready, daemon)
 
 
-def restart_daemon(lab: Lab, daemon: str, outage: float = 0.0) -> None:
+def restart_daemon(
+    lab: Lab, daemon: str, outage: float = 0.0, *, hypervisor: Hypervisor | None = None
+) -> None:
     """Stop one of :data:`DAEMONS` by its pidfile, wait ``outage`` seconds, start it again.
 
     For fault injection (bench/faults.py): the database file survives, so ovsdb-server comes
     back with every row. ovs-vswitchd recreates br-phy's device, which loses the tunnel IP
     and the route/ARP entries the lab gave it: :func:`tunnel_endpoint` puts them back.
+    ``hypervisor`` picks the host (default: the first).
     """
-    stop_daemon(lab, daemon)
+    hv = hypervisor or host(lab)
+    stop_daemon(hv, daemon)
     if outage > 0:
         time.sleep(outage)
-    start_daemon(lab, daemon)
+    start_daemon(hv, daemon)
     if daemon == "ovs-vswitchd":
-        tunnel_endpoint(lab)
+        tunnel_endpoint(lab, hv)
 
 
-def stop_daemon(lab: Lab, daemon: str) -> bool:
+def stop_daemon(node: Node, daemon: str) -> bool:
     """Stop one of :data:`DAEMONS` (by pidfile, command line checked). True if it ran."""
+    lab = host(node)
     if daemon not in DAEMONS:
         raise ValueError(f"not a lab daemon: {daemon}")
     stopped = stop_pidfile(lab.pidfile(daemon), [daemon, f"{lab.rundir}/"])
@@ -123,20 +145,27 @@ def stop_daemon(lab: Lab, daemon: str) -> bool:
     return stopped
 
 
-def tunnel_endpoint(lab: Lab) -> None:
+def tunnel_endpoint(lab: Lab, hypervisor: Hypervisor | None = None) -> None:
     """The tunnel IP on br-phy, and the route and ARP entry to the receiver in vswitchd.
 
     Userspace tunnels resolve the next hop themselves: give them the route and the ARP
-    entry up front instead of waiting for OVS to learn them (FACTS.md).
+    entry up front instead of waiting for OVS to learn them (FACTS.md). With several
+    hosts, every other host's tunnel IP gets the same (for the tunnels between br-ints:
+    GRE with ML2/OVS, Geneve with OVN); their br-phy MACs are fixed, so known in advance.
     """
-    hv = lab.hypervisor_ns
-    _wait_device(hv, "br-phy")
-    links.set_link(hv, "br-phy", mtu=lab.underlay_mtu)
-    if f"{TUNNEL_IP}/{UNDERLAY_PREFIXLEN}" not in links.link_info(hv, "br-phy")["addresses"]:
-        links.add_address(hv, "br-phy", TUNNEL_IP, UNDERLAY_PREFIXLEN)
+    hv = hypervisor or host(lab)
+    ns = hv.namespace
+    _wait_device(ns, "br-phy")
+    links.set_link(ns, "br-phy", mtu=lab.underlay_mtu)
+    if f"{hv.tunnel_ip}/{UNDERLAY_PREFIXLEN}" not in links.link_info(ns, "br-phy")["addresses"]:
+        links.add_address(ns, "br-phy", hv.tunnel_ip, UNDERLAY_PREFIXLEN)
     rx_mac = links.link_info(lab.receiver_ns, "eth0")["mac"]
-    appctl(lab, "ovs-vswitchd", "ovs/route/add", f"{RECEIVER_IP}/32", "br-phy")
-    appctl(lab, "ovs-vswitchd", "tnl/arp/set", "br-phy", RECEIVER_IP, str(rx_mac))
+    neighbours = [(RECEIVER_IP, str(rx_mac))]
+    if lab.hosts > 1:
+        neighbours += [(p.tunnel_ip, p.br_phy_mac) for p in lab.hypervisors if p != hv]
+    for address, mac in neighbours:
+        appctl(hv, "ovs-vswitchd", "ovs/route/add", f"{address}/32", "br-phy")
+        appctl(hv, "ovs-vswitchd", "tnl/arp/set", "br-phy", address, mac)
 
 
 def _wait_device(namespace: str, name: str, timeout: float = 10.0) -> None:

@@ -4,6 +4,10 @@ Everything is found from the prefix alone (names are computed, daemons by pidfil
 state needs to have survived: processes first (they keep namespaces alive), then
 namespaces (their devices go with them, the management veth's root end too; it is removed
 by name should it have outlived them), then the run directory.
+
+A lab may have had up to :data:`MAX_HOSTS` hypervisors and OVN's daemons: ``lab down`` looks
+for all of them (a pidfile, namespace or device that is not there costs a lookup), so it
+needs neither the state file nor the ``--hosts`` the lab was built with.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import shutil
 from typing import Any
 
 from vmsniff.lab import links
+from vmsniff.lab.ovn import stop_ovn
 from vmsniff.lab.switch import DAEMONS, stop_pidfile
-from vmsniff.lab.topology import Lab
+from vmsniff.lab.topology import MAX_HOSTS, Hypervisor, Lab
 
 __all__ = ["EXTRA_DAEMONS", "teardown"]
 
@@ -28,11 +33,16 @@ def teardown(lab: Lab) -> dict[str, Any]:
     for name, word in EXTRA_DAEMONS.items():
         if stop_pidfile(lab.pidfile(name), [word, rundir]):
             stopped.append(name)
-    for daemon in DAEMONS:
-        if stop_pidfile(lab.pidfile(daemon), [daemon, rundir]):
-            stopped.append(daemon)
-    removed = [ns for ns in lab.namespaces if links.remove_namespace(ns)]
-    gone_links = [lab.mgmt_root_device] if links.remove_link(None, lab.mgmt_root_device) else []
+    stopped += stop_ovn(lab)
+    hosts = [Hypervisor(lab.prefix, n) for n in range(1, MAX_HOSTS + 1)]
+    for hv in hosts:
+        for daemon in DAEMONS:
+            if stop_pidfile(hv.pidfile(daemon), [daemon, rundir]):
+                stopped.append(daemon if hv.number == 1 else f"{hv.name}/{daemon}")
+    removed = [ns for ns in lab.possible_namespaces if links.remove_namespace(ns)]
+    gone_links = [
+        hv.mgmt_root_device for hv in hosts if links.remove_link(None, hv.mgmt_root_device)
+    ]
     had_rundir = lab.rundir.exists()
     shutil.rmtree(lab.rundir, ignore_errors=True)
     return {

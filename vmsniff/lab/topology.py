@@ -13,6 +13,15 @@ The one exception is the management network: a veth from the root namespace into
 hypervisor namespace, as a compute node has a management NIC on which it reaches the
 cloud's APIs. Its root-side name and its /30 are derived from a hash of the prefix, so that
 labs side by side get their own (``lab up`` refuses a collision), and ``lab down`` finds it.
+
+A lab may have several hypervisors (``--hosts N``, :class:`Hypervisor`): ``compute-1`` keeps
+every name the one-host lab always had (``PREFIX-hv``, ``/run/PREFIX``, 10.250.0.1), host
+``compute-K`` lives in ``PREFIX-hvK`` with its run directory ``/run/PREFIX/compute-K``, its
+own management veth (hash of prefix and K) and tunnel IP 10.250.0.(10+K); the hosts and the
+receiver then share one underlay, a Linux bridge in ``PREFIX-ul``. VMs are spread over the
+hosts in order. With ``ovn`` the same cloud runs on OVN: NB/SB databases and ovn-northd in
+``/run/PREFIX/ovn`` (processes in the first hypervisor's namespace), an ovn-controller per
+chassis, every NIC plugged straight into br-int with no local VLAN tag.
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ __all__ = [
     "GhostVm",
     "Lab",
     "LabNic",
+    "Hypervisor",
     "LabVm",
+    "MAX_HOSTS",
     "Plug",
     "lab_for",
     "validate_prefix",
@@ -54,7 +65,9 @@ RECEIVER_IP = "10.250.0.2"  #: eth0 of the receiver namespace
 LOCAL_VLAN = 1  #: the bridge-local tag the Neutron OVS agent gives the tenant network
 VM_MTU = 1500
 DEFAULT_UNDERLAY_MTU = 9000  #: jumbo, as tunnel networks in production usually are
-HOST = "compute-1"  #: the hypervisor's host name as Nova knows it
+HOST = "compute-1"  #: the (first) hypervisor's host name as Nova knows it
+MAX_HOSTS = 8  #: ``lab down`` looks for this many hypervisors whatever the lab had
+UNDERLAY_BRIDGE = "br-ul"  #: the Linux bridge of a multi-host underlay (in PREFIX-ul)
 PROJECT_NAME = "demo"
 OTHER_PROJECT = "ops"
 USER_NAME = "demo"
@@ -188,12 +201,153 @@ class GhostVm:
         return f"tap{self.port_id[:11]}"
 
 
+def _mgmt_digest(prefix: str, number: int) -> bytes:
+    # Host 1 hashes what the one-host lab always hashed, so its /30 and device stay put.
+    key = f"vmsniff-lab-mgmt/{prefix}" + (f"/{number}" if number > 1 else "")
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Hypervisor:
+    """One compute node of the lab: a namespace with its own ovsdb-server and ovs-vswitchd."""
+
+    prefix: str
+    number: int  #: 1..N; host 1 keeps the names of the one-host lab
+    underlay_mtu: int = DEFAULT_UNDERLAY_MTU
+
+    @property
+    def name(self) -> str:
+        """The host name as Nova reports it (``OS-EXT-SRV-ATTR:host``)."""
+        return f"compute-{self.number}"
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.prefix}-hv" if self.number == 1 else f"{self.prefix}-hv{self.number}"
+
+    @property
+    def rundir(self) -> Path:
+        """OVS's run directory for this host (OVS_RUNDIR: sockets, pidfiles, logs)."""
+        base = RUN_ROOT / self.prefix
+        return base if self.number == 1 else base / self.name
+
+    @property
+    def ovsdb_socket(self) -> Path:
+        return self.rundir / "db.sock"
+
+    @property
+    def ovsdb_remote(self) -> str:
+        return f"unix:{self.ovsdb_socket}"
+
+    def pidfile(self, daemon: str) -> Path:
+        return self.rundir / f"{daemon}.pid"
+
+    @property
+    def libvirt_xml(self) -> Path:
+        return self.rundir / "libvirt-node.xml"
+
+    @property
+    def libvirt_uri(self) -> str:
+        return f"test://{self.libvirt_xml}"
+
+    @property
+    def tunnel_ip(self) -> str:
+        """The host's address on br-phy (underlay): .1 for host 1, .(10+K) for host K."""
+        if self.number == 1:
+            return TUNNEL_IP
+        return str(ipaddress.ip_network(UNDERLAY_NET).network_address + 10 + self.number)
+
+    @property
+    def br_phy_mac(self) -> str:
+        """br-phy's MAC on a multi-host underlay (set, so peers' ARP entries are known)."""
+        return f"02:fa:00:00:00:{self.number:02x}"
+
+    @property
+    def underlay_port(self) -> str:
+        """The underlay bridge's end of this host's phy0 veth (in PREFIX-ul)."""
+        return f"hv{self.number}"
+
+    @property
+    def mgmt_net(self) -> str:
+        """This host's management /30 (inside :data:`MGMT_BLOCK`)."""
+        block = ipaddress.ip_network(MGMT_BLOCK)
+        count = block.num_addresses >> (32 - MGMT_PREFIXLEN)
+        index = int.from_bytes(_mgmt_digest(self.prefix, self.number)[:4], "big") % count
+        base = block.network_address + (index << (32 - MGMT_PREFIXLEN))
+        return f"{base}/{MGMT_PREFIXLEN}"
+
+    @property
+    def mgmt_root_ip(self) -> str:
+        return str(ipaddress.ip_network(self.mgmt_net).network_address + 1)
+
+    @property
+    def mgmt_hv_ip(self) -> str:
+        return str(ipaddress.ip_network(self.mgmt_net).network_address + 2)
+
+    @property
+    def mgmt_root_device(self) -> str:
+        """Root-namespace end of the management veth: ``vmlab`` + 10 hex digits (15 chars)."""
+        return "vmlab" + _mgmt_digest(self.prefix, self.number)[4:9].hex()[:10]
+
+
 @dataclass(frozen=True, slots=True)
 class Lab:
     """Everything that names the lab with a given prefix."""
 
     prefix: str
     underlay_mtu: int = DEFAULT_UNDERLAY_MTU
+    hosts: int = 1  #: how many hypervisors (compute-1 ... compute-N)
+    ovn: bool = False  #: plug into OVN (NB/SB, northd, ovn-controller) instead of ML2/OVS
+
+    @property
+    def hypervisors(self) -> list[Hypervisor]:
+        return [Hypervisor(self.prefix, n, self.underlay_mtu) for n in range(1, self.hosts + 1)]
+
+    def hypervisor(self, name: str) -> Hypervisor:
+        """The hypervisor with this host name (``compute-2``); KeyError if there is none."""
+        for hv in self.hypervisors:
+            if hv.name == name:
+                return hv
+        raise KeyError(name)
+
+    def host_of(self, vm: LabVm) -> Hypervisor:
+        """Where a VM runs: the lab's VMs are dealt out over the hosts in order."""
+        position = [v.name for v in self.vms].index(vm.name)
+        return self.hypervisors[position % self.hosts]
+
+    def vms_on(self, hv: Hypervisor) -> list[LabVm]:
+        return [vm for vm in self.vms if self.host_of(vm).number == hv.number]
+
+    @property
+    def shared_underlay(self) -> bool:
+        """True when the hosts and the receiver meet on a Linux bridge (PREFIX-ul)."""
+        return self.hosts > 1
+
+    @property
+    def underlay_ns(self) -> str:
+        return f"{self.prefix}-ul"
+
+    @property
+    def endpoints_config(self) -> Path:
+        """vmsniff's config file (VMSNIFF_CONFIG) naming every host's OVSDB and libvirt."""
+        return self.rundir / "vmsniff.toml"
+
+    @property
+    def ovn_rundir(self) -> Path:
+        """NB and SB databases, their sockets, ovn-northd's pidfile and logs."""
+        return self.rundir / "ovn"
+
+    @property
+    def ovn_nb_remote(self) -> str:
+        return f"unix:{self.ovn_rundir / 'ovnnb_db.sock'}"
+
+    @property
+    def ovn_sb_remote(self) -> str:
+        return f"unix:{self.ovn_rundir / 'ovnsb_db.sock'}"
+
+    @property
+    def logical_switch(self) -> str:
+        """The tenant network's OVN logical switch, named as networking-ovn names it."""
+        return f"neutron-{self.network_id}"
 
     @property
     def rundir(self) -> Path:
@@ -210,36 +364,37 @@ class Lab:
 
     @property
     def namespaces(self) -> list[str]:
-        """Every namespace of the lab, the VMs' first (they hang off the hypervisor)."""
-        return [vm.namespace for vm in self.vms] + [self.hypervisor_ns, self.receiver_ns]
+        """Every namespace of the lab, the VMs' first (they hang off the hypervisors)."""
+        extra = [hv.namespace for hv in self.hypervisors[1:]]
+        if self.shared_underlay:
+            extra.append(self.underlay_ns)
+        return [vm.namespace for vm in self.vms] + [self.hypervisor_ns, self.receiver_ns, *extra]
 
     @property
-    def _mgmt_digest(self) -> bytes:
-        return hashlib.sha256(f"vmsniff-lab-mgmt/{self.prefix}".encode()).digest()
+    def possible_namespaces(self) -> list[str]:
+        """What ``lab down`` looks for: any lab of this prefix, whatever its ``--hosts``."""
+        more = [Hypervisor(self.prefix, n).namespace for n in range(2, MAX_HOSTS + 1)]
+        return list(dict.fromkeys([*self.namespaces, *more, self.underlay_ns]))
 
     @property
     def mgmt_net(self) -> str:
-        """The lab's management /30 (inside :data:`MGMT_BLOCK`)."""
-        block = ipaddress.ip_network(MGMT_BLOCK)
-        count = block.num_addresses >> (32 - MGMT_PREFIXLEN)
-        index = int.from_bytes(self._mgmt_digest[:4], "big") % count
-        base = block.network_address + (index << (32 - MGMT_PREFIXLEN))
-        return f"{base}/{MGMT_PREFIXLEN}"
+        """The (first host's) management /30 (inside :data:`MGMT_BLOCK`)."""
+        return self.hypervisors[0].mgmt_net
 
     @property
     def mgmt_root_ip(self) -> str:
         """Root-namespace end of the management veth: where the stand-in cloud listens."""
-        return str(ipaddress.ip_network(self.mgmt_net).network_address + 1)
+        return self.hypervisors[0].mgmt_root_ip
 
     @property
     def mgmt_hv_ip(self) -> str:
         """The hypervisor's management address (on :data:`MGMT_HV_DEVICE`)."""
-        return str(ipaddress.ip_network(self.mgmt_net).network_address + 2)
+        return self.hypervisors[0].mgmt_hv_ip
 
     @property
     def mgmt_root_device(self) -> str:
         """Root-namespace end of the management veth: ``vmlab`` + 10 hex digits (15 chars)."""
-        return "vmlab" + self._mgmt_digest[4:9].hex()[:10]
+        return self.hypervisors[0].mgmt_root_device
 
     @property
     def ovsdb_socket(self) -> Path:
@@ -331,7 +486,11 @@ class Lab:
             index=index,
             server_id=str(_uuid(self.prefix, name, "server")),
             namespace=f"{self.prefix}-{name}",
-            nics=tuple(self._nic(name, i, plug, address) for i, (plug, address) in enumerate(nics)),
+            # OVN has no hybrid plug: os-vif puts every tap straight into br-int.
+            nics=tuple(
+                self._nic(name, i, Plug.OVS if self.ovn else plug, address)
+                for i, (plug, address) in enumerate(nics)
+            ),
         )
 
     def _nic(self, vm: str, i: int, plug: Plug, address: str) -> LabNic:
@@ -363,6 +522,14 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
-def lab_for(prefix: str = DEFAULT_PREFIX, underlay_mtu: int = DEFAULT_UNDERLAY_MTU) -> Lab:
+def lab_for(
+    prefix: str = DEFAULT_PREFIX,
+    underlay_mtu: int = DEFAULT_UNDERLAY_MTU,
+    *,
+    hosts: int = 1,
+    ovn: bool = False,
+) -> Lab:
     """The :class:`Lab` for ``prefix`` (validated)."""
-    return Lab(prefix=validate_prefix(prefix), underlay_mtu=underlay_mtu)
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {hosts}")
+    return Lab(prefix=validate_prefix(prefix), underlay_mtu=underlay_mtu, hosts=hosts, ovn=ovn)
