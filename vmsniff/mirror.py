@@ -190,9 +190,18 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         tunnels, count, owners = switch_facts(self.api, bridge)
         plan = plan_mirror(
             server, nic, opts, tunnels=tunnels, mirrors_on_bridge=count, now=now, owners=owners,
-            own_endpoints=local_tunnel_ips(self.api),
+            refused_receivers=self._refused_receivers(),
         )  # fmt: skip
         return plan, removed
+
+    def _refused_receivers(self) -> dict[str, str]:
+        """Addresses --to must not be: this switch's own tunnel endpoints (OVSDB), its own
+        addresses and subnet broadcasts (ovs-vswitchd's route table, when it is local)."""
+        from vmsniff.ovs.routes import parse_routes, read_routes, unusable_receivers
+
+        table = read_routes(self.remote)
+        refused = unusable_receivers(parse_routes(table)) if table else {}
+        return {**refused, **local_tunnel_ips(self.api)}
 
     def start(
         self, plan: MirrorPlan, nic: Nic, snaplen: int | None, *, detach: bool = False

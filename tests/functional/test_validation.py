@@ -209,6 +209,22 @@ def test_the_hypervisors_own_tunnel_address_is_refused(lab: Lab) -> None:
     assert_clean(lab)
 
 
+@pytest.mark.parametrize(
+    ("to", "why"),
+    [
+        ("10.250.0.1", "an address of this hypervisor (br-phy"),  # br-phy's: the tunnel IP
+        ("10.250.0.255", "the broadcast address of 10.250.0.0/24 (br-phy"),
+    ],
+)
+def test_own_addresses_and_subnet_broadcasts_are_refused_from_the_route_table(
+    lab: Lab, to: str, why: str
+) -> None:
+    # No tunnel port records these: only ovs-vswitchd's route table knows them (OVS itself
+    # routes both out of br-phy like any receiver, so the commit would succeed).
+    _refused(_mirror(lab, "--to", to), 2, f"--to {to} cannot receive this mirror", why)
+    assert_clean(lab)
+
+
 def test_a_bridge_the_port_is_not_on_is_refused_naming_where_it_is(lab: Lab) -> None:
     done = _mirror(lab, "--to", "10.250.0.2", "--bridge", "br-phy")
     _refused(done, 2, "--bridge br-phy", "is on bridge br-int", "--bridge br-int")

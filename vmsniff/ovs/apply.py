@@ -75,11 +75,16 @@ def local_tunnel_ips(api: Any) -> dict[str, str]:
     for row in api.tables["Interface"].rows.values():
         local = dict(row.options).get("local_ip")
         if local and local != "flow":
-            own.setdefault(local, f"local_ip of tunnel port {row.name}")
+            own.setdefault(
+                local, f"this hypervisor's own tunnel endpoint (local_ip of tunnel port {row.name})"
+            )
     for row in api.tables["Open_vSwitch"].rows.values():
         for ip in dict(row.external_ids).get("ovn-encap-ip", "").split(","):
             if ip.strip():
-                own.setdefault(ip.strip(), "ovn-encap-ip of this chassis")
+                own.setdefault(
+                    ip.strip(),
+                    "this hypervisor's own tunnel endpoint (ovn-encap-ip of this chassis)",
+                )
     return own
 
 

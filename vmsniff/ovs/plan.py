@@ -368,24 +368,24 @@ def plan_mirror(
     tunnels: Sequence[Tunnel] = (),
     mirrors_on_bridge: int = 0,
     owners: Sequence[str] = (),
-    own_endpoints: Mapping[str, str] | None = None,
+    refused_receivers: Mapping[str, str] | None = None,
     now: datetime,
     session: str | None = None,
     rng: random.Random | None = None,
 ) -> MirrorPlan:
     """The rows for one session; raises before anything is touched when it cannot work.
 
-    ``own_endpoints`` maps this switch's own tunnel addresses to where OVSDB records them
-    (:func:`vmsniff.ovs.apply.local_tunnel_ips`): ``--to`` must not be one of them."""
+    ``refused_receivers`` maps addresses that cannot receive a mirror sent from this switch
+    to why (its own tunnel endpoints, :func:`vmsniff.ovs.apply.local_tunnel_ips`; its own
+    addresses and subnet broadcasts, :func:`vmsniff.ovs.routes.unusable_receivers`)."""
     require_mirrorable(nic)
     assert nic.ovs_port is not None  # checked just above
     bridge = _bridge_of(nic, opts.bridge)
     remote = parse_receiver(opts.to)
-    own = sorted(where for ip, where in (own_endpoints or {}).items() if _same_ip(ip, remote))
-    if own:
+    why = [why for ip, why in (refused_receivers or {}).items() if _same_ip(ip, remote)]
+    if why:
         raise UsageError(
-            f"--to {remote} is this hypervisor's own tunnel endpoint ({', '.join(own)}): the "
-            "mirrored traffic would come back to this switch",
+            f"--to {remote} cannot receive this mirror: it is {why[0]}",
             hint="give the address of the host that runs `vmsniff receive`",
         )
     directions = (

@@ -154,10 +154,10 @@ def test_bridge_must_be_the_one_the_port_is_on() -> None:
 
 
 def test_the_hypervisors_own_tunnel_address_is_refused() -> None:
-    own = {"192.0.2.10": "local_ip of tunnel port gre-c0000202"}
+    own = {"192.0.2.10": "this hypervisor's own tunnel endpoint (local_ip of port gre-c0000202)"}
     with pytest.raises(UsageError, match="own tunnel endpoint .*gre-c0000202"):
-        plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), own_endpoints=own, now=NOW)
-    plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.11"), own_endpoints=own, now=NOW)
+        plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.10"), refused_receivers=own, now=NOW)
+    plan_mirror(SERVER, NIC, MirrorOptions(to="192.0.2.11"), refused_receivers=own, now=NOW)
 
 
 @pytest.mark.parametrize(
