@@ -1,0 +1,215 @@
+"""``vmsniff snoop``: relay OpenFlow (or any TCP control channel) and record it to pcap.
+
+Parses options and hands over to :mod:`vmsniff.snoop` (listeners, TLS, the loop, ``--ovs``);
+no relay or packet logic lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vmsniff.cli._context import Env
+from vmsniff.cli._options import stop_and_file_options
+from vmsniff.errors import UsageError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--listen",
+    metavar="[ADDR:]PORT",
+    help="Where switches connect (ADDR defaults to 127.0.0.1; [::]:PORT for every address).",
+)
+@click.option("--upstream", metavar="HOST:PORT", help="The controller to relay to.")
+@click.option(
+    "-w",
+    "--write",
+    "write_file",
+    metavar="FILE|-",
+    help="Write the synthesized capture here; '-' is stdout.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pcap", "pcapng"]),
+    default="pcap",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--tls-cert", metavar="PEM", help="TLS towards switches: our certificate.")
+@click.option("--tls-key", metavar="PEM", help="TLS towards switches: its private key.")
+@click.option("--tls-ca", metavar="PEM", help="TLS towards switches: CA of their certificates.")
+@click.option("--upstream-tls", is_flag=True, help="Connect to the controller with TLS.")
+@click.option("--upstream-cert", metavar="PEM", help="--upstream-tls: our cert [--tls-cert].")
+@click.option("--upstream-key", metavar="PEM", help="--upstream-tls: its private key [--tls-key].")
+@click.option(
+    "--upstream-ca", metavar="PEM", help="--upstream-tls: CA of the controller's [--tls-ca]."
+)
+@click.option(
+    "--mtu",
+    type=click.IntRange(576, 65535),
+    default=1500,
+    show_default=True,
+    help="Largest IP packet in the capture (TCP segments are split to fit).",
+)
+@stop_and_file_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="--print as JSON lines; final stats as JSON (stdout; stderr when -w -).",
+)
+@click.pass_obj
+def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
+    """Relay a switch's controller connections and record them to pcap.
+
+    Every connection to --listen is relayed byte for byte to --upstream, and written to one
+    capture as a TCP conversation between the switch's and the controller's addresses, with
+    synthesized Ethernet/IP/TCP headers that Wireshark reads as the wire. With certificates
+    (ovs-pki's work unchanged) TLS is terminated on both sides, so the capture is plaintext.
+    --print shows one line per OpenFlow message (or JSON-RPC method for an OVSDB channel).
+    """
+    from vmsniff.pipeline.run import StopFlag, stop_on_signals
+    from vmsniff.snoop.loop import Loop
+    from vmsniff.snoop.session import capture_recorder, message_lines, run
+
+    write, print_, as_json = opts["write_file"], opts["print_"], opts["as_json"]
+    if write is None and not print_:
+        raise UsageError("nothing to do: give -w FILE, -w - or --print")
+    if write == "-" and print_:
+        raise UsageError("-w - and --print both want stdout; pick one")
+    accept_tls, connect_tls = _tls(opts)
+    routes = [_route(opts, accept_tls, connect_tls)]
+    flag = StopFlag()
+    sink = loop = None
+    try:
+        sink = _sink(opts, write)  # after the listener: a busy port leaves no empty file
+
+        def stop_now() -> None:
+            flag.signal = -1
+
+        printer = None
+        if print_:
+
+            def printer(conn: Any, decoded: Any) -> None:
+                env.stdout.write(
+                    "".join(line + "\n" for line in message_lines(conn, decoded, as_json=as_json))
+                )
+                env.stdout.flush()
+
+        loop = Loop(
+            routes,
+            capture_recorder(sink, opts["count"], stop_now) if sink else lambda _c, _s: None,
+            printer=printer,
+            log=lambda msg: env.info(f"snoop: {msg}"),
+            mtu=opts["mtu"],
+        )
+        for r in routes:
+            env.info(f"snooping on {_listening(r.listener)} -> {r.label}")
+        with stop_on_signals(flag):
+            run(loop, flag, duration=opts["duration"], sink=sink or _NoSink())
+    finally:
+        if loop is not None:
+            loop.close()
+        else:
+            for r in routes:
+                r.listener.close()
+        if sink is not None:
+            sink.close()
+    _report(env, loop.stats, sink, as_json=as_json, to_stderr=write == "-")
+
+
+class _NoSink:
+    finished = False
+
+    def flush(self) -> None:
+        pass
+
+
+def _listening(sock: Any) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _route(opts: dict[str, Any], accept_tls: Any, connect_tls: Any) -> Any:
+    from vmsniff.snoop.session import parse_endpoint, route
+
+    if not opts["listen"] or not opts["upstream"]:
+        raise UsageError("give --listen [ADDR:]PORT and --upstream HOST:PORT")
+    listen = parse_endpoint(opts["listen"], "--listen", need_host=False)
+    upstream = parse_endpoint(opts["upstream"], "--upstream", need_host=True)
+    return route(listen, upstream, accept_tls=accept_tls, connect_tls=connect_tls)
+
+
+def _tls(opts: dict[str, Any]) -> tuple[Any, Any]:
+    """The TLS contexts towards switches and towards the controller (None: plain TCP)."""
+    from vmsniff.snoop.session import TlsFiles, client_context, server_context
+
+    mine = (opts["tls_cert"], opts["tls_key"], opts["tls_ca"])
+    accept = None
+    if any(mine):
+        if not all(mine):
+            raise UsageError("TLS towards switches needs --tls-cert, --tls-key and --tls-ca")
+        accept = server_context(TlsFiles(*mine))
+    up = (
+        opts["upstream_cert"] or opts["tls_cert"],
+        opts["upstream_key"] or opts["tls_key"],
+        opts["upstream_ca"] or opts["tls_ca"],
+    )
+    connect = None
+    if opts["upstream_tls"]:
+        if not all(up):
+            raise UsageError(
+                "--upstream-tls needs a certificate, key and CA "
+                "(--upstream-cert/--upstream-key/--upstream-ca or --tls-*)"
+            )
+        connect = client_context(TlsFiles(*up))
+    elif any((opts["upstream_cert"], opts["upstream_key"], opts["upstream_ca"])):
+        raise UsageError("--upstream-cert/-key/-ca need --upstream-tls")
+    return accept, connect
+
+
+def _sink(opts: dict[str, Any], write: str | None) -> Any:
+    from vmsniff.pipeline.sinks import FileSink, Rotation
+
+    rotation = Rotation(
+        size=int(opts["file_size"] * 1_000_000) if opts["file_size"] else None,
+        seconds=opts["rotate_seconds"],
+        files=opts["file_count"],
+    )
+    if write is None:
+        if rotation.active:
+            raise UsageError("-C/-G/-W need -w FILE")
+        return None
+    return FileSink(
+        write,
+        opts["fmt"],
+        262144,
+        rotation=rotation,
+        flush_each=opts["packet_buffered"],
+        force=opts["force"],
+        application="vmsniff snoop",
+    )
+
+
+def _report(env: Env, stats: Any, sink: Any, *, as_json: bool, to_stderr: bool) -> None:
+    from dataclasses import asdict
+
+    from vmsniff.pipeline.sinks import written_files
+
+    data = {**asdict(stats), "files": written_files(sink) if sink is not None else []}
+    if as_json:
+        import json
+
+        stream = env.stderr if to_stderr else env.stdout
+        stream.write(json.dumps(data) + "\n")
+        stream.flush()
+        return
+    if env.verbosity >= 0:
+        env.err.print(
+            f"{stats.accepted} connections ({stats.failed} failed), "
+            f"{stats.bytes_from_switch} bytes from switches, "
+            f"{stats.bytes_from_controller} from controllers, {stats.frames} frames written"
+        )
