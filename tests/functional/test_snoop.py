@@ -1,0 +1,259 @@
+"""``vmsniff snoop`` between a real ovs-vswitchd and a real OpenFlow controller, in the lab.
+
+Bridges of the test's own (netdev datapath) in the lab's hypervisor namespace connect through
+``vmsniff snoop`` to Debian's ``ovs-testcontroller``, all on that namespace's loopback. Ground
+truth is tcpdump on the namespace's ``lo``: the real TCP connections switch->relay and
+relay->controller, reassembled by tshark, are what each side sent. The synthesized capture
+must match them byte for byte, and tshark must find nothing wrong in it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.unit.snoop import tshark
+from vmsniff.lab.switch import ovs_env, vsctl
+from vmsniff.lab.topology import Lab
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+OPENFLOW = "6653"  # tshark decodes OpenFlow on its registered port: the controller listens there
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    if shutil.which("ovs-testcontroller") is None:
+        skip_or_fail("ovs-testcontroller is not installed (openvswitch-testcontroller)")
+
+
+def in_ns(lab: Lab, *argv: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", lab.hypervisor_ns, *argv], text=True, env=ovs_env(lab),
+        cwd=ROOT, **kwargs,  # type: ignore[call-overload]
+    )  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    """End a process this test started, by its pid."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextmanager
+def controller(lab: Lab, port: str = OPENFLOW, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """ovs-testcontroller listening on the namespace's loopback (``ptcp:``, or ``args``)."""
+    method = args[0] if args else f"ptcp:{port}:127.0.0.1"
+    proc = in_ns(lab, "ovs-testcontroller", method, *args[1:], "--no-chdir",
+                 f"--unixctl={lab.rundir / f'testcontroller-{port}.ctl'}",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.3)
+        assert proc.poll() is None, "ovs-testcontroller did not start"
+        yield proc
+    finally:
+        stop(proc)
+
+
+class Snoop:
+    """``vmsniff snoop`` in the hypervisor namespace; ``finish()`` stops it (SIGINT)."""
+
+    def __init__(self, lab: Lab, *args: str) -> None:
+        self.proc = in_ns(lab, sys.executable, "-m", "vmsniff", "snoop", *args,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        assert self.proc.stderr is not None
+        self.listening = []
+        while True:
+            line = self.proc.stderr.readline()
+            match = re.match(r"snooping on (\S+) -> (\S+)", line)
+            if not match:
+                break
+            self.listening.append(match.groups())
+            if "--ovs" not in args:
+                break
+        assert self.listening or line.startswith("snooping"), line + self.proc.stderr.read()
+        self.out = self.err = ""
+
+    def finish(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        self.out, err = self.proc.communicate(timeout=30)
+        self.err += err
+        return self.proc.returncode
+
+
+@contextmanager
+def snoop(lab: Lab, *args: str) -> Iterator[Snoop]:
+    s = Snoop(lab, *args)
+    try:
+        yield s
+    finally:
+        if s.proc.poll() is None:
+            s.finish()
+
+
+@contextmanager
+def ground_truth(lab: Lab, path: Path, *ports: str) -> Iterator[None]:
+    """tcpdump on the namespace's loopback for ``ports`` (the real connections)."""
+    expr = " or ".join(f"tcp port {p}" for p in ports)
+    proc = in_ns(lab, "tcpdump", "-n", "-i", "lo", "-U", "-w", str(path), expr,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "listening on" in line, line
+    try:
+        yield
+    finally:
+        time.sleep(0.3)
+        stop(proc, signal.SIGINT)
+        proc.stderr.close()
+
+
+@contextmanager
+def bridges(lab: Lab, names: list[str], target: str) -> Iterator[list[str]]:
+    """Bridges of the test's own, each with ``target`` as its controller (fast reconnects)."""
+    try:
+        for name in names:
+            vsctl(lab, "add-br", name, "--", "set", "Bridge", name, "datapath_type=netdev",
+                  "fail_mode=secure", "--", "set-controller", name, target)  # fmt: skip
+            vsctl(lab, "set", "Controller", name, "max_backoff=1000", "inactivity_probe=5000")
+        yield names
+    finally:
+        for name in names:
+            vsctl(lab, "--if-exists", "del-br", name)
+
+
+def wait_connected(lab: Lab, bridge: str, want: bool = True, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = vsctl(lab, "get", "Controller", bridge, "is_connected").strip()
+        if state == str(want).lower():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{bridge}: is_connected never became {want}")
+
+
+def names(tag: str, n: int) -> list[str]:
+    return [f"snp{os.getpid() % 100000}{tag}{i}" for i in range(n)]
+
+
+def real_streams(path: Path) -> dict[int, tuple[int, bytes, bytes]]:
+    """The real capture's TCP connections by client port: (server port, client's bytes,
+    server's bytes)."""
+    out = {}
+    for stream in range(tshark.streams(path)):
+        (client, server), sent, answered = tshark.follow(path, stream)
+        out[int(client.rsplit(":", 1)[1])] = (int(server.rsplit(":", 1)[1]), sent, answered)
+    return out
+
+
+def test_several_bridges_through_the_relay_byte_exact_and_clean(lab: Lab, tmp_path: Path) -> None:
+    relay_port = "16654"
+    synth, real = tmp_path / "snoop.pcap", tmp_path / "real.pcap"
+    with (
+        controller(lab),
+        ground_truth(lab, real, relay_port, OPENFLOW),
+        snoop(
+            lab,
+            "--listen",
+            f"127.0.0.1:{relay_port}",
+            "--upstream",
+            f"127.0.0.1:{OPENFLOW}",
+            "-w",
+            str(synth),
+            "--print",
+        ) as s,  # fmt: skip
+        bridges(lab, names("a", 3), f"tcp:127.0.0.1:{relay_port}") as brs,
+    ):
+        for br in brs:
+            wait_connected(lab, br)
+        time.sleep(6)  # an inactivity probe: ECHO_REQUEST / ECHO_REPLY
+        assert s.finish() == 0, s.err
+    assert tshark.problems(synth) == []
+    assert tshark.streams(synth) == 3
+    # tshark decodes the OpenFlow exchange (the version both ends chose: 1.5)
+    types = {t for row in tshark.fields(synth, "openflow_v6.type") for t in row[0].split(",")}
+    assert {"0", "5", "6", "2", "3", "14"} <= types, types  # HELLO FEATURES ECHO FLOW_MOD
+    truth = real_streams(real)
+    upstream_answers = sorted(a for port, (sp, _s, a) in truth.items() if sp == int(OPENFLOW))
+    switch_said = []
+    for stream in range(3):
+        (client, server), sent, answered = tshark.follow(synth, stream)
+        assert server == f"127.0.0.1:{OPENFLOW}"
+        relay_side = truth[int(client.rsplit(":", 1)[1])]
+        assert relay_side[0] == int(relay_port)
+        assert (sent, answered) == relay_side[1:]  # what the switch sent / was sent
+        switch_said.append(sent)
+    assert sorted(answered for *_x, answered in [tshark.follow(synth, i) for i in range(3)]) == (
+        upstream_answers
+    )
+    relayed = sorted(s for port, (sp, s, _a) in truth.items() if sp == int(OPENFLOW))
+    assert relayed == sorted(switch_said)  # the controller got exactly what the switches sent
+    lines = s.out.splitlines()
+    hello = re.compile(r"#\d switch>controller OF1\.\d HELLO xid=0x\w+ len=\d+")
+    assert any(hello.search(x) for x in lines)
+    assert any("controller>switch" in x and "FEATURES_REQUEST" in x for x in lines)
+    assert any("ECHO_REQUEST" in x for x in lines) and any("ECHO_REPLY" in x for x in lines)
+
+
+def test_a_controller_that_dies_is_a_reset_and_the_switch_comes_back_through_the_relay(
+    lab: Lab, tmp_path: Path
+) -> None:
+    relay_port = "16655"
+    synth = tmp_path / "dies.pcap"
+    with (
+        snoop(
+            lab,
+            "--listen",
+            f"127.0.0.1:{relay_port}",
+            "--upstream",
+            f"127.0.0.1:{OPENFLOW}",
+            "-w",
+            str(synth),
+            "--print",
+        ) as s,  # fmt: skip
+        bridges(lab, names("d", 1), f"tcp:127.0.0.1:{relay_port}") as (br,),
+    ):
+        with controller(lab) as ctl:
+            wait_connected(lab, br)
+            # Stop the controller, let the switch's inactivity probe (an ECHO_REQUEST) reach
+            # its socket unread, then kill it: the kernel answers with a RST.
+            ctl.send_signal(signal.SIGSTOP)
+            time.sleep(6)
+            ctl.kill()
+            ctl.wait(10)
+        wait_connected(lab, br, want=False)
+        time.sleep(2)  # the switch retries meanwhile: each attempt is refused upstream
+        with controller(lab):
+            wait_connected(lab, br)  # it reconnects through the relay on its own
+            time.sleep(0.5)
+        assert s.finish() == 0, s.err
+    flags = tshark.fields(synth, "tcp.stream", "tcp.srcport", "tcp.flags.str", "tcp.len")
+    by_stream: dict[str, list[tuple[str, str, str]]] = {}
+    for stream, sport, fl, size in flags:
+        by_stream.setdefault(stream, []).append((sport, fl, size))
+    first = by_stream["0"]
+    assert first[-1][0] == OPENFLOW and "R" in first[-1][1], first[-3:]  # the controller's RST
+    refused = [v for v in by_stream.values() if len(v) == 2 and "R" in v[1][1]]
+    assert refused, "no refused reconnect recorded"
+    last = by_stream[max(by_stream, key=int)]
+    assert "S" in last[0][1] and any(size != "0" for _p, _f, size in last)  # a live session
+    assert tshark.problems(synth, allow=("Connection reset",)) == []
+    assert "Connection refused" in s.err
+    hellos = [x for x in s.out.splitlines() if "switch>controller" in x and " HELLO " in x]
+    assert len(hellos) == 2, s.out
