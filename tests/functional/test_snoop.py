@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -74,20 +75,23 @@ def controller(lab: Lab, port: str = OPENFLOW, *args: str) -> Iterator[subproces
 class Snoop:
     """``vmsniff snoop`` in the hypervisor namespace; ``finish()`` stops it (SIGINT)."""
 
-    def __init__(self, lab: Lab, *args: str) -> None:
+    def __init__(self, lab: Lab, *args: str, routes: int = 1) -> None:
         self.proc = in_ns(lab, sys.executable, "-m", "vmsniff", "snoop", *args,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         assert self.proc.stderr is not None
-        self.listening = []
-        while True:
-            line = self.proc.stderr.readline()
+        self.listening: list[tuple[str, str]] = []
+        line = ""
+        while len(self.listening) < routes:
+            ready, _w, _x = select.select([self.proc.stderr], [], [], 30)
+            line = self.proc.stderr.readline() if ready else "(no output in 30 s)"
             match = re.match(r"snooping on (\S+) -> (\S+)", line)
             if not match:
                 break
-            self.listening.append(match.groups())
-            if "--ovs" not in args:
-                break
-        assert self.listening or line.startswith("snooping"), line + self.proc.stderr.read()
+            self.listening.append((match[1], match[2]))
+        if len(self.listening) < routes:
+            if self.proc.poll() is None:
+                stop(self.proc)
+            raise AssertionError(line + self.proc.stderr.read())
         self.out = self.err = ""
 
     def finish(self, sig: int = signal.SIGINT) -> int:
@@ -257,3 +261,91 @@ def test_a_controller_that_dies_is_a_reset_and_the_switch_comes_back_through_the
     assert "Connection refused" in s.err
     hellos = [x for x in s.out.splitlines() if "switch>controller" in x and " HELLO " in x]
     assert len(hellos) == 2, s.out
+
+
+def controller_row(lab: Lab, bridge: str) -> tuple[str, str]:
+    """(target, external_ids) of the bridge's one Controller row, as ovs-vsctl prints them."""
+    target = vsctl(lab, "get", "Controller", bridge, "target").strip().strip('"')
+    return target, vsctl(lab, "get", "Controller", bridge, "external_ids").strip()
+
+
+def test_ovs_redirects_bridges_the_ml2_way_and_restores_them_exactly(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """ML2/OVS's agent listens on 127.0.0.1:6633 for br-int; two snoops, two bridges."""
+    original = "tcp:127.0.0.1:6633"
+    synth = tmp_path / "ovs.pcap"
+    with controller(lab, "6633"), bridges(lab, names("o", 2), original) as (br_a, br_b):
+        vsctl(lab, "set", "Controller", br_a, "external_ids:theirs=keep")
+        before = controller_row(lab, br_a)
+        for br in (br_a, br_b):
+            wait_connected(lab, br)
+        remote = ["--ovsdb", lab.ovsdb_remote]
+        with (
+            snoop(lab, "--ovs", br_a, *remote, "-w", str(synth), "--print") as a,
+            snoop(lab, "--ovs", br_b, *remote, "-w", str(tmp_path / "b.pcap")) as b,
+        ):
+            (listen_a, up_a), (listen_b, _up_b) = a.listening[0], b.listening[0]
+            assert up_a == original
+            target, ids = controller_row(lab, br_a)
+            assert target == f"tcp:{listen_a}"
+            assert f'vmsniff-snoop-target="{original}"' in ids and "theirs=keep" in ids
+            assert controller_row(lab, br_b)[0] == f"tcp:{listen_b}"
+            time.sleep(1.5)
+            wait_connected(lab, br_a)  # reconnected through the relay
+            assert a.finish(signal.SIGTERM) == 0, a.err
+            assert controller_row(lab, br_a) == before  # exactly as it was
+            assert controller_row(lab, br_b)[0] == f"tcp:{listen_b}"  # the other snoop's
+            assert b.finish(signal.SIGHUP) == 0, b.err
+        assert controller_row(lab, br_b)[0] == original
+        assert "vmsniff" not in controller_row(lab, br_b)[1]
+        wait_connected(lab, br_a)
+    assert tshark.problems(synth) == []
+    types = {t for row in tshark.fields(synth, "openflow_v6.type") for t in row[0].split(",")}
+    assert {"0", "5", "6"} <= types, types
+    assert " HELLO " in a.out and "FEATURES_REPLY" in a.out
+
+
+def test_a_killed_ovs_snoop_is_restored_by_the_cleanup_function(lab: Lab) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from vmsniff.snoop.ovs import restore_abandoned
+
+    original = "tcp:127.0.0.1:6633"
+    with controller(lab, "6633"), bridges(lab, names("k", 1), original) as (br,):
+        s = Snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "60")
+        s.proc.kill()  # SIGKILL: no chance to restore
+        s.proc.communicate(timeout=10)
+        target, ids = controller_row(lab, br)
+        assert target != original and "vmsniff-expires" in ids
+        assert restore_abandoned(lab.ovsdb_remote) == []  # not expired: maybe still running
+        later = datetime.now(UTC) + timedelta(seconds=61)
+        assert restore_abandoned(lab.ovsdb_remote, now=later) == [original]
+        assert controller_row(lab, br) == (original, "{}")
+        wait_connected(lab, br)
+
+
+def test_ovs_refusals_leave_the_bridge_untouched(lab: Lab, tmp_path: Path) -> None:
+    out = tmp_path / "x.pcap"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", lab.hypervisor_ns, sys.executable, "-m", "vmsniff", "snoop",
+             "--ovsdb", lab.ovsdb_remote, "-w", str(out), *args],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+
+    with bridges(lab, names("n", 2), "tcp:127.0.0.1:6633") as (bare, passive):
+        vsctl(lab, "del-controller", bare)
+        vsctl(lab, "set-controller", passive, "ptcp:16699:127.0.0.1")
+        done = run("--ovs", bare)
+        assert done.returncode == 5 and "has no controller" in done.stderr, done.stderr
+        done = run("--ovs", passive)
+        assert done.returncode == 2 and "only tcp: and ssl:" in done.stderr
+        assert controller_row(lab, passive) == ("ptcp:16699:127.0.0.1", "{}")
+        done = run("--ovs", "no-such-br")
+        assert done.returncode == 3 and "no bridge no-such-br" in done.stderr
+        done = run("--ovs", bare, "--listen", "6653")
+        assert done.returncode == 2
+        assert "Traceback" not in done.stderr
+        assert not out.exists()

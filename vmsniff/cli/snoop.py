@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
-from vmsniff.cli._options import stop_and_file_options
+from vmsniff.cli._options import DURATION, stop_and_file_options
 from vmsniff.errors import UsageError
 
 
@@ -22,6 +22,27 @@ from vmsniff.errors import UsageError
     help="Where switches connect (ADDR defaults to 127.0.0.1; [::]:PORT for every address).",
 )
 @click.option("--upstream", metavar="HOST:PORT", help="The controller to relay to.")
+@click.option(
+    "--ovs",
+    "bridge",
+    metavar="BRIDGE",
+    help="Point BRIDGE's controllers through the relay; restored on exit.",
+)
+@click.option(
+    "--ovsdb",
+    envvar="VMSNIFF_OVSDB",
+    metavar="REMOTE",
+    help="--ovs: the switch's OVSDB [env VMSNIFF_OVSDB; default "
+    "unix:/var/run/openvswitch/db.sock].",
+)
+@click.option(
+    "--ttl",
+    type=DURATION,
+    default="1h",
+    show_default=True,
+    metavar="T",
+    help="--ovs: expiry marked on changed controllers (cleanup after a crash).",
+)
 @click.option(
     "-w",
     "--write",
@@ -69,6 +90,8 @@ def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
     capture as a TCP conversation between the switch's and the controller's addresses, with
     synthesized Ethernet/IP/TCP headers that Wireshark reads as the wire. With certificates
     (ovs-pki's work unchanged) TLS is terminated on both sides, so the capture is plaintext.
+    --ovs BRIDGE does the plumbing: each controller target of the bridge goes through the
+    relay while it runs and is restored on exit (and by `vmsniff cleanup` after a crash).
     --print shows one line per OpenFlow message (or JSON-RPC method for an OVSDB channel).
     """
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
@@ -81,7 +104,20 @@ def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
     if write == "-" and print_:
         raise UsageError("-w - and --print both want stdout; pick one")
     accept_tls, connect_tls = _tls(opts)
-    routes = [_route(opts, accept_tls, connect_tls)]
+    redirect = None
+    if opts["bridge"]:
+        if opts["listen"] or opts["upstream"]:
+            raise UsageError("--ovs chooses where to listen and connect; drop --listen/--upstream")
+        if opts["duration"] is not None and opts["ttl"] < opts["duration"]:
+            raise UsageError("--ttl must be at least --duration")
+        from vmsniff.snoop.ovs import redirect_bridge
+
+        routes, redirect = redirect_bridge(
+            opts["bridge"], opts["ovsdb"], accept_tls, connect_tls, ttl=opts["ttl"],
+            log=lambda msg: env.warn(f"snoop: {msg}"),
+        )  # fmt: skip
+    else:
+        routes = [_route(opts, accept_tls, connect_tls)]
     flag = StopFlag()
     sink = loop = None
     try:
@@ -111,6 +147,9 @@ def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
         with stop_on_signals(flag):
             run(loop, flag, duration=opts["duration"], sink=sink or _NoSink())
     finally:
+        if redirect is not None:  # first: the switches go back to their controllers now
+            restored = redirect.restore()
+            env.info(f"restored {', '.join(restored) or 'nothing'} on {opts['bridge']}")
         if loop is not None:
             loop.close()
         else:
