@@ -349,3 +349,67 @@ def test_ovs_refusals_leave_the_bridge_untouched(lab: Lab, tmp_path: Path) -> No
         assert done.returncode == 2
         assert "Traceback" not in done.stderr
         assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ovs-pki's two CAs and certificates for a controller, a switch, and the relay (which
+    is a controller to the switch and a switch to the controller)."""
+    base = tmp_path_factory.mktemp("pki")
+    ca = base / "ca"
+
+    def ovs_pki(*args: str) -> None:
+        subprocess.run(["ovs-pki", f"--dir={ca}", *args], cwd=base, check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+
+    ovs_pki("init")
+    ovs_pki("req+sign", "ctl", "controller")
+    ovs_pki("req+sign", "sc", "switch")
+    ovs_pki("req+sign", "relay", "switch")
+    return base
+
+
+def test_tls_both_sides_with_ovs_pki_certificates_gives_a_plaintext_capture(
+    lab: Lab, tmp_path: Path, pki: Path
+) -> None:
+    relay_port = "16656"
+    synth, real = tmp_path / "tls.pcap", tmp_path / "real.pcap"
+    switch_ca, controller_ca = pki / "ca/switchca/cacert.pem", pki / "ca/controllerca/cacert.pem"
+    tls_controller = (f"pssl:{OPENFLOW}:127.0.0.1", "-p", str(pki / "ctl-privkey.pem"),
+                      "-c", str(pki / "ctl-cert.pem"), "-C", str(switch_ca))  # fmt: skip
+    args = ["--listen", f"127.0.0.1:{relay_port}", "--upstream", f"127.0.0.1:{OPENFLOW}",
+            "-w", str(synth), "--print",
+            # towards the switch the relay is its controller ...
+            "--tls-cert", str(pki / "ctl-cert.pem"), "--tls-key", str(pki / "ctl-privkey.pem"),
+            "--tls-ca", str(switch_ca),
+            # ... and towards the controller, a switch
+            "--upstream-tls", "--upstream-cert", str(pki / "relay-cert.pem"),
+            "--upstream-key", str(pki / "relay-privkey.pem"), "--upstream-ca", str(controller_ca),
+    ]  # fmt: skip
+    vsctl(lab, "set-ssl", str(pki / "sc-privkey.pem"), str(pki / "sc-cert.pem"), str(controller_ca))
+    try:
+        with (
+            controller(lab, OPENFLOW, *tls_controller),
+            ground_truth(lab, real, relay_port, OPENFLOW),
+            snoop(lab, *args) as s,
+            bridges(lab, names("t", 2), f"ssl:127.0.0.1:{relay_port}") as brs,
+        ):
+            for br in brs:
+                wait_connected(lab, br)
+            time.sleep(1)
+            assert s.finish() == 0, s.err
+    finally:
+        vsctl(lab, "del-ssl")
+    # the wire carried TLS, both between switch and relay and between relay and controller
+    hellos = tshark.fields(real, "tcp.dstport", display="tls.handshake.type == 1",
+                           decode=f"tcp.port=={OPENFLOW},tls")  # fmt: skip
+    assert {r[0] for r in hellos} == {relay_port, OPENFLOW}  # ClientHellos to relay and controller
+    (_c, _s), sent, _answered = tshark.follow(synth, 0)
+    wire = b"".join(tshark.follow(real, i)[1] for i in range(tshark.streams(real)))
+    assert sent[:16] not in wire  # the switch's plaintext never crossed the wire
+    # the synthesized capture holds the plaintext OpenFlow conversation
+    assert tshark.problems(synth) == []
+    assert tshark.streams(synth) == 2
+    types = {t for row in tshark.fields(synth, "openflow_v6.type") for t in row[0].split(",")}
+    assert {"0", "5", "6"} <= types, types
+    assert s.out.count("switch>controller OF1.5 HELLO") == 2, s.out

@@ -22,9 +22,14 @@ def _tshark(*args: str) -> str:
     return done.stdout
 
 
-def fields(path: Path, *names: str, display: str | None = None) -> list[list[str]]:
-    """One list of field values per frame (checksums verified)."""
+def fields(
+    path: Path, *names: str, display: str | None = None, decode: str | None = None
+) -> list[list[str]]:
+    """One list of field values per frame (checksums verified); ``decode`` is a decode-as
+    rule (``tcp.port==6653,tls``)."""
     args = ["-r", str(path), *_CHECK, "-T", "fields"]
+    if decode:
+        args += ["-d", decode]
     if display:
         args += ["-Y", display]
     for name in names:
