@@ -71,9 +71,10 @@ from vmsniff.errors import UsageError
 @click.option(
     "--mtu",
     type=click.IntRange(576, 65535),
-    default=1500,
+    default=65535,
     show_default=True,
-    help="Largest IP packet in the capture (TCP segments are split to fit).",
+    help="Largest IP packet in the capture (TCP segments are split to fit): "
+    "loopback's by default, 1500 for an Ethernet look.",
 )
 @stop_and_file_options
 @click.option(

@@ -7,7 +7,7 @@ it turns readiness into :mod:`.relay` events and carries out the commands it get
 Back-pressure: bytes read from one side wait in that connection's queue for the other side; a
 side is read only while the queue towards its peer holds less than ``queue_limit`` bytes, so
 a slow reader slows the writer down (its socket buffers fill, TCP closes its window) and
-memory stays bounded by about ``2 * (queue_limit + CHUNK)`` per connection.
+memory stays bounded by about ``2 * (queue_limit + CHUNK)`` (1 MiB) per connection.
 
 TLS (``ssl``): the relay terminates it on both sides. Handshakes run non-blocking; the
 conversation starts (and is recorded) once the upstream is connected and every handshake is
@@ -43,11 +43,12 @@ from vmsniff.snoop.relay import (
     Send,
     ShutdownWrite,
 )
-from vmsniff.snoop.synth import CLIENT, SERVER, Segment
+from vmsniff.snoop.synth import CLIENT, DEFAULT_MTU, SERVER, Segment
 
-__all__ = ["CHUNK", "Connection", "Loop", "Route", "Stats"]
+__all__ = ["CHUNK", "QUEUE_LIMIT", "Connection", "Loop", "Route", "Stats"]
 
-CHUNK = 1 << 16  #: bytes read per recv
+CHUNK = 1 << 18  #: bytes read per recv (fewer, larger reads: the relay's cost is per read)
+QUEUE_LIMIT = 1 << 18  #: bytes waiting for one side before its peer is no longer read
 _LINGER0 = struct.pack("ii", 1, 0)
 
 
@@ -118,8 +119,8 @@ class Loop:
         *,
         printer: Printer | None = None,
         log: Logger | None = None,
-        mtu: int = 1500,
-        queue_limit: int = 4 * CHUNK,
+        mtu: int = DEFAULT_MTU,
+        queue_limit: int = QUEUE_LIMIT,
         connect_timeout: float = 10.0,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:

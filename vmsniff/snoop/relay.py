@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmsniff.snoop.openflow import Message, StreamDecoder
-from vmsniff.snoop.synth import CLIENT, SERVER, Segment, State, TcpSynth
+from vmsniff.snoop.synth import CLIENT, DEFAULT_MTU, SERVER, Segment, State, TcpSynth
 
 __all__ = [
     "Abort",
@@ -160,7 +160,7 @@ class Relay:
         client: tuple[str, int],
         server: tuple[str, int],
         *,
-        mtu: int = 1500,
+        mtu: int = DEFAULT_MTU,
         decode: bool = False,
         isn: tuple[int, int] | None = None,
     ) -> None:

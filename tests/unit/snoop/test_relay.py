@@ -57,7 +57,7 @@ def test_open_forward_both_ways_and_close_in_order() -> None:
 
 
 def test_forwarded_bytes_are_the_received_bytes() -> None:
-    relay = Relay(SWITCH, CONTROLLER)
+    relay = Relay(SWITCH, CONTROLLER, mtu=1500)
     relay.handle(Connected(1))
     data = bytes(range(256)) * 100
     out = relay.handle(DataReceived(CLIENT, data, 2))
