@@ -413,3 +413,40 @@ def test_tls_both_sides_with_ovs_pki_certificates_gives_a_plaintext_capture(
     types = {t for row in tshark.fields(synth, "openflow_v6.type") for t in row[0].split(",")}
     assert {"0", "5", "6"} <= types, types
     assert s.out.count("switch>controller OF1.5 HELLO") == 2, s.out
+
+
+def test_an_ovsdb_manager_connection_is_relayed_and_printed_by_method(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Not OpenFlow: OVSDB's JSON-RPC (RFC 7047) on a ptcp: remote of the lab's ovsdb-server,
+    used by ovs-vsctl through the relay."""
+    from vmsniff.lab.switch import appctl
+
+    remote, relay_port = "16640", "16641"
+    synth = tmp_path / "ovsdb.pcap"
+    appctl(lab, "ovsdb-server", "ovsdb-server/add-remote", f"ptcp:{remote}:127.0.0.1")
+    try:
+        with snoop(lab, "--listen", f"127.0.0.1:{relay_port}", "--upstream",
+                   f"127.0.0.1:{remote}", "-w", str(synth), "--print", "--json") as s:  # fmt: skip
+            shown = subprocess.run(
+                ["ip", "netns", "exec", lab.hypervisor_ns, "ovs-vsctl",
+                 f"--db=tcp:127.0.0.1:{relay_port}", "--timeout=10", "list-br"],
+                capture_output=True, text=True, timeout=30, env=ovs_env(lab),
+            )  # fmt: skip
+            assert shown.returncode == 0, shown.stderr
+            assert s.finish() == 0, s.err
+    finally:
+        appctl(lab, "ovsdb-server", "ovsdb-server/remove-remote", f"ptcp:{remote}:127.0.0.1")
+    assert shown.stdout == vsctl(lab, "list-br")  # the same answer as straight to the server
+    import json
+
+    printed = [json.loads(line) for line in s.out.splitlines()]
+    messages = [m for m in printed if "direction" in m]
+    assert all(m["protocol"] == "jsonrpc" and m["valid"] for m in messages), messages
+    asked = [m["type"] for m in messages if m["direction"] == "switch>controller"]
+    assert "get_schema" in asked and ("monitor" in asked or "monitor_cond" in asked), asked
+    assert any(m["type"] == "reply" for m in messages if m["direction"] == "controller>switch")
+    assert printed[-1]["accepted"] == 1  # the final stats
+    assert tshark.problems(synth) == []
+    (_nodes, sent, answered) = tshark.follow(synth, 0)
+    assert b'"get_schema"' in sent and b'"Open_vSwitch"' in answered
