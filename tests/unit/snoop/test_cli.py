@@ -150,3 +150,81 @@ def test_a_whole_run_writes_a_capture_tshark_reads(tmp_path: Path) -> None:
     assert "F" in rows[-1][2]
     assert {r[0] for r in rows} == {"vmsniff-snoop"}
     assert tshark.problems(out) == []
+
+
+def _controller_answering(count: int, size: int = 8) -> tuple[socket.socket, threading.Thread]:
+    """A stand-in controller that answers ``count`` echo requests of ``size`` bytes, then
+    waits for EOF."""
+    up = socket.socket()
+    up.bind(("127.0.0.1", 0))
+    up.listen()
+
+    def serve() -> None:
+        conn, _ = up.accept()
+        with conn:
+            for _ in range(count):
+                req = b""
+                while len(req) < size:
+                    req += conn.recv(size - len(req))
+                conn.sendall(req[:1] + b"\x03" + req[2:])
+            while conn.recv(100):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return up, thread
+
+
+def _start(*args: str, stdout: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[bytes], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmsniff", "snoop", "--listen", "127.0.0.1:0", *args],
+        cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    assert line.startswith("snooping on 127.0.0.1:"), line
+    return proc, int(line.split()[2].rsplit(":", 1)[1])
+
+
+def _echo(port: int, count: int, size: int = 8) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for xid in range(count):
+            s.sendall(
+                b"\x04\x02" + size.to_bytes(2, "big") + xid.to_bytes(4, "big") + bytes(size - 8)
+            )
+            got = b""
+            while len(got) < size:
+                got += s.recv(size - len(got))
+
+
+def test_write_to_stdout_is_a_capture_tshark_reads(tmp_path: Path) -> None:
+    up, _t = _controller_answering(3)
+    proc, port = _start("--upstream", f"127.0.0.1:{up.getsockname()[1]}", "-w", "-", "--json",
+                        stdout=subprocess.PIPE)  # fmt: skip
+    _echo(port, 3)
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    up.close()
+    path = tmp_path / "stdout.pcap"
+    path.write_bytes(out)
+    assert tshark.problems(path) == []
+    assert [r[0] for r in tshark.fields(path, "tcp.len") if r[0] != "0"] == ["8"] * 6
+    assert b'"accepted": 1' in err  # --json stats go to stderr with -w -
+
+
+def test_rotation_by_size_writes_several_files_each_a_capture(tmp_path: Path) -> None:
+    up, _t = _controller_answering(40, 200)
+    out = tmp_path / "rot.pcap"
+    proc, port = _start("--upstream", f"127.0.0.1:{up.getsockname()[1]}", "-w", str(out),
+                        "-C", "0.002", "-U")  # fmt: skip
+    _echo(port, 40, size=200)
+    proc.send_signal(2)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    up.close()
+    files = sorted(tmp_path.glob("rot.pcap*"))
+    assert len(files) >= 3
+    assert all(len(f.read_bytes()) <= 2000 + 400 for f in files)
+    lengths = [r[0] for f in files for r in tshark.fields(f, "tcp.len")]
+    assert lengths.count("200") == 80  # every request and reply, across the files
