@@ -12,7 +12,7 @@ memory stays bounded by about ``2 * (queue_limit + CHUNK)`` (1 MiB) per connecti
 TLS (``ssl``): the relay terminates it on both sides. Handshakes run non-blocking; the
 conversation starts (and is recorded) once the upstream is connected and every handshake is
 done. TLS has no half-close that Open vSwitch uses, so a half-close towards a TLS side
-becomes a close.
+becomes a close (recorded as that side's FIN too, since it can send nothing more).
 """
 
 from __future__ import annotations
@@ -326,7 +326,12 @@ class Loop:
         elif conn.shutdown_after[side]:
             conn.shutdown_after[side] = False
             if isinstance(sock, ssl.SSLSocket):
-                self._close(conn, side)  # no TLS half-close (module docstring)
+                # No TLS half-close (module docstring): close, and as that side can send
+                # nothing more, its end of the conversation is over too (its FIN).
+                self._close(conn, side)
+                if conn.relay is not None and not conn.relay.closed and not conn.eof[side]:
+                    conn.eof[side] = True
+                    self._event(conn, EofReceived(side, self.clock()))
             else:
                 try:
                     sock.shutdown(socket.SHUT_WR)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.unit.snoop import tshark
+from tests.unit.snoop.pki import make_pki
 from vmsniff.cli import cli
 from vmsniff.cli._errors import run as run_cli
 
@@ -68,25 +69,8 @@ def test_listen_port_in_use_is_refused_and_leaves_no_file(
     assert not out.exists()
 
 
-def _pki(tmp_path: Path) -> dict[str, Path]:
-    """A CA and a certificate signed by it (openssl), for the TLS refusals."""
-    files = {n: tmp_path / f"{n}.pem" for n in ("cakey", "ca", "key", "csr", "cert")}
-
-    def ossl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(files["cakey"]),
-         "-out", str(files["ca"]), "-days", "2", "-subj", "/CN=test-ca")  # fmt: skip
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(files["key"]),
-         "-out", str(files["csr"]), "-subj", "/CN=relay")  # fmt: skip
-    ossl("x509", "-req", "-in", str(files["csr"]), "-CA", str(files["ca"]), "-CAkey",
-         str(files["cakey"]), "-CAcreateserial", "-out", str(files["cert"]),
-         "-days", "2")  # fmt: skip
-    return files
-
-
 def test_bad_or_missing_certificates_are_clear_errors(run: Any, tmp_path: Path) -> None:
-    pki = _pki(tmp_path)
+    pki = make_pki(tmp_path)
     out = str(tmp_path / "x.pcap")
     base = ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "-w", out]
 

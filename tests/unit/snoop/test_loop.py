@@ -230,3 +230,73 @@ def test_a_slow_controller_slows_the_switch_and_memory_stays_bounded() -> None:
         loop.close()
     assert peak <= limit + CHUNK
     assert received == [total]
+
+
+def test_tls_on_both_sides_gives_plaintext_and_an_untrusted_switch_is_turned_away(
+    tmp_path: Path,
+) -> None:
+    import ssl
+
+    from tests.unit.snoop.pki import make_pki
+    from vmsniff.snoop.session import TlsFiles, client_context, server_context
+
+    good, rogue = make_pki(tmp_path / "good"), make_pki(tmp_path / "rogue", "rogue")
+    files = TlsFiles(str(good["cert"]), str(good["key"]), str(good["ca"]))
+    payload = os.urandom(300_000)
+    up_tls = server_context(files)
+
+    def tls_reverser(conn: socket.socket) -> None:
+        with up_tls.wrap_socket(conn, server_side=True) as tls:
+            got = bytearray()
+            while len(got) < len(payload):
+                got += tls.recv(CHUNK)
+            tls.sendall(bytes(got[::-1]))
+            while tls.recv(CHUNK):  # until the relay closes (the switch did)
+                pass
+
+    up = Upstream(tls_reverser)
+    capture = Capture()
+    logs: list[str] = []
+    sock = listener()
+    route = Route(sock, (socket.AF_INET, (LOCAL, up.port)), "up", server_context(files),
+                  client_context(files))  # fmt: skip
+    loop = Loop([route], capture, log=logs.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop.is_set,), kwargs={"timeout": 0.05})
+    thread.start()
+    try:
+        switch = client_context(files)
+        with socket.create_connection((LOCAL, sock.getsockname()[1])) as raw:
+            with switch.wrap_socket(raw) as tls:
+                tls.sendall(payload)
+                got = bytearray()
+                while len(got) < len(payload):
+                    got += tls.recv(CHUNK)
+        assert bytes(got) == payload[::-1]
+        deadline = time.monotonic() + 5
+        while loop.connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not loop.connections  # both sides closed: no TLS half-close left hanging
+        assert not up.errors
+        frames = len(capture.segments)
+        untrusted = client_context(TlsFiles(str(rogue["cert"]), str(rogue["key"]),
+                                            str(good["ca"])))  # fmt: skip
+        with socket.create_connection((LOCAL, sock.getsockname()[1])) as raw:
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                with untrusted.wrap_socket(raw) as tls:
+                    tls.sendall(b"x")
+                    assert tls.recv(10) == b""  # (TLS 1.3 may report the refusal here)
+                    raise ConnectionError("closed")
+        deadline = time.monotonic() + 5
+        while not logs and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(10)
+        loop.close()
+    assert any("TLS handshake with the switch failed" in m for m in logs), logs
+    assert len(capture.segments) == frames + 2  # the turned-away switch: SYN, RST
+    path = capture.write(tmp_path / "tls.pcap")
+    assert tshark.problems(path, allow=("Connection reset",)) == []
+    (_nodes, sent, answered) = tshark.follow(path, 0)
+    assert (sent, answered) == (payload, payload[::-1])  # the plaintext
