@@ -96,8 +96,7 @@ def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
     --print shows one line per OpenFlow message (or JSON-RPC method for an OVSDB channel).
     """
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
-    from vmsniff.snoop.loop import Loop
-    from vmsniff.snoop.session import capture_recorder, message_lines, run
+    from vmsniff.snoop.session import message_lines, serve
 
     write, print_, as_json = opts["write_file"], opts["print_"], opts["as_json"]
     if write is None and not print_:
@@ -105,72 +104,54 @@ def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
     if write == "-" and print_:
         raise UsageError("-w - and --print both want stdout; pick one")
     accept_tls, connect_tls = _tls(opts)
-    redirect = None
-    if opts["bridge"]:
-        if opts["listen"] or opts["upstream"]:
-            raise UsageError("--ovs chooses where to listen and connect; drop --listen/--upstream")
-        if opts["duration"] is not None and opts["ttl"] < opts["duration"]:
-            raise UsageError("--ttl must be at least --duration")
-        from vmsniff.snoop.ovs import redirect_bridge
-
-        routes, redirect = redirect_bridge(
-            opts["bridge"], opts["ovsdb"], accept_tls, connect_tls, ttl=opts["ttl"],
-            log=lambda msg: env.warn(f"snoop: {msg}"),
-        )  # fmt: skip
-    else:
-        routes = [_route(opts, accept_tls, connect_tls)]
     flag = StopFlag()
-    sink = loop = None
-    try:
-        sink = _sink(opts, write)  # after the listener: a busy port leaves no empty file
+    printer = None
+    if print_:
 
-        def stop_now() -> None:
-            flag.signal = -1
+        def printer(conn: Any, decoded: Any) -> None:
+            lines = message_lines(conn, decoded, as_json=as_json)
+            env.stdout.write("".join(line + "\n" for line in lines))
+            env.stdout.flush()
 
-        printer = None
-        if print_:
-
-            def printer(conn: Any, decoded: Any) -> None:
-                env.stdout.write(
-                    "".join(line + "\n" for line in message_lines(conn, decoded, as_json=as_json))
-                )
-                env.stdout.flush()
-
-        loop = Loop(
+    # Signals are caught from before any controller is redirected, so that none of them can
+    # end the process between a redirection and its restore.
+    with stop_on_signals(flag):
+        routes, redirect = _routes(env, opts, accept_tls, connect_tls)
+        stats, sink = serve(
             routes,
-            capture_recorder(sink, opts["count"], stop_now) if sink else lambda _c, _s: None,
+            lambda: _sink(opts, write),  # after the listeners: a busy port leaves no file
+            stop=flag,
+            redirect=redirect,
             printer=printer,
-            log=lambda msg: env.info(f"snoop: {msg}"),
+            log=lambda msg: _say(env, msg),
             mtu=opts["mtu"],
+            count=opts["count"],
+            duration=opts["duration"],
         )
-        for r in routes:
-            env.info(f"snooping on {_listening(r.listener)} -> {r.label}")
-        with stop_on_signals(flag):
-            run(loop, flag, duration=opts["duration"], sink=sink or _NoSink())
-    finally:
-        if redirect is not None:  # first: the switches go back to their controllers now
-            restored = redirect.restore()
-            env.info(f"restored {', '.join(restored) or 'nothing'} on {opts['bridge']}")
-        if loop is not None:
-            loop.close()
-        else:
-            for r in routes:
-                r.listener.close()
-        if sink is not None:
-            sink.close()
-    _report(env, loop.stats, sink, as_json=as_json, to_stderr=write == "-")
+    _report(env, stats, sink, as_json=as_json, to_stderr=write == "-")
 
 
-class _NoSink:
-    finished = False
+def _say(env: Env, message: str) -> None:
+    """A progress line on stderr as is (addresses like [::1]:6653 are not rich markup)."""
+    if env.verbosity >= 0:
+        env.stderr.write(message + "\n")
+        env.stderr.flush()
 
-    def flush(self) -> None:
-        pass
 
+def _routes(env: Env, opts: dict[str, Any], accept_tls: Any, connect_tls: Any) -> Any:
+    """The listeners, and the bridge redirection they need (``--ovs``) or None."""
+    if not opts["bridge"]:
+        return [_route(opts, accept_tls, connect_tls)], None
+    if opts["listen"] or opts["upstream"]:
+        raise UsageError("--ovs chooses where to listen and connect; drop --listen/--upstream")
+    if opts["duration"] is not None and opts["ttl"] < opts["duration"]:
+        raise UsageError("--ttl must be at least --duration")
+    from vmsniff.snoop.ovs import redirect_bridge
 
-def _listening(sock: Any) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return redirect_bridge(
+        opts["bridge"], opts["ovsdb"], accept_tls, connect_tls, ttl=opts["ttl"],
+        log=lambda msg: _say(env, f"warning: {msg}"),
+    )  # fmt: skip
 
 
 def _route(opts: dict[str, Any], accept_tls: Any, connect_tls: Any) -> Any:

@@ -19,9 +19,9 @@ from typing import Any
 from vmsniff.errors import NotFound, PermissionDenied, UsageError
 from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 from vmsniff.pipeline.core import Packet
-from vmsniff.snoop.loop import Connection, Loop, Route
+from vmsniff.snoop.loop import Connection, Loop, Route, Stats
 from vmsniff.snoop.relay import Decoded, side_name
-from vmsniff.snoop.synth import Segment
+from vmsniff.snoop.synth import DEFAULT_MTU, Segment
 
 __all__ = [
     "Endpoint",
@@ -32,6 +32,7 @@ __all__ = [
     "open_listener",
     "parse_endpoint",
     "resolve",
+    "serve",
     "server_context",
 ]
 
@@ -244,6 +245,71 @@ def message_lines(conn: Connection, decoded: Decoded, *, as_json: bool) -> list[
     sec, ns = divmod(decoded.ts_ns, 1_000_000_000)
     stamp = time.strftime("%H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
     return [f"{stamp} #{conn.ident} {way} {m.text()}" for m in decoded.messages]
+
+
+def serve(
+    routes: list[Route],
+    open_sink: Callable[[], Any],
+    *,
+    stop: Callable[[], bool],
+    redirect: Any = None,
+    printer: Callable[[Connection, Decoded], None] | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+    mtu: int = DEFAULT_MTU,
+    count: int | None = None,
+    duration: float | None = None,
+) -> tuple[Stats, Any]:
+    """Relay ``routes`` into the sink ``open_sink()`` returns (None: no capture) until
+    ``stop()``, ``duration``, ``count`` frames or the sink is finished; returns the counters
+    and the sink.
+
+    On the way out, whatever ended the run: the bridge ``redirect`` (``--ovs``) is restored
+    first, so that the switches go back to their controllers at once, then the relay and the
+    listeners close, then the sink. ``log`` gets one line per listener when serving starts
+    (``snooping on ADDR:PORT -> UPSTREAM``) and per failed connection."""
+    sink = loop = None
+    stopped = [False]
+
+    def stop_now() -> None:
+        stopped[0] = True
+
+    try:
+        sink = open_sink()
+        record = capture_recorder(sink, count, stop_now) if sink is not None else _no_record
+        loop = Loop(routes, record, printer=printer, log=log, mtu=mtu)
+        for r in routes:
+            log(f"snooping on {_listening(r.listener)} -> {r.label}")
+        run(loop, lambda: stop() or stopped[0], duration=duration, sink=sink or _NoSink())
+    finally:
+        try:
+            if redirect is not None:
+                restored = redirect.restore()
+                log(f"restored {', '.join(restored) or 'nothing'}")
+        finally:
+            if loop is not None:
+                loop.close()
+            else:
+                for r in routes:
+                    r.listener.close()
+            if sink is not None:
+                sink.close()
+    return loop.stats, sink
+
+
+def _no_record(_conn: Connection, _segments: list[Segment]) -> None:
+    pass
+
+
+class _NoSink:
+    finished = False
+
+    def flush(self) -> None:
+        pass
+
+
+def _listening(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run(loop: Loop, stop: Callable[[], bool], *, duration: float | None, sink: Any) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +214,44 @@ def test_rotation_by_size_writes_several_files_each_a_capture(tmp_path: Path) ->
     assert all(len(f.read_bytes()) <= 2000 + 400 for f in files)
     lengths = [r[0] for f in files for r in tshark.fields(f, "tcp.len")]
     assert lengths.count("200") == 80  # every request and reply, across the files
+
+
+@pytest.mark.parametrize(
+    ("listen", "client_ip"), [("[::1]:0", "::1"), ("127.0.0.1:0", "::ffff:127.0.0.1")]
+)
+def test_ipv6_as_it_is_and_mixed_families_as_mapped_addresses(
+    tmp_path: Path, listen: str, client_ip: str
+) -> None:
+    up = socket.socket(socket.AF_INET6)
+    up.bind(("::1", 0))
+    up.listen()
+
+    def controller() -> None:
+        conn, _ = up.accept()
+        with conn:
+            conn.sendall(conn.recv(8))
+
+    threading.Thread(target=controller, daemon=True).start()
+    out = tmp_path / "v6.pcap"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmsniff", "snoop", "--listen", listen, "--upstream",
+         f"[::1]:{up.getsockname()[1]}", "-w", str(out)],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.match(r"snooping on \[?([0-9a-f.:]+)\]?:(\d+) -> \[::1\]:\d+$", line.strip())
+    assert match, line
+    family = socket.AF_INET6 if ":" in match[1] else socket.AF_INET
+    with socket.socket(family) as s:
+        s.connect((match[1], int(match[2])))
+        s.sendall(b"\x04\x02\x00\x08\x00\x00\x00\x01")
+        assert s.recv(8) == b"\x04\x02\x00\x08\x00\x00\x00\x01"
+    time.sleep(0.3)
+    proc.send_signal(2)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    up.close()
+    rows = tshark.fields(out, "ipv6.src", "ipv6.dst")
+    assert rows and {r[0] for r in rows} == {client_ip, "::1"}
+    assert tshark.problems(out) == []
