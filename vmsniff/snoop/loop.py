@@ -136,6 +136,8 @@ class Loop:
         self.connections: dict[int, Connection] = {}
         self._sel = selectors.DefaultSelector()
         self._next = 1
+        self._next_expiry = 0.0
+        self._held: set[tuple[Connection, int]] = set()
         for route in routes:
             route.listener.setblocking(False)
             self._sel.register(route.listener, selectors.EVENT_READ, ("listen", route))
@@ -157,7 +159,14 @@ class Loop:
 
     def step(self, timeout: float) -> None:
         """One round: wait up to ``timeout`` for readiness, handle it, expire connects."""
-        for key, mask in self._sel.select(timeout):
+        # TLS sockets holding decrypted bytes the kernel no longer signals as readable.
+        held, self._held = self._held, set()
+        for conn, side in held:
+            if conn.ident in self.connections and not conn.closed[side]:
+                self._readable(conn, side)
+                if conn.ident in self.connections:
+                    self._update(conn)
+        for key, mask in self._sel.select(0 if self._held else timeout):
             kind, obj = key.data
             if kind == "listen":
                 self._accept(obj)
@@ -172,9 +181,11 @@ class Loop:
             if conn.ident in self.connections:
                 self._update(conn)
         now = time.monotonic()
-        for conn in list(self.connections.values()):
-            if conn.relay is None and now - conn.started > self.connect_timeout:
-                self._failed(conn, f"no connection within {self.connect_timeout:g} s")
+        if now >= self._next_expiry:  # once a second: a walk over every connection
+            self._next_expiry = now + 1.0
+            for conn in list(self.connections.values()):
+                if conn.relay is None and now - conn.started > self.connect_timeout:
+                    self._failed(conn, f"no connection within {self.connect_timeout:g} s")
 
     def close(self) -> None:
         """Close every connection and listener (the capture just stops, as tcpdump's)."""
@@ -277,7 +288,7 @@ class Loop:
             if conn.closed[side] or conn.eof[side] or conn.relay.closed:
                 return
             if len(conn.queues[1 - side]) >= self.queue_limit:
-                return
+                break
             try:
                 data = sock.recv(CHUNK)
             except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -298,6 +309,20 @@ class Loop:
             self._event(conn, DataReceived(side, data, self.clock()))
             if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
                 return
+        self._hold_if_pending(conn, side)
+
+    def _hold_if_pending(self, conn: Connection, side: int) -> None:
+        """Decrypted bytes wait inside ``side``'s TLS object, which the kernel does not signal
+        (OpenSSL has already read them): read them next round, once there is room."""
+        sock = conn.socks[side]
+        if (
+            isinstance(sock, ssl.SSLSocket)
+            and not conn.closed[side]
+            and not conn.eof[side]
+            and len(conn.queues[1 - side]) < self.queue_limit
+            and sock.pending()
+        ):
+            self._held.add((conn, side))
 
     def _writable(self, conn: Connection, side: int) -> None:
         if side == SERVER and conn.phase[SERVER] == "connecting":
@@ -321,6 +346,7 @@ class Loop:
                 self._event(conn, ResetReceived(side, self.clock()))
                 return
             del queue[:sent]
+        self._hold_if_pending(conn, 1 - side)  # room again for what the peer's TLS holds
         if conn.close_after[side]:
             self._close(conn, side)
         elif conn.shutdown_after[side]:

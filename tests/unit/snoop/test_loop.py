@@ -232,17 +232,24 @@ def test_a_slow_controller_slows_the_switch_and_memory_stays_bounded() -> None:
     assert received == [total]
 
 
+@pytest.mark.parametrize("chunk", [CHUNK, 500], ids=["default", "small-reads"])
 def test_tls_on_both_sides_gives_plaintext_and_an_untrusted_switch_is_turned_away(
-    tmp_path: Path,
+    tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With reads smaller than a TLS record, decrypted bytes wait inside OpenSSL where the
+    kernel cannot signal them: the loop must come back for them (small-reads)."""
     import ssl
+
+    import vmsniff.snoop.loop
+
+    monkeypatch.setattr(vmsniff.snoop.loop, "CHUNK", chunk)
 
     from tests.unit.snoop.pki import make_pki
     from vmsniff.snoop.session import TlsFiles, client_context, server_context
 
     good, rogue = make_pki(tmp_path / "good"), make_pki(tmp_path / "rogue", "rogue")
     files = TlsFiles(str(good["cert"]), str(good["key"]), str(good["ca"]))
-    payload = os.urandom(300_000)
+    payload = os.urandom(18 * 16384)  # whole TLS records: the last one is a full 16 KiB
     up_tls = server_context(files)
 
     def tls_reverser(conn: socket.socket) -> None:
@@ -266,8 +273,8 @@ def test_tls_on_both_sides_gives_plaintext_and_an_untrusted_switch_is_turned_awa
     thread.start()
     try:
         switch = client_context(files)
-        with socket.create_connection((LOCAL, sock.getsockname()[1])) as raw:
-            with switch.wrap_socket(raw) as tls:
+        with socket.create_connection((LOCAL, sock.getsockname()[1]), timeout=10) as raw:
+            with switch.wrap_socket(raw) as tls:  # a stalled relay fails the test, not hangs it
                 tls.sendall(payload)
                 got = bytearray()
                 while len(got) < len(payload):
