@@ -450,3 +450,38 @@ def test_an_ovsdb_manager_connection_is_relayed_and_printed_by_method(
     assert tshark.problems(synth) == []
     (_nodes, sent, answered) = tshark.follow(synth, 0)
     assert b'"get_schema"' in sent and b'"Open_vSwitch"' in answered
+
+
+def test_ovs_with_an_ssl_controller_goes_through_tls_and_is_restored(
+    lab: Lab, tmp_path: Path, pki: Path
+) -> None:
+    original = f"ssl:127.0.0.1:{OPENFLOW}"
+    synth = tmp_path / "ovs-tls.pcap"
+    switch_ca, controller_ca = pki / "ca/switchca/cacert.pem", pki / "ca/controllerca/cacert.pem"
+    tls = ["--tls-cert", str(pki / "ctl-cert.pem"), "--tls-key", str(pki / "ctl-privkey.pem"),
+           "--tls-ca", str(switch_ca), "--upstream-tls",
+           "--upstream-cert", str(pki / "relay-cert.pem"),
+           "--upstream-key", str(pki / "relay-privkey.pem"),
+           "--upstream-ca", str(controller_ca)]  # fmt: skip
+    ctl = (f"pssl:{OPENFLOW}:127.0.0.1", "-p", str(pki / "ctl-privkey.pem"),
+           "-c", str(pki / "ctl-cert.pem"), "-C", str(switch_ca))  # fmt: skip
+    vsctl(lab, "set-ssl", str(pki / "sc-privkey.pem"), str(pki / "sc-cert.pem"), str(controller_ca))
+    try:
+        with controller(lab, OPENFLOW, *ctl), bridges(lab, names("s", 1), original) as (br,):
+            wait_connected(lab, br)
+            with snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "-w", str(synth),
+                       "--print", *tls) as s:  # fmt: skip
+                listen, upstream = s.listening[0]
+                assert upstream == original
+                assert controller_row(lab, br)[0] == f"ssl:{listen}"
+                time.sleep(1.5)
+                wait_connected(lab, br)
+                assert s.finish() == 0, s.err
+            assert controller_row(lab, br) == (original, "{}")
+            wait_connected(lab, br)
+    finally:
+        vsctl(lab, "del-ssl")
+    assert "switch>controller OF1.5 HELLO" in s.out
+    assert tshark.problems(synth) == []
+    types = {t for row in tshark.fields(synth, "openflow_v6.type") for t in row[0].split(",")}
+    assert {"0", "5", "6"} <= types, types
