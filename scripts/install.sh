@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libvirt-dev libvirt0 pkg-config   # libvirt-python compiles against these
   libpcap-dev          # pcapy-ng (libpcap filters)
   tcpdump tshark       # tests read every written capture back with them
+  openvswitch-testcontroller   # a real OpenFlow controller for the snoop tests
   iproute2 procps      # ip netns exec for the lab's daemons; ps for tests
   gcc                  # building libvirt-python
 )

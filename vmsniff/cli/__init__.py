@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "list": "vmsniff.cli.mirror:list_command",
     "mirror": "vmsniff.cli.mirror:mirror",
     "resolve": "vmsniff.cli.resolve:resolve",
+    "snoop": "vmsniff.cli.snoop:snoop",
 }
 
 
