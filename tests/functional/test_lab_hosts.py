@@ -268,3 +268,17 @@ def test_traffic_between_hosts_is_never_flooded_to_the_receiver(lab2: Lab, tmp_p
     seen = subprocess.run(["tcpdump", "-nr", str(pcap)], capture_output=True, text=True,
                           check=True).stdout.splitlines()  # fmt: skip
     assert seen == [], seen[:5]
+
+
+def test_one_process_talks_to_each_hosts_ovsdb_on_its_own_connection(lab2: Lab) -> None:
+    """ovsdbapp keeps an API class's connection in a class attribute: without a class per
+    connection, the second host's API answered from the first host's database."""
+    from vmsniff.ovs.connection import ovsdb
+
+    seen = []
+    for hv in lab2.hypervisors:
+        with ovsdb(hv.ovsdb_remote) as api:
+            (row,) = api.tables["Open_vSwitch"].rows.values()
+            seen.append((api.ovsdb_connection.idl._session.remotes, row.uuid))
+    assert seen[0][0] != seen[1][0], seen
+    assert seen[0][1] != seen[1][1], seen

@@ -9,6 +9,7 @@ must match them byte for byte, and tshark must find nothing wrong in it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -306,23 +307,38 @@ def test_ovs_redirects_bridges_the_ml2_way_and_restores_them_exactly(
     assert " HELLO " in a.out and "FEATURES_REPLY" in a.out
 
 
-def test_a_killed_ovs_snoop_is_restored_by_the_cleanup_function(lab: Lab) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from vmsniff.snoop.ovs import restore_abandoned
-
+def test_a_killed_ovs_snoop_is_restored_by_cleanup_expired_at_once(lab: Lab) -> None:
+    """kill -9 leaves the bridge pointing at a dead relay: the rows record the owner's pid,
+    start time and boot id, so `vmsniff cleanup --expired` restores them before the expiry."""
     original = "tcp:127.0.0.1:6633"
     with controller(lab, "6633"), bridges(lab, names("k", 1), original) as (br,):
-        s = Snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "60")
+        s = Snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "600")
         s.proc.kill()  # SIGKILL: no chance to restore
         s.proc.communicate(timeout=10)
         target, ids = controller_row(lab, br)
-        assert target != original and "vmsniff-expires" in ids
-        assert restore_abandoned(lab.ovsdb_remote) == []  # not expired: maybe still running
-        later = datetime.now(UTC) + timedelta(seconds=61)
-        assert restore_abandoned(lab.ovsdb_remote, now=later) == [original]
+        assert target != original and "vmsniff-pid" in ids
+        done = subprocess.run(
+            [sys.executable, "-m", "vmsniff", "cleanup", "--expired", "--ovsdb",
+             lab.ovsdb_remote, "--json"], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["restored_controllers"] == [original]
         assert controller_row(lab, br) == (original, "{}")
         wait_connected(lab, br)
+
+
+def test_a_running_ovs_snoop_is_kept_by_cleanup_expired(lab: Lab) -> None:
+    original = "tcp:127.0.0.1:6633"
+    with controller(lab, "6633"), bridges(lab, names("r", 1), original) as (br,):
+        s = Snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "600")
+        done = subprocess.run(
+            [sys.executable, "-m", "vmsniff", "cleanup", "--expired", "--ovsdb",
+             lab.ovsdb_remote, "--json"], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(done.stdout)["restored_controllers"] == [], done.stderr
+        assert controller_row(lab, br)[0] != original
+        assert s.finish() == 0, s.err
+        assert controller_row(lab, br) == (original, "{}")
 
 
 def test_ovs_refusals_leave_the_bridge_untouched(lab: Lab, tmp_path: Path) -> None:

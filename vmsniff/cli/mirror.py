@@ -282,20 +282,30 @@ def cleanup(
     report = do_cleanup(
         remote, sessions=sessions, vm=vm, expired=expired, everything=everything, dry_run=dry_run
     )
+    restored: list[str] = []
+    if (expired or everything) and not dry_run:
+        # `snoop --ovs` changes Controller rows rather than making its own: put back those of
+        # a snoop that is gone (killed: its bridge would point at a dead relay), or all.
+        from vmsniff.snoop.ovs import restore_abandoned
+
+        restored = restore_abandoned(remote, expired_only=not everything)
     if as_json:
         env.json(
             {
                 "dry_run": dry_run,
                 "removed": [s.to_dict() for s in report.removed],
                 "kept": report.kept,
+                "restored_controllers": restored,
             }
         )
         return
+    for target in restored:
+        env.out.print(f"restored controller target {target} (a snoop had redirected it)")
     verb = "would remove" if dry_run else "removed"
     for s in report.removed:
         what = ", ".join([p["name"] for p in s.ports] + [m["name"] for m in s.mirrors])
         env.out.print(f"{verb} session {s.id} ({s.vm}): {what}")
-    if not report.removed:
+    if not report.removed and not restored:
         env.info("no vmsniff session matched; nothing removed")
     if report.kept:
         env.info(f"{report.kept} other vmsniff session(s) kept")

@@ -21,7 +21,7 @@ from vmsniff.errors import PermissionDenied, Unreachable, UsageError
 __all__ = ["TABLES", "close_all", "ovsdb"]
 
 #: The tables vmsniff reads or writes; registering only these keeps the IDL small.
-TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Mirror")
+TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Mirror", "Controller")
 
 
 def _quiet_ovsdbapp() -> None:
@@ -119,8 +119,12 @@ def _connect(remote: str, timeout: float) -> tuple[Any, Any]:
         helper.register_table(table)
     idl = connection.OvsdbIdl(remote, helper)
     conn = connection.Connection(idl=idl, timeout=timeout)
+    # ovsdbapp keeps an API class's connection in a class attribute, set by the first
+    # instance only: a second remote (or a second connection) in the same process would get
+    # the first one's database. A class of its own per connection keeps them apart.
+    api_class = type("OvsdbIdl", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
     try:
-        api = impl_idl.OvsdbIdl(conn, start=True)
+        api = api_class(conn, start=True)
     except Exception as exc:
         conn.stop()
         raise Unreachable(f"OVSDB at {remote} did not answer: {exc}", hint=hint) from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 __all__ = [
+    "LIVENESS_KEYS",
     "SESSION_KEY",
     "Host",
     "liveness_ids",
@@ -39,6 +40,11 @@ __all__ = [
 ]
 
 SESSION_KEY = "vmsniff-session"
+#: the marks :func:`liveness_ids` may add (a row restored by vmsniff loses all of them)
+LIVENESS_KEYS = (
+    "vmsniff-host", "vmsniff-detached", "vmsniff-pid", "vmsniff-pid-start", "vmsniff-boot-id",
+    "vmsniff-pidns",
+)  # fmt: skip
 
 
 def rfc3339(moment: datetime) -> str:

@@ -25,16 +25,25 @@ lives with them).
 
 from __future__ import annotations
 
-import logging
 import ssl
 import uuid as uuidlib
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from vmsniff.errors import InvalidState, NotFound, SwitchError, Unreachable, UsageError
-from vmsniff.ovs.ownership import SESSION_KEY, is_expired, owner, rfc3339
+from vmsniff.errors import InvalidState, NotFound, SwitchError, UsageError
+from vmsniff.ovs.ownership import (
+    LIVENESS_KEYS,
+    SESSION_KEY,
+    is_expired,
+    liveness_ids,
+    owner,
+    owner_alive,
+    rfc3339,
+    this_host,
+)
 from vmsniff.snoop.loop import Route
 from vmsniff.snoop.session import Endpoint, open_listener, resolve
 
@@ -54,7 +63,7 @@ TARGET_KEY = "vmsniff-snoop-target"
 VIA_KEY = "vmsniff-snoop-via"
 ROLE = "snoop"
 _MARKS = (SESSION_KEY, "vmsniff-owner", "vmsniff-created", "vmsniff-expires", "vmsniff-role",
-          TARGET_KEY, VIA_KEY)  # fmt: skip
+          TARGET_KEY, VIA_KEY, *LIVENESS_KEYS)  # fmt: skip
 DEFAULT_REMOTE = "unix:/var/run/openvswitch/db.sock"
 _DEFAULT_PORT = 6653  # OpenFlow's IANA port, Open vSwitch's default for tcp:/ssl: targets
 
@@ -230,6 +239,7 @@ def _redirect(
             "vmsniff-created": rfc3339(now),
             "vmsniff-expires": rfc3339(now + timedelta(seconds=ttl)),
             "vmsniff-role": ROLE,
+            **liveness_ids(detached=False),
         }
         changes: list[tuple[str, str | None, dict[str, str], list[str]]] = []
         for (row, _up, tls), r in zip(plans, routes, strict=True):
@@ -255,13 +265,21 @@ def restore_abandoned(
     """Restore controllers that snoops changed and did not put back (killed, crashed).
 
     With ``expired_only`` (the default, and what ``vmsniff cleanup --expired`` wants) only
-    rows whose ``vmsniff-expires`` has passed: a running snoop's rows stay. Returns the
-    targets restored."""
+    rows of a snoop that is gone: whose owner on this host no longer runs (``kill -9``: the
+    bridge would otherwise point at a dead relay until the expiry), or, when that cannot be
+    told (another host, an older vmsniff), whose ``vmsniff-expires`` has passed. A running
+    snoop's rows stay, even past their expiry. Returns the targets restored."""
     own = backend is None
     backend = backend or OvsdbControllers(remote or DEFAULT_REMOTE)
     now = now or datetime.now(UTC)
+    host = this_host()
+
+    def abandoned(ids: dict[str, str]) -> bool:
+        alive = owner_alive(ids, host)
+        return alive is False or (alive is None and is_expired(ids, now))
+
     try:
-        rows = [r for r in backend.marked() if not expired_only or is_expired(r.external_ids, now)]
+        rows = [r for r in backend.marked() if not expired_only or abandoned(r.external_ids)]
         return _restore(backend, rows, log)
     finally:
         if own:
@@ -269,46 +287,25 @@ def restore_abandoned(
 
 
 class OvsdbControllers:
-    """:class:`ControllerBackend` over ovsdbapp, with its own connection (the shared one of
-    :mod:`vmsniff.ovs.connection` does not register the Controller table)."""
-
-    TABLES = ("Open_vSwitch", "Bridge", "Controller")
+    """:class:`ControllerBackend` over ovsdbapp, on vmsniff's shared connection to ``remote``
+    (:mod:`vmsniff.ovs.connection`, which registers the Controller table)."""
 
     def __init__(self, remote: str, timeout: float = 5.0) -> None:
         self.remote = remote
         self.timeout = timeout
-        self._conn: Any = None
+        self._stack = ExitStack()
         self._api: Any = None
 
     def _connect(self) -> Any:
-        if self._api is not None:
-            return self._api
-        for name in ("ovsdbapp", "ovsdbapp.backend.ovs_idl", "ovs"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        from ovsdbapp.backend.ovs_idl import connection, idlutils
-        from ovsdbapp.schema.open_vswitch import impl_idl
+        if self._api is None:
+            from vmsniff.ovs.connection import ovsdb
 
-        hint = "pass --ovsdb REMOTE, e.g. unix:/var/run/openvswitch/db.sock"
-        try:
-            helper = idlutils.get_schema_helper(self.remote, "Open_vSwitch")
-        except Exception as exc:  # ovsdbapp raises plain Exception for connect failures
-            raise Unreachable(f"cannot reach OVSDB at {self.remote}: {exc}", hint=hint) from None
-        for table in self.TABLES:
-            helper.register_table(table)
-        conn = connection.Connection(idl=connection.OvsdbIdl(self.remote, helper),
-                                     timeout=self.timeout)  # fmt: skip
-        try:
-            self._api = impl_idl.OvsdbIdl(conn, start=True)
-        except Exception as exc:
-            conn.stop()
-            raise Unreachable(f"OVSDB at {self.remote} did not answer: {exc}", hint=hint) from None
-        self._conn = conn
+            self._api = self._stack.enter_context(ovsdb(self.remote, self.timeout))
         return self._api
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.stop(timeout=5)
-            self._conn = self._api = None
+        self._stack.close()
+        self._api = None
 
     def controllers(self, bridge: str) -> list[ControllerRow]:
         api = self._connect()

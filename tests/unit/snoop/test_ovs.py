@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 
@@ -134,16 +135,39 @@ def test_two_snoops_on_two_bridges_and_a_second_on_the_same_bridge() -> None:
     assert snoop_b.restore() == ["tcp:127.0.0.1:2"]
 
 
-def test_abandoned_redirections_are_restored_once_expired() -> None:
+def _as_if(fake: FakeControllers, **ids: str) -> None:
+    """Rewrite the marks of every redirected row (another host's snoop, a dead one)."""
+    for row in fake.rows.values():
+        if row.external_ids:
+            row.external_ids.update(ids)
+            for key in [k for k, v in ids.items() if v == ""]:
+                del row.external_ids[key]
+
+
+def test_a_dead_snoops_redirection_is_restored_at_once() -> None:
     fake = FakeControllers({"a": [("tcp:127.0.0.1:1", {})]})
     routes, _crashed = redirect_bridge("a", None, None, None, ttl=60, backend=fake, now=NOW)
     routes[0].listener.close()
+    assert fake.rows["uuid-0"].external_ids["vmsniff-pid"] == str(os.getpid())
+    # its owner (this process) runs: kept, even past the expiry
+    assert restore_abandoned(backend=fake, now=NOW + timedelta(hours=2)) == []
+    _as_if(fake, **{"vmsniff-pid-start": "1"})  # the pid now belongs to another process
+    assert restore_abandoned(backend=fake, now=NOW + timedelta(seconds=1)) == ["tcp:127.0.0.1:1"]
+    assert fake.target("a") == ["tcp:127.0.0.1:1"] and fake.rows["uuid-0"].external_ids == {}
+
+
+def test_another_hosts_redirection_is_restored_once_expired() -> None:
+    fake = FakeControllers({"a": [("tcp:127.0.0.1:1", {})]})
+    routes, _crashed = redirect_bridge("a", None, None, None, ttl=60, backend=fake, now=NOW)
+    routes[0].listener.close()
+    _as_if(fake, **{"vmsniff-host": "elsewhere"})  # cannot be judged here: expiry decides
     assert restore_abandoned(backend=fake, now=NOW + timedelta(seconds=30)) == []
     assert restore_abandoned(backend=fake, now=NOW + timedelta(seconds=61)) == ["tcp:127.0.0.1:1"]
     assert fake.target("a") == ["tcp:127.0.0.1:1"] and fake.rows["uuid-0"].external_ids == {}
-    # and a new snoop cleans expired ones before it starts
+    # and a new snoop cleans abandoned ones before it starts
     routes, _crashed = redirect_bridge("a", None, None, None, ttl=60, backend=fake, now=NOW)
     routes[0].listener.close()
+    _as_if(fake, **{"vmsniff-host": "elsewhere"})
     routes, fresh = redirect_bridge("a", None, None, None, ttl=60, backend=fake,
                                     now=NOW + timedelta(hours=1))  # fmt: skip
     routes[0].listener.close()
