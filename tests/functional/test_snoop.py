@@ -312,9 +312,9 @@ def test_a_killed_ovs_snoop_is_restored_by_cleanup_expired_at_once(lab: Lab) -> 
     start time and boot id, so `vmsniff cleanup --expired` restores them before the expiry."""
     original = "tcp:127.0.0.1:6633"
     with controller(lab, "6633"), bridges(lab, names("k", 1), original) as (br,):
-        s = Snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "600")
-        s.proc.kill()  # SIGKILL: no chance to restore
-        s.proc.communicate(timeout=10)
+        with snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "600") as s:
+            s.proc.kill()  # SIGKILL: no chance to restore
+            s.proc.communicate(timeout=10)
         target, ids = controller_row(lab, br)
         assert target != original and "vmsniff-pid" in ids
         done = subprocess.run(
@@ -330,14 +330,14 @@ def test_a_killed_ovs_snoop_is_restored_by_cleanup_expired_at_once(lab: Lab) -> 
 def test_a_running_ovs_snoop_is_kept_by_cleanup_expired(lab: Lab) -> None:
     original = "tcp:127.0.0.1:6633"
     with controller(lab, "6633"), bridges(lab, names("r", 1), original) as (br,):
-        s = Snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "600")
-        done = subprocess.run(
-            [sys.executable, "-m", "vmsniff", "cleanup", "--expired", "--ovsdb",
-             lab.ovsdb_remote, "--json"], capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert json.loads(done.stdout)["restored_controllers"] == [], done.stderr
-        assert controller_row(lab, br)[0] != original
-        assert s.finish() == 0, s.err
+        with snoop(lab, "--ovs", br, "--ovsdb", lab.ovsdb_remote, "--print", "--ttl", "600") as s:
+            done = subprocess.run(
+                [sys.executable, "-m", "vmsniff", "cleanup", "--expired", "--ovsdb",
+                 lab.ovsdb_remote, "--json"], capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert json.loads(done.stdout)["restored_controllers"] == [], done.stderr
+            assert controller_row(lab, br)[0] != original
+            assert s.finish() == 0, s.err
         assert controller_row(lab, br) == (original, "{}")
 
 
