@@ -210,6 +210,10 @@ class Reassembler:
         if done is None:
             return None
         first, whole = done
+        if first.header_len + len(whole) > 0xFFFF:
+            # the offset check above counts a 20-byte header; the first fragment's options
+            # may push the whole past what a total length can say (the ping of death)
+            raise MalformedPacket("IPv4 fragments: reassembled datagram above 65535 bytes")
         return _rebuild(first, whole)
 
     def push_ipv6(
