@@ -216,7 +216,7 @@ class BlockRecords:
                 raise IndexError("the chain left the block")
             step = words[pos >> 2]
             guess = _RUN
-            while guessing and step and count - i >= _RUN:
+            while guessing and step and count - i >= _RUN and pos < end:
                 # guess the next `guess` packets (inside the block), growing while it holds
                 k = min(count - i, guess, (end - 1 - pos) // step + 1)
                 cand = np.arange(pos, pos + k * step, step, dtype=np.int64)
@@ -231,6 +231,8 @@ class BlockRecords:
                 guess *= 4
             if i >= count:
                 break
+            if pos >= end:
+                raise IndexError("the chain left the block")
             walked = []
             for _ in range(min(_WALK, count - i)):
                 walked.append(pos)

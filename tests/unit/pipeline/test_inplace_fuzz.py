@@ -132,3 +132,14 @@ def test_corrupted_blocks_never_mislead_the_walker(
         assert expected is None
     else:
         assert got == expected
+
+
+def test_a_guessed_run_whose_last_link_leaves_the_block() -> None:
+    """Found by the fuzzer after the checks above: 16 packets guessed at once, the last of
+    them pointing past the block, and the next, longer guess was made from there (ValueError
+    from numpy: a negative number of candidates)."""
+    mem, base, count, first = packets(100)  # too many for a walk, no stride, no scan either
+    last_guessed = first + 15 * STEP
+    struct.pack_into("=I", mem, last_guessed, SIZE + 20 * STEP - last_guessed)  # 20 slots past
+    with pytest.raises(MalformedPacket, match="outside the block"):
+        writer(mem).offsets(base, count, first)
