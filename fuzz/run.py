@@ -33,12 +33,13 @@ from fuzz.targets import TARGETS, Target
 # default inputs per decoder: ~10^7 in all, weighted by what each costs per input here
 DEFAULT_INPUTS = {
     "pcap": 1_600_000,
-    "pcapng": 1_600_000,
-    "gre": 2_000_000,
+    "pcapng": 1_400_000,
+    "gre": 2_400_000,
     "erspan": 1_400_000,
-    "ipv4-reasm": 1_300_000,
-    "ipv6-reasm": 1_300_000,
-    "ring": 800_000,
+    "ipv4-reasm": 500_000,
+    "ipv6-reasm": 1_000_000,
+    "ring": 1_000_000,
+    "ring-py": 700_000,
 }
 _CHUNK = 256  # inputs per alarm: an input slower than --timeout is a hang
 

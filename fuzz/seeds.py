@@ -128,10 +128,12 @@ def _scapy_frames() -> list[tuple[int, bytes]]:
     from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting
     from scapy.layers.l2 import GRE, Ether
 
-    inner = bytes(Ether() / IP(src="192.168.0.1", dst="192.168.0.2") / TCP(dport=22, flags="S"))
+    ether = Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01")  # no ARP lookup, no warning
+
+    inner = bytes(ether / IP(src="192.168.0.1", dst="192.168.0.2") / TCP(dport=22, flags="S"))
     out = []
     for ext in (IPv6ExtHdrRouting(addresses=["fd00::9"]), IPv6ExtHdrDestOpt()):
-        pkt = Ether() / IPv6(src="fd00::1", dst="fd00::2") / ext / GRE(proto=0x6558, key_present=1,
+        pkt = ether / IPv6(src="fd00::1", dst="fd00::2") / ext / GRE(proto=0x6558, key_present=1,
                                                                         key=7)  # fmt: skip
         out.append((LINKTYPE_ETHERNET, bytes(pkt) + inner))
     gre = GRE(proto=0x6558, seqnum_present=1, seqence_number=3)

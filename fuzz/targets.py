@@ -22,6 +22,7 @@ from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.reader import MAX_RECORD, CaptureReader
 from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.inplace import BlockRecords
+from vmsniff.pipeline.ring import Ring
 from vmsniff.wire.decap import decap_linktype
 from vmsniff.wire.erspan import parse_erspan_ii, parse_erspan_iii
 from vmsniff.wire.ethernet import parse_ethernet, strip_vlan
@@ -333,6 +334,64 @@ def _run_ring(data: bytes) -> None:
     _MEM[:] = block
 
 
+class _NoPoll:
+    """Stands in for the ring's poll object: nothing more ever arrives."""
+
+    def poll(self, timeout: int) -> list[tuple[int, int]]:
+        return []
+
+
+_PY_MEM = bytearray(2 * BLOCK_SIZE)  # the block, then one more the walker must not reach
+_PY_BASE = np.frombuffer(_PY_MEM, dtype=np.uint8).ctypes.data
+
+
+def _py_ring() -> Ring:
+    """A :class:`Ring` over :data:`_PY_MEM` with no socket: its Python walkers only."""
+    ring = Ring.__new__(Ring)
+    ring._view = memoryview(_PY_MEM)
+    ring.block_size = BLOCK_SIZE
+    ring.block_count = 1
+    ring._next = 0
+    ring._poll = _NoPoll()  # type: ignore[assignment]
+    return ring
+
+
+def _run_ring_py(data: bytes) -> None:
+    """Ring.blocks() and Ring.typed_blocks(), the per-packet walkers, over the same block:
+    MalformedPacket, or frames that lie inside the block with their claimed lengths and,
+    where the block is valid, the reference walker's packets."""
+    block = data[:BLOCK_SIZE].ljust(BLOCK_SIZE, b"\x00")
+    _status, count, first = struct.unpack_from("=III", block, 8)
+    ref, valid = reference_walk(block, 0, BLOCK_SIZE, min(count, 1 << 16), first)
+    for typed in (False, True):
+        _PY_MEM[:BLOCK_SIZE] = block
+        _PY_MEM[8] |= 1  # TP_STATUS_USER: the block is ours
+        ring = _py_ring()
+        gen = ring.typed_blocks(0) if typed else ring.blocks(0)
+        try:
+            frames = next(gen)
+        except MalformedPacket:
+            gen.close()
+            continue
+        try:
+            got = []
+            for item in frames:
+                mv = item[1]
+                addr = np.frombuffer(mv, dtype=np.uint8).ctypes.data - _PY_BASE if len(mv) else 0
+                assert 0 <= addr and addr + len(mv) <= BLOCK_SIZE, "a frame outside the block"
+                got.append((addr, len(mv)))
+            if valid and count <= 1 << 16:
+                want = []
+                for slot in ref:
+                    (snap,) = struct.unpack_from("=I", block, slot + 12)
+                    (mac,) = struct.unpack_from("=H", block, slot + 24)
+                    if typed or block[slot + 58] != 4:
+                        want.append((slot + mac if snap else 0, snap))
+                assert got == want, "the per-packet walker and the reference disagree"
+        finally:
+            gen.close()
+
+
 def _ring_seeds(rng: random.Random) -> list[bytes]:
     return [build_block(rng) for _ in range(64)]
 
@@ -383,6 +442,13 @@ TARGETS: dict[str, Target] = {
             _ipv6_seeds,
             _run_reassembly,
             _mutate_fragments,
+        ),
+        Target(
+            "ring-py",
+            "Ring.blocks/typed_blocks on TPACKET_V3 blocks",
+            _ring_seeds,
+            _run_ring_py,
+            _mutate_ring,
         ),
         Target(
             "ring",
