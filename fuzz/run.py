@@ -8,14 +8,16 @@ Seeded mutation fuzzing (no coverage feedback): seeds from the real captures and
 vmsniff's own encoders, mutated by :class:`fuzz.mutate.Mutator` and, for the reassembler and
 the ring walker, by a structure-aware mutator of the target. Inputs are split over worker
 processes (``--workers``, default: every core); the same ``--seed`` gives the same inputs.
-A crash is any exception but ``MalformedPacket``, a broken invariant of the target or an input
-running longer than ``--timeout`` seconds; the first input of each crash signature is written
+A crash is any exception but ``MalformedPacket``, a broken invariant of the target, or a hang:
+256 inputs taking longer than 4 x ``--timeout`` seconds (the input then running is the one
+reported); the first input of each crash signature is written
 to ``--crash-dir`` for ``--replay``. Exit status 1 when anything crashed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -24,6 +26,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -62,37 +65,51 @@ def signature(exc: BaseException) -> str:
     return f"{type(exc).__name__} at {loc}"
 
 
-def _worker(args: tuple[str, int, int, int, str, float]) -> dict[str, object]:
-    name, seed, n, index, crash_dir, timeout = args
+@functools.cache
+def seeds(name: str, seed: int) -> list[bytes]:
+    """The corpus of decoder ``name`` (built once per process)."""
+    return TARGETS[name].seeds(random.Random(seed))
+
+
+def inputs(name: str, seed: int, n: int, index: int = 0) -> Iterator[bytes]:
+    """The ``n`` inputs worker ``index`` of a campaign with ``seed`` feeds decoder ``name``
+    (worker 0 starts with every seed as it is); the same arguments give the same bytes."""
     target = TARGETS[name]
-    corpus = target.seeds(random.Random(seed))
+    corpus = seeds(name, seed)
     rng = random.Random(f"{seed}:{name}:{index}")
     mutator = Mutator(rng, corpus)
+    for i in range(n):
+        if index == 0 and i < len(corpus):
+            yield corpus[i]
+            continue
+        data = rng.choice(corpus)
+        if target.mutate is not None and rng.random() < 0.4:
+            data = target.mutate(rng, data)
+            if rng.random() < 0.3:
+                data = mutator.mutate(data)
+        else:
+            data = mutator.mutate(data)
+        yield data
+
+
+def _worker(args: tuple[str, int, int, int, str, float]) -> dict[str, object]:
+    name, seed, n, index, crash_dir, timeout = args
+    run = TARGETS[name].run
     crashes: dict[str, list[object]] = {}
     signal.signal(signal.SIGALRM, _alarm)
     t0 = time.perf_counter()
     done = 0
-    while done < n:
-        signal.setitimer(signal.ITIMER_REAL, timeout * 4)
-        for i in range(done, min(n, done + _CHUNK)):
-            if index == 0 and i < len(corpus):
-                data = corpus[i]  # every seed once, as it is
-            else:
-                data = rng.choice(corpus)
-                if target.mutate is not None and rng.random() < 0.4:
-                    data = target.mutate(rng, data)
-                    if rng.random() < 0.3:
-                        data = mutator.mutate(data)
-                else:
-                    data = mutator.mutate(data)
-            try:
-                target.run(data)
-            except Exception as exc:  # everything the contract forbids
-                _record(crashes, name, exc, data, crash_dir)
-        done = min(n, done + _CHUNK)
+    for data in inputs(name, seed, n, index):
+        if done % _CHUNK == 0:  # an input slower than the timeout is a hang
+            signal.setitimer(signal.ITIMER_REAL, timeout * 4)
+        try:
+            run(data)
+        except Exception as exc:  # everything the contract forbids
+            _record(crashes, name, exc, data, crash_dir)
+        done += 1
     signal.setitimer(signal.ITIMER_REAL, 0)
     return {"inputs": done, "seconds": time.perf_counter() - t0, "crashes": crashes,
-            "seeds": len(corpus)}  # fmt: skip
+            "seeds": len(seeds(name, seed))}  # fmt: skip
 
 
 def _record(crashes: dict[str, list[object]], name: str, exc: BaseException, data: bytes,

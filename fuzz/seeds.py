@@ -136,7 +136,7 @@ def _scapy_frames() -> list[tuple[int, bytes]]:
         pkt = ether / IPv6(src="fd00::1", dst="fd00::2") / ext / GRE(proto=0x6558, key_present=1,
                                                                         key=7)  # fmt: skip
         out.append((LINKTYPE_ETHERNET, bytes(pkt) + inner))
-    gre = GRE(proto=0x6558, seqnum_present=1, seqence_number=3)
+    gre = GRE(proto=0x6558, seqnum_present=1, sequence_number=3)
     pkt4 = IP(src="10.250.0.1", dst="10.250.0.2") / gre
     out.append((LINKTYPE_RAW, bytes(pkt4) + inner))
     return out

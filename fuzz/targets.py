@@ -63,8 +63,10 @@ def _run_reader(data: bytes) -> None:
         for a, b in zip(cuts, cuts[1:], strict=False):
             records += reader.feed(data[a:b])
         reader.close()
-    except MalformedPacket:
-        pass
+    except MalformedPacket as exc:
+        # feed() turns a stray struct.error/IndexError into MalformedPacket ("belt and
+        # braces"): that would be a length the reader forgot to check, so it counts here
+        assert exc.__cause__ is None, f"unchecked {type(exc.__cause__).__name__} in the reader"
     for r in records:
         assert len(r.data) <= MAX_RECORD, "record longer than MAX_RECORD"
         assert r.origlen >= len(r.data), "origlen below caplen"
