@@ -104,3 +104,32 @@ def test_hostile_fragments_stay_bounded(frags: list[tuple[int, int, bool, int, f
         assert all(h <= 0xFFFF for h in held)
     reasm.expire(now + 3.5)
     assert len(reasm) == 0
+
+
+def test_a_datagram_in_too_many_pieces_is_dropped() -> None:
+    """8-byte fragments that never complete: each was checked against every piece held, so
+    8179 of them (229 kB on the wire) cost 3.5 s of CPU here. Past ``max_fragments`` the
+    datagram is dropped as malformed, and what a later fragment costs stays small."""
+    reasm = Reassembler()  # the default: 256 pieces
+    frags = [encode_ipv4(HV, RX, 47, bytes(8), ident=1, mf=True, frag_offset=8 * i)
+             for i in range(1, 1000)]  # fmt: skip
+    for frag in frags[:256]:
+        assert decap_ip(frag, reasm, 0.0) is None
+    with pytest.raises(MalformedPacket, match="more than 256"):
+        decap_ip(frags[256], reasm, 0.0)
+    assert len(reasm) == 0
+    # a repeat of a piece held does not count as one more
+    reasm = Reassembler(max_fragments=2)
+    decap_ip(frags[0], reasm, 0.0)
+    decap_ip(frags[1], reasm, 0.0)
+    assert decap_ip(frags[1], reasm, 0.0) is None and len(reasm) == 1
+
+
+def test_a_datagram_cut_for_the_smallest_mtu_still_reassembles() -> None:
+    """65515 bytes of GRE cut into 552-byte pieces (MTU 576): 119 fragments, under the limit."""
+    body = encode_gre(0x6558, bytes(0xFFFF - 20 - 4))
+    frags = [encode_ipv4(HV, RX, 47, body[o : o + 552], ident=3, mf=o + 552 < len(body),
+                         frag_offset=o) for o in range(0, len(body), 552)]  # fmt: skip
+    reasm = Reassembler()
+    done = [d for f in reversed(frags) if (d := decap_ip(f, reasm, 0.0)) is not None]
+    assert len(frags) == 119 and len(done) == 1 and done[0].caplen == len(body) - 4
