@@ -175,4 +175,33 @@ def built_pcapng(frames: list[tuple[int, bytes]], rng: random.Random) -> list[by
             for i, (_, f) in enumerate(frames[:5])
         )  # fmt: skip
         out.append(shb + idb0 + idb1 + epbs + shb + idb0 + epbs[: len(epbs) // 2 // 4 * 4])
+    for e in ("<", ">"):
+        out.append(_odd_pcapng(e, [f for _, f in frames[:4]]))
+    return out
+
+
+def _ng_block(e: str, btype: int, body: bytes) -> bytes:
+    body += bytes(-len(body) % 4)
+    return (
+        struct.pack(e + "II", btype, 12 + len(body)) + body + struct.pack(e + "I", 12 + len(body))
+    )
+
+
+def _ng_option(e: str, code: int, value: bytes) -> bytes:
+    return struct.pack(e + "HH", code, len(value)) + value + bytes(-len(value) % 4)
+
+
+def _odd_pcapng(e: str, frames: list[bytes]) -> bytes:
+    """A section in byte order ``e`` with what vmsniff's encoders never write: binary and
+    coarse ``if_tsresol``, ``if_tsoffset``, a snaplen, Simple and obsolete Packet Blocks, a
+    block type nobody knows."""
+    shb = _ng_block(e, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    opts0 = _ng_option(e, 9, bytes([0x80 | 20])) + _ng_option(e, 14, struct.pack(e + "q", 7))
+    idb0 = _ng_block(e, 1, struct.pack(e + "HHI", 1, 0, 96) + opts0 + bytes(4))
+    idb1 = _ng_block(e, 1, struct.pack(e + "HHI", 101, 0, 0) + _ng_option(e, 9, b"\x0c"))
+    out = shb + idb0 + idb1
+    for i, f in enumerate(frames):
+        out += _ng_block(e, 3, struct.pack(e + "I", len(f)) + f)  # SPB: interface 0
+        out += _ng_block(e, 2, struct.pack(e + "HHIIII", 1, 0, 0, i, len(f), len(f)) + f)
+        out += _ng_block(e, 0x0BAD, b"custom")
     return out

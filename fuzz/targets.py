@@ -185,7 +185,7 @@ def _run_reassembly(data: bytes) -> None:
         held = sum(len(p) for pend in table.values() for p in pend.parts.values())
         assert held <= _MAX_DATAGRAMS * 0xFFFF, f"reassembler holds {held} bytes"
         for pend in table.values():
-            assert len(pend.parts) <= 0xFFFF // 8 + 1, "more fragments than offsets"
+            assert len(pend.parts) <= reasm.max_fragments, "more pieces than max_fragments"
     # expiry is lazy (each fragment pushed first drops what is older than the timeout), so
     # everything held is gone once the clock has moved past it
     reasm.expire(now + reasm.timeout + 1)
@@ -230,6 +230,13 @@ def _ipv4_seeds(rng: random.Random) -> list[bytes]:
         if rng.random() < 0.5:
             rng.shuffle(mixed)
         seeds.append(_pack([(rng.choice((0, 0, 0.5, 6)), f) for f in mixed]))
+    # more datagrams in flight than the table holds: eviction
+    many = [
+        f
+        for i in range(_MAX_DATAGRAMS + 2)
+        for f in _fragment4(rng, encode_gre(0x6558, rng.randbytes(100)), 500 + i, b"")
+    ]
+    seeds.append(_pack([(0, f) for f in sorted(many, key=lambda f: f[6:8])]))  # fmt: skip
     # boundary sizes: datagrams ending at the largest offsets the reassembler accepts
     for end in (0xFFFF - 20, 0xFFFF - 24, 0xFFFF - 60):
         body = encode_gre(0x6558, bytes(end - 4))

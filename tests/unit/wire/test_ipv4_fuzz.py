@@ -102,6 +102,7 @@ def test_hostile_fragments_stay_bounded(frags: list[tuple[int, int, bool, int, f
         assert len(reasm) <= 2
         held = [sum(len(p) for p in pend.parts.values()) for pend in reasm._table.values()]
         assert all(h <= 0xFFFF for h in held)
+        assert all(len(pend.parts) <= reasm.max_fragments for pend in reasm._table.values())
     reasm.expire(now + 3.5)
     assert len(reasm) == 0
 
