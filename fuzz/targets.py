@@ -305,22 +305,26 @@ def _mutate_fragments(rng: random.Random, data: bytes) -> bytes:
 
 # -- the TPACKET_V3 ring block walker --------------------------------------------------------
 
-_PCAPNG = new_encoder("pcapng", 262144)
 _MEM = bytearray(BLOCK_SIZE)
-_WRITER = BlockRecords(_MEM, BLOCK_SIZE, _PCAPNG, lambda code: (None, 1, False, "fuzz0"))
+_WRITERS = [
+    BlockRecords(_MEM, BLOCK_SIZE, new_encoder(fmt, 262144), lambda code: (None, 1, False, None))
+    for fmt in ("pcap", "pcapng")
+]
+_MEM_AT = np.frombuffer(_MEM, dtype=np.uint8).ctypes.data
 
 
 def _run_ring(data: bytes) -> None:
     """Walk the block's chain with :meth:`BlockRecords.offsets`: a corrupted block must give
     MalformedPacket or (only where the block is valid) exactly the reference walker's slots;
-    then encode every packet in place and check every record stays inside the block."""
+    then encode its packets in place, pcap or pcapng (``num_pkts`` picks), and check every
+    record stays inside the block."""
     block = data[:BLOCK_SIZE].ljust(BLOCK_SIZE, b"\x00")
     _MEM[:] = block
     _status, count, first = struct.unpack_from("=III", _MEM, 8)
     if count == 0:
         return  # every caller returns before walking an empty block
     ref, valid = reference_walk(_MEM, 0, BLOCK_SIZE, count, first)
-    w = _WRITER
+    w = _WRITERS[count & 1]
     try:
         offs = w.offsets(0, count, first)
     except MalformedPacket:
@@ -332,14 +336,23 @@ def _run_ring(data: bytes) -> None:
     start = offs + mac
     assert (start + snap <= BLOCK_SIZE).all() and (offs >= 48).all()
     n = len(offs)
-    sel = np.arange(n)
-    direction = np.where(pkttype == 4, 1, 2).astype(np.int64)
-    code = np.zeros(n, dtype=np.int64)
+    sel = np.arange(n) if count & 4 else np.flatnonzero(pkttype != 4)  # all, or incoming only
+    # direction from the packet type: 0 (none) for what is neither host nor outgoing
+    direction = np.where(pkttype == 4, 1, np.where(pkttype == 0, 2, 0)).astype(np.int64)
+    code = (pkttype % 3).astype(np.int64)  # a few pcapng interfaces
     cap = np.minimum(snap, 262144)
-    _idbs, heads, ends, copies = w.place(0, offs, sel, start, cap, wire, ts, code, direction)
-    for j in range(n):
-        if j not in copies:
-            assert 0 <= heads[j] < ends[j] <= BLOCK_SIZE, "record outside the block"
+    args = (0, offs, sel, start, cap, wire, ts, code, direction)
+    if count & 2:
+        _idbs, pieces = w.encode(*args, joined=True)
+        for piece in pieces:
+            if hasattr(piece, "iov") and len(piece.iov):  # a Scatter: records in the block
+                at = piece.iov[:, 0].astype(np.int64) - _MEM_AT
+                assert (at >= 0).all() and (at + piece.iov[:, 1] <= BLOCK_SIZE).all()
+    else:
+        _idbs, heads, ends, copies = w.place(*args)
+        for j in range(len(heads)):
+            if j not in copies:
+                assert 0 <= heads[j] < ends[j] <= BLOCK_SIZE, "record outside the block"
     _MEM[:] = block
 
 

@@ -143,3 +143,14 @@ def test_a_guessed_run_whose_last_link_leaves_the_block() -> None:
     struct.pack_into("=I", mem, last_guessed, SIZE + 20 * STEP - last_guessed)  # 20 slots past
     with pytest.raises(MalformedPacket, match="outside the block"):
         writer(mem).offsets(base, count, first)
+
+
+def test_the_campaigns_first_inputs_run_clean() -> None:
+    """What ``python -m fuzz --decoder ring --seed 1`` starts with (every seed block, then
+    corrupted ones), through offsets(), header_fields(), place() and encode()."""
+    from fuzz.run import inputs
+    from fuzz.targets import TARGETS
+
+    run = TARGETS["ring"].run
+    for data in inputs("ring", 1, 300):
+        run(data)

@@ -81,3 +81,13 @@ def test_a_frame_running_into_the_next_block(typed: bool) -> None:
     struct.pack_into("=I", mem, 48 + 2 * STEP + 12, SIZE)
     with pytest.raises(MalformedPacket, match="outside the block"):
         first_block(mem, typed)
+
+
+def test_the_campaigns_first_inputs_run_clean() -> None:
+    """What ``python -m fuzz --decoder ring-py --seed 1`` starts with."""
+    from fuzz.run import inputs
+    from fuzz.targets import TARGETS
+
+    run = TARGETS["ring-py"].run
+    for data in inputs("ring-py", 1, 300):
+        run(data)

@@ -134,3 +134,14 @@ def test_a_datagram_cut_for_the_smallest_mtu_still_reassembles() -> None:
     reasm = Reassembler()
     done = [d for f in reversed(frags) if (d := decap_ip(f, reasm, 0.0)) is not None]
     assert len(frags) == 119 and len(done) == 1 and done[0].caplen == len(body) - 4
+
+
+def test_the_campaigns_first_inputs_run_clean() -> None:
+    """What ``python -m fuzz --decoder ipv4-reasm --seed 1`` starts with (fragment runs,
+    boundary sizes, more datagrams than the table holds)."""
+    from fuzz.run import inputs
+    from fuzz.targets import TARGETS
+
+    run = TARGETS["ipv4-reasm"].run
+    for data in inputs("ipv4-reasm", 1, 300):
+        run(data)
