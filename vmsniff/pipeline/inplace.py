@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from vmsniff.errors import MalformedPacket
 from vmsniff.pipeline.core import Packet
 from vmsniff.pipeline.encode import Encoder, PcapEncoder, PcapngEncoder
 from vmsniff.pipeline.scatter import Scatter
@@ -37,6 +38,8 @@ Array = np.ndarray[Any, Any]
 #: code -> (session, link type, erspan, interface name): how packets of one code are filed.
 Describe = Callable[[int], tuple[int | None, int, bool, str | None]]
 SLOT_HEADER = 48  # sizeof(tpacket3_hdr), TPACKET_ALIGN'ed
+BLOCK_HEADER = 48  # tpacket_block_desc, aligned: the first slot is no nearer the block's start
+_SLOT_READ = SLOT_HEADER + 20  # what header_fields reads of a slot: up to sockaddr_ll's end
 _SCAN = 64  # packets in a block from which :meth:`BlockRecords._scan` pays off
 _RUN = 16  # packets a guessed stride (or a run of same-shaped records) must cover to pay off
 _WALK = 64  # packets walked one by one after a stride guess failed
@@ -67,6 +70,8 @@ class BlockRecords:
         self.u32 = np.frombuffer(memory, dtype=np.uint32)
         self.address = self.a.ctypes.data
         self._shifted: dict[int, Array] = {0: self.u32}
+        empty = np.empty(0, dtype=np.int64)
+        self._checked: tuple[Array, Array, Array] = (empty, empty, empty)
         self.copied = 0
         """Records encoded the ordinary way because they did not fit in their slot."""
 
@@ -82,14 +87,48 @@ class BlockRecords:
         Following the chain is inherently one packet at a time, so when there are many
         packets it is found another way: by :meth:`_stride` when they are all the same size,
         else by :meth:`_scan`; by :meth:`_follow` for a few packets, or when neither answer
-        holds."""
+        holds.
+
+        The kernel wrote the block, but a chain that leaves it would have every later step
+        read and write outside it: a block whose slots or frames do not all lie inside it (or
+        that claims more packets than it can hold) raises :class:`MalformedPacket`."""
+        if not count:
+            return np.empty(0, dtype=np.int64)
+        if (
+            first < BLOCK_HEADER
+            or first & 7
+            or count > (self.block_size - first - _SLOT_READ) // 8 + 1
+        ):
+            raise MalformedPacket(f"ring block: {count} packets from offset {first} cannot fit")
+        found = None
         if count >= _SCAN:
             found = self._stride(base, count, first)
             if found is None:
                 found = self._scan(base, count, first)
-            if found is not None:
-                return found
-        return self._follow(base, count, first)
+        if found is None:
+            try:
+                found = self._follow(base, count, first)
+            except IndexError:  # a link pointed past the ring's memory
+                found = None
+        if found is None or not self._inside(base, found):
+            raise MalformedPacket("ring block: a packet lies outside the block")
+        return found
+
+    def _inside(self, base: int, offs: Array) -> bool:
+        """Every slot is 8 bytes past the one before or more (a ``tp_next_offset`` of 0 ends
+        the chain early), and its header and frame end inside the block."""
+        end = base + self.block_size
+        if int(offs[-1]) + _SLOT_READ > end:
+            return False
+        if len(offs) > 1:
+            steps = np.diff(offs)
+            if (steps <= 0).any() or (steps & 7).any():
+                return False
+        o4 = offs >> 2
+        snap = self.u32[o4 + 3].astype(np.int64)
+        mac = (self.u32[o4 + 6] & 0xFFFF).astype(np.int64)
+        self._checked = (offs, snap, mac)  # header_fields reads them again: hand them over
+        return not (offs + mac + snap > end).any()
 
     def _stride(self, base: int, count: int, first: int) -> Array | None:
         """The chain when every packet of the block is the same size (a flood, a bulk
@@ -173,9 +212,11 @@ class BlockRecords:
         i = 0
         guessing = True
         while i < count:
+            if pos >= end:
+                raise IndexError("the chain left the block")
             step = words[pos >> 2]
             guess = _RUN
-            while guessing and step and count - i >= _RUN:
+            while guessing and step and count - i >= _RUN and pos < end:
                 # guess the next `guess` packets (inside the block), growing while it holds
                 k = min(count - i, guess, (end - 1 - pos) // step + 1)
                 cand = np.arange(pos, pos + k * step, step, dtype=np.int64)
@@ -190,6 +231,8 @@ class BlockRecords:
                 guess *= 4
             if i >= count:
                 break
+            if pos >= end:
+                raise IndexError("the chain left the block")
             walked = []
             for _ in range(min(_WALK, count - i)):
                 walked.append(pos)
@@ -206,9 +249,11 @@ class BlockRecords:
         u32 = self.u32
         o4 = offs >> 2
         ts = u32[o4 + 1].astype(np.int64) * 1_000_000_000 + u32[o4 + 2]
-        snap = u32[o4 + 3].astype(np.int64)
+        checked, snap, mac = self._checked
+        if checked is not offs:  # not the answer of the last offsets(): read them
+            snap = u32[o4 + 3].astype(np.int64)
+            mac = (u32[o4 + 6] & 0xFFFF).astype(np.int64)
         wire = u32[o4 + 4].astype(np.int64)
-        mac = (u32[o4 + 6] & 0xFFFF).astype(np.int64)
         pkttype = self.a[offs + 58]
         return ts, snap, wire, mac, pkttype
 

@@ -21,8 +21,9 @@ import socket
 import struct
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
+from typing import NoReturn
 
-from vmsniff.errors import NotFound, PermissionDenied, VmsniffError
+from vmsniff.errors import MalformedPacket, NotFound, PermissionDenied, VmsniffError
 
 __all__ = ["PACKET_HOST", "PACKET_OUTGOING", "Ring", "attach_filter"]
 
@@ -42,7 +43,25 @@ _REQ3 = struct.Struct("=7I")
 _BLOCK = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at offset 8)
 _PKT = struct.Struct("=IIIIIIHH")  # next_offset, sec, nsec, snaplen, len, status, mac, net
 _PKTTYPE_OFFSET = 48 + 10  # sockaddr_ll.sll_pkttype
+_BLOCK_HEADER = 48  # tpacket_block_desc, aligned: offset_to_first_pkt is at least this
+_SLOT_READ = 48 + 20  # tpacket3_hdr (aligned) and the sockaddr_ll after it: what is read
 _STATS = struct.Struct("=III")  # tp_packets, tp_drops, tp_freeze_q_cnt
+
+
+def _check_block(base: int, count: int, first: int, block_size: int) -> int:
+    """The block's end, once its descriptor is believable: the first packet after the
+    descriptor and no more packets than 8-byte steps (the kernel's alignment) fit."""
+    if first < _BLOCK_HEADER or count > (block_size - first) // 8 + 1:
+        raise MalformedPacket(f"ring block: {count} packets from offset {first} cannot fit")
+    return base + block_size
+
+
+def _outside(frames: Sequence[tuple[object, memoryview] | tuple[object, memoryview, int, int]]
+             ) -> NoReturn:  # fmt: skip
+    """A packet of the block lies (partly) outside it: let go of the frames and refuse."""
+    for frame in frames:
+        frame[1].release()
+    raise MalformedPacket("ring block: a packet lies outside the block")
 
 
 class _SockFprog(ctypes.Structure):
@@ -132,11 +151,16 @@ class Ring:
                 frames: list[tuple[int, memoryview]] = []
                 if block is not None:
                     base, count, first = block
+                    end = _check_block(base, count, first, self.block_size)
                     off = base + first
                     for _ in range(count):
+                        if off + _SLOT_READ > end:
+                            _outside(frames)
                         nxt, sec, nsec, snap, _len, _st, mac, net = unpack_pkt(view, off)
+                        start = off + mac
+                        if start + snap > end:
+                            _outside(frames)
                         if view[off + _PKTTYPE_OFFSET] != PACKET_OUTGOING:
-                            start = off + mac
                             frames.append((sec * 1_000_000_000 + nsec, view[start : start + snap]))
                         off += nxt
                 try:
@@ -161,10 +185,15 @@ class Ring:
                 frames: list[tuple[int, memoryview, int, int]] = []
                 if block is not None:
                     base, count, first = block
+                    end = _check_block(base, count, first, self.block_size)
                     off = base + first
                     for _ in range(count):
+                        if off + _SLOT_READ > end:
+                            _outside(frames)
                         nxt, sec, nsec, snap, wire, _st, mac, net = unpack_pkt(view, off)
                         start = off + mac
+                        if start + snap > end:
+                            _outside(frames)
                         ts = sec * 1_000_000_000 + nsec
                         ptype = view[off + _PKTTYPE_OFFSET]
                         frames.append((ts, view[start : start + snap], ptype, wire))

@@ -165,13 +165,19 @@ class Reassembler:
     ``timeout`` (RFC 791 suggests 15 s; Linux uses 30 s). When the table is full the oldest
     partial datagram is evicted. Overlapping or inconsistent fragments are a peer's fault: the
     datagram is dropped and :class:`MalformedPacket` raised (overlaps are how fragment attacks
-    work, and a mirror never produces them).
+    work, and a mirror never produces them). So is a datagram in more than ``max_fragments``
+    pieces: each new fragment is checked against every piece held, so 8-byte fragments
+    (8190 of them fit below 64 KiB) would cost seconds per datagram; a 65535-byte datagram cut
+    for the smallest MTU IPv4 allows to be reassembled (576) has 120 pieces.
     """
 
-    def __init__(self, *, max_datagrams: int = 64, timeout: float = 30.0) -> None:
-        if max_datagrams < 1 or timeout <= 0:
-            raise ValueError("max_datagrams must be >= 1 and timeout > 0")
+    def __init__(
+        self, *, max_datagrams: int = 64, timeout: float = 30.0, max_fragments: int = 256
+    ) -> None:
+        if max_datagrams < 1 or timeout <= 0 or max_fragments < 1:
+            raise ValueError("max_datagrams and max_fragments must be >= 1 and timeout > 0")
         self.max_datagrams = max_datagrams
+        self.max_fragments = max_fragments
         self.timeout = timeout
         self.expired = 0
         self.evicted = 0
@@ -210,6 +216,10 @@ class Reassembler:
         if done is None:
             return None
         first, whole = done
+        if first.header_len + len(whole) > 0xFFFF:
+            # the offset check above counts a 20-byte header; the first fragment's options
+            # may push the whole past what a total length can say (the ping of death)
+            raise MalformedPacket("IPv4 fragments: reassembled datagram above 65535 bytes")
         return _rebuild(first, whole)
 
     def push_ipv6(
@@ -252,6 +262,8 @@ class Reassembler:
                 self.evicted += 1
             pending = self._table[key] = _Pending(now)
         try:
+            if len(pending.parts) >= self.max_fragments and start not in pending.parts:
+                raise MalformedPacket(f"{family} fragments: more than {self.max_fragments}")
             _add(pending, start, more, data, first, family)
         except MalformedPacket:
             del self._table[key]
