@@ -37,11 +37,11 @@ wait "$MIRROR" "$RECEIVER"
 step tshark -r "$OUT/vm.pcapng" -T fields -e frame.interface_name -e frame.packet_flags_direction \
   -e frame.len -e _ws.col.Info
 # On the hypervisor itself (the lab's hypervisor namespace, where the taps are): capture
-# c-private's tap, ICMP only, filtered in the kernel. Offline: the stand-in API is on the
-# host's loopback, which that namespace does not share.
+# c-private's tap, ICMP only, filtered in the kernel. It asks the stand-in cloud over the
+# lab's management network, as a compute node asks its cloud's API.
 HV=$(vmsniff lab status --prefix "$PREFIX" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["hypervisor"]["namespace"])')
-printf '\n\033[1m$ ip netns exec %s vmsniff capture c-private --offline -w %s/local.pcapng --duration 4 icmp &\033[0m\n' "$HV" "$OUT"
-ip netns exec "$HV" "$PWD/.venv/bin/vmsniff" capture c-private --offline \
+printf '\n\033[1m$ ip netns exec %s vmsniff capture c-private -w %s/local.pcapng --duration 4 icmp &\033[0m\n' "$HV" "$OUT"
+ip netns exec "$HV" "$PWD/.venv/bin/vmsniff" capture c-private \
   -w "$OUT/local.pcapng" --duration 4 icmp &
 CAPTURE=$!
 sleep 2
