@@ -164,10 +164,14 @@ class Keeper:
         next_renewal = time.monotonic() + self.renew_every
         suspect: str | None = None
         while not self._stop.wait(CHECK_INTERVAL_S):
-            if not idl_ready(self.api):
-                suspect = None  # a reconnect refills the tables: judge only a whole copy
+            try:
+                if not idl_ready(self.api):
+                    suspect = None  # a reconnect refills the tables: judge only a whole copy
+                    continue
+                problem = check_rows(self.api, self.refs, self.session, self.bridge)
+            except Exception:  # e.g. the IDL thread resized a table mid-read: look again
+                suspect = None
                 continue
-            problem = check_rows(self.api, self.refs, self.session, self.bridge)
             if problem is not None and problem == suspect and idl_ready(self.api):
                 self.lost = problem
                 return

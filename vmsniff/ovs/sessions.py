@@ -71,8 +71,10 @@ class Session:
 
     @property
     def stale(self) -> bool:
-        """Expired or dead: what ``cleanup --expired`` and every new session remove."""
-        return self.expired or self.dead
+        """Dead, or expired with no owner known to run: what ``cleanup --expired`` and every
+        new session remove. A session whose owner on this host still runs is never stale,
+        even past its expiry (its renewal may have failed; removing it would lose it)."""
+        return self.dead or (self.expired and self.alive is not True)
 
     @property
     def packets(self) -> int:
