@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 
 from vmsniff.errors import MalformedPacket
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.pcap import file_header, record
 from vmsniff.pcap.pcapng import (
     enhanced_packet_block,

@@ -18,9 +18,9 @@ import numpy as np
 from fuzz.ringblock import BLOCK_SIZE, build_block, reference_walk
 from fuzz.seeds import built_frames, built_pcap, built_pcapng, capture_files, capture_frames
 from vmsniff.errors import MalformedPacket
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.pcap.encoder import new_encoder
 from vmsniff.pcap.reader import MAX_RECORD, CaptureReader
-from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.inplace import BlockRecords
 from vmsniff.pipeline.ring import Ring
 from vmsniff.wire.decap import decap_linktype

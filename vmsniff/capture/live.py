@@ -24,8 +24,8 @@ from vmsniff.capture.plan import CaptureOptions, CapturePoint, Instruction, kern
 from vmsniff.capture.source import RingLike, RingSource
 from vmsniff.capture.stage import CaptureStage, StagePoint
 from vmsniff.errors import PermissionDenied
+from vmsniff.formats.capture import LINKTYPE_ETHERNET
 from vmsniff.model import Direction, Target
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
 
 __all__ = [
     "OpenCapture",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from vmsniff.errors import InvalidState, NotFound, UsageError
+from vmsniff.formats.packet import MAX_SNAPLEN, PACKET_OUTGOING
 from vmsniff.model import Direction, Nic, PlugKind, Target
 
 __all__ = [
@@ -38,14 +39,12 @@ __all__ = [
 ]
 
 AT_CHOICES = ("tap", "ovs")
-MAX_SNAPLEN = 262144
 Instruction = tuple[int, int, int, int]
 
 # Classic BPF (linux/filter.h): an ancillary load of skb->pkt_type, a jump if equal, returns.
 _LD_PKTTYPE: Instruction = (0x20, 0, 0, (-0x1000 + 4) & 0xFFFFFFFF)  # ld [SKF_AD_OFF+PKTTYPE]
 _RET_K = 0x06  # BPF_RET | BPF_K
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
-_PACKET_OUTGOING = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +162,9 @@ def kernel_program(base: Sequence[Instruction], snaplen: int, keep: Direction) -
         (code, jt, jf, min(k, snaplen) if code == _RET_K and k else k) for code, jt, jf, k in base
     ]
     if keep is Direction.FROM_VM:  # outgoing -> reject; else run base
-        prefix = [_LD_PKTTYPE, (_JEQ_K, 0, 1, _PACKET_OUTGOING), (_RET_K, 0, 0, 0)]
+        prefix = [_LD_PKTTYPE, (_JEQ_K, 0, 1, PACKET_OUTGOING), (_RET_K, 0, 0, 0)]
     elif keep is Direction.TO_VM:  # outgoing -> run base; else reject
-        prefix = [_LD_PKTTYPE, (_JEQ_K, 1, 0, _PACKET_OUTGOING), (_RET_K, 0, 0, 0)]
+        prefix = [_LD_PKTTYPE, (_JEQ_K, 1, 0, PACKET_OUTGOING), (_RET_K, 0, 0, 0)]
     else:
         prefix = []
     return prefix + prog

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol
 
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+from vmsniff.formats.capture import LINKTYPE_ETHERNET
 
 __all__ = ["RingLike", "RingSource"]
 

@@ -20,22 +20,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vmsniff.formats.capture import EPB_FROM_VM, EPB_TO_VM, LINKTYPE_ETHERNET, epb_flags_of
+from vmsniff.formats.packet import MAX_SNAPLEN, PACKET_OUTGOING
 from vmsniff.model import Direction
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
-from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
 from vmsniff.pipeline.core import Packet, Stats
 
 __all__ = ["CaptureStage", "StagePoint", "direction_bits"]
 
-_PACKET_OUTGOING = 4
 _new = tuple.__new__
 
 
 def direction_bits(direction: Direction) -> int:
     """The ``epb_flags`` bits a packet of one direction gets (0 for ``both``)."""
-    return {Direction.FROM_VM: DIRECTION_OUTBOUND, Direction.TO_VM: DIRECTION_INBOUND}.get(
-        direction, 0
-    )
+    return epb_flags_of(direction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +55,7 @@ class CaptureStage:
         self,
         points: Sequence[StagePoint],
         *,
-        snaplen: int = 262144,
+        snaplen: int = MAX_SNAPLEN,
         keep: Direction = Direction.BOTH,
     ) -> None:
         if not points:
@@ -84,9 +81,7 @@ class CaptureStage:
             name, fixed = self._table[0]
             for ts, frame, ptype, wire in frames:
                 n += 1
-                way = fixed or (
-                    DIRECTION_INBOUND if ptype == _PACKET_OUTGOING else DIRECTION_OUTBOUND
-                )
+                way = fixed or (EPB_TO_VM if ptype == PACKET_OUTGOING else EPB_FROM_VM)
                 if wanted and way != wanted:
                     dropped += 1
                     continue
@@ -97,9 +92,7 @@ class CaptureStage:
             for ts, frame, ptype, wire, index in frames:
                 n += 1
                 name, fixed = table[index]
-                way = fixed or (
-                    DIRECTION_INBOUND if ptype == _PACKET_OUTGOING else DIRECTION_OUTBOUND
-                )
+                way = fixed or (EPB_TO_VM if ptype == PACKET_OUTGOING else EPB_FROM_VM)
                 if wanted and way != wanted:
                     dropped += 1
                     continue

@@ -7,6 +7,8 @@ from typing import Any, TypeVar, cast
 
 import click
 
+from vmsniff.formats.packet import MAX_SNAPLEN
+
 __all__ = [
     "DURATION",
     "json_option",
@@ -79,7 +81,7 @@ def frame_options(
     option = click.option
     options = [
         option("-f", "--filter", "filter_opt", metavar="FILTER", help=filter_help),
-        option("-s", "--snaplen", type=click.IntRange(1, 262144), default=262144,
+        option("-s", "--snaplen", type=click.IntRange(1, MAX_SNAPLEN), default=MAX_SNAPLEN,
                show_default=True, help=f"Keep at most this many bytes of each {frame}."),
         option("-B", "--buffer-size", type=click.IntRange(1024, 1 << 21), default=buffer_kib,
                show_default=True, metavar="KIB",

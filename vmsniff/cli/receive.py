@@ -160,7 +160,7 @@ def receive(env: Env, /, **opts: Any) -> None:  # fmt: skip
         inner = None
         if expression:
             from vmsniff.filter import bpf_instructions
-            from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+            from vmsniff.formats.capture import LINKTYPE_ETHERNET
 
             inner = bpf_instructions(expression, LINKTYPE_ETHERNET)
         source = LiveSource(

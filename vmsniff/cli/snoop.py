@@ -193,6 +193,7 @@ def _tls(opts: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _sink(opts: dict[str, Any], write: str | None) -> Any:
+    from vmsniff.formats.packet import MAX_SNAPLEN
     from vmsniff.pipeline.sinks import FileSink, Rotation
 
     rotation = Rotation(
@@ -207,7 +208,7 @@ def _sink(opts: dict[str, Any], write: str | None) -> Any:
     return FileSink(
         write,
         opts["fmt"],
-        262144,
+        MAX_SNAPLEN,
         rotation=rotation,
         flush_each=opts["packet_buffered"],
         force=opts["force"],

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from vmsniff.errors import MissingDependency, UsageError
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.packet import MAX_SNAPLEN
 
 __all__ = ["InnerFilter", "bpf_instructions", "compile_program"]
 
 #: pcap LINKTYPE_* (in files) -> libpcap DLT_* (what pcap_compile wants); they differ for RAW.
 _DLT = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: 12}
-_SNAPLEN = 262144
 
 
 def compile_program(expression: str, linktype: int) -> Any:
@@ -38,7 +38,7 @@ def compile_program(expression: str, linktype: int) -> Any:
         ) from exc
     dlt = _DLT.get(linktype, linktype)
     try:
-        return pcapy.compile(dlt, _SNAPLEN, expression, 1, 0xFFFFFFFF)
+        return pcapy.compile(dlt, MAX_SNAPLEN, expression, 1, 0xFFFFFFFF)
     except pcapy.PcapError as exc:
         raise UsageError(
             f"bad filter {expression!r}: {exc}",

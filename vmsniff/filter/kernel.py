@@ -20,6 +20,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vmsniff.formats.ethernet import (
+    ETH_ADDRS_LEN,
+    ETH_HEADER_LEN,
+    ETHERTYPE_TEB,
+    TPIDS,
+    VLAN_TAG_LEN,
+    VLAN_VID_MASK,
+)
+from vmsniff.formats.gre import FAST_FLAG_WORDS, GRE_PROTO_OFFSET, gre_header_len
+from vmsniff.formats.ip import (
+    IPV4_FLAGS_OFFSET,
+    IPV4_FRAGMENT_MASK,
+    IPV4_MIN_HEADER,
+    IPV4_NO_OPTIONS,
+    IPV4_TOTAL_LENGTH_OFFSET,
+)
+from vmsniff.formats.packet import MAX_SNAPLEN
+
 __all__ = [
     "FAST_GRE_FLAGS",
     "Insn",
@@ -30,10 +48,11 @@ __all__ = [
 Insn = tuple[int, int, int, int]
 
 #: GRE flag words (version 0, no routing) of the fast shape: any mix of C, K and S.
-FAST_GRE_FLAGS = (0x0000, 0x1000, 0x2000, 0x3000, 0x8000, 0x9000, 0xA000, 0xB000)
-_ACCEPT = 262144
+FAST_GRE_FLAGS = FAST_FLAG_WORDS
+#: In the fast shape GRE follows an IPv4 header without options.
+GRE_AT = IPV4_MIN_HEADER
+_ACCEPT = MAX_SNAPLEN
 _MAXINSNS = 4096
-_TPIDS = (0x8100, 0x88A8, 0x9100)
 
 # opcode parts
 _LD, _LDX, _JMP, _RET = 0x00, 0x01, 0x05, 0x06
@@ -46,10 +65,6 @@ _TAX = 0x07
 _AND_K = 0x54
 
 
-def _gre_header_length(flags: int) -> int:
-    return 4 + 4 * bin(flags & 0xB000).count("1")
-
-
 def _moved(k: int, width: int | None, shift: int, strip: bool) -> int | None:
     """Where a load at inner offset ``k`` reads in the outer packet; None when it cannot be
     known (an indirect load that may straddle a stripped VLAN tag)."""
@@ -57,13 +72,13 @@ def _moved(k: int, width: int | None, shift: int, strip: bool) -> int | None:
         return None
     if strip:
         if width is None:  # indirect: X + k, X unknown (>= 0)
-            if k < 12:
+            if k < ETH_ADDRS_LEN:
                 return None
-            k += 4
-        elif k + width <= 12:
+            k += VLAN_TAG_LEN
+        elif k + width <= ETH_ADDRS_LEN:
             pass
-        elif k >= 12:
-            k += 4
+        elif k >= ETH_ADDRS_LEN:
+            k += VLAN_TAG_LEN
         else:
             return None
     return k + shift
@@ -151,7 +166,7 @@ def receive_program(
         return outer, False
     copies: dict[int, tuple[list[Insn], list[Insn] | None]] = {}
     for flags in FAST_GRE_FLAGS:
-        shift = 20 + _gre_header_length(flags)
+        shift = GRE_AT + gre_header_len(flags)
         if shift in copies:
             continue
         plain = shift_program(inner, shift)
@@ -173,34 +188,34 @@ def receive_program(
         asm.emit(code, jt, jf, k)
     asm.label("dispatch")
     asm.emit(_LD | _B | _ABS, k=0)
-    asm.emit(_JEQ, 0, "user", 0x45)  # IPv4, 20-byte header
-    asm.emit(_LD | _H | _ABS, k=6)
-    asm.emit(_JSET, "user", 0, 0x3FFF)  # a fragment
-    asm.emit(_LD | _H | _ABS, k=2)
+    asm.emit(_JEQ, 0, "user", IPV4_NO_OPTIONS)  # IPv4, 20-byte header
+    asm.emit(_LD | _H | _ABS, k=IPV4_FLAGS_OFFSET)
+    asm.emit(_JSET, "user", 0, IPV4_FRAGMENT_MASK)  # a fragment
+    asm.emit(_LD | _H | _ABS, k=IPV4_TOTAL_LENGTH_OFFSET)
     asm.emit(_TAX)
     asm.emit(_LD | _W | _LEN)
     asm.emit(_JGT_X, "user", 0)  # longer than the IP total length: link padding
-    asm.emit(_LD | _H | _ABS, k=22)
-    asm.emit(_JEQ, 0, "user", 0x6558)  # transparent Ethernet bridging
-    asm.emit(_LD | _H | _ABS, k=20)
+    asm.emit(_LD | _H | _ABS, k=GRE_AT + GRE_PROTO_OFFSET)
+    asm.emit(_JEQ, 0, "user", ETHERTYPE_TEB)  # transparent Ethernet bridging
+    asm.emit(_LD | _H | _ABS, k=GRE_AT)
     for flags in FAST_GRE_FLAGS:
         asm.emit(_JEQ, 0, 1, flags)
-        asm.emit(_JA, k=f"copy{20 + _gre_header_length(flags)}")
+        asm.emit(_JA, k=f"copy{GRE_AT + gre_header_len(flags)}")
     asm.label("user")
     asm.emit(_RET, k=_ACCEPT)
     for shift, (plain, stripped) in copies.items():
         asm.label(f"copy{shift}")
         if stripped is not None:
             asm.emit(_LD | _W | _LEN)
-            asm.emit(_JGE, 0, f"plain{shift}", shift + 18)
-            asm.emit(_LD | _H | _ABS, k=shift + 12)
-            for i, tpid in enumerate(_TPIDS):
-                last = i == len(_TPIDS) - 1
+            asm.emit(_JGE, 0, f"plain{shift}", shift + ETH_HEADER_LEN + VLAN_TAG_LEN)
+            asm.emit(_LD | _H | _ABS, k=shift + ETH_ADDRS_LEN)
+            for i, tpid in enumerate(TPIDS):
+                last = i == len(TPIDS) - 1
                 asm.emit(_JEQ, f"tag{shift}", f"plain{shift}" if last else 0, tpid)
             asm.label(f"tag{shift}")
             if vlan_id is not None:
-                asm.emit(_LD | _H | _ABS, k=shift + 14)
-                asm.emit(_AND_K, k=0x0FFF)
+                asm.emit(_LD | _H | _ABS, k=shift + ETH_ADDRS_LEN + 2)
+                asm.emit(_AND_K, k=VLAN_VID_MASK)
                 asm.emit(_JEQ, 0, f"plain{shift}", vlan_id)
             asm.emit(_JA, k=f"stripped{shift}")
             asm.label(f"plain{shift}")

@@ -1,19 +1,23 @@
-"""Sans-IO pcap and pcapng: encoders that return bytes, and a streaming reader fed with bytes."""
+"""Sans-IO pcap and pcapng: the encoders vmsniff writes files with, and a streaming reader.
 
-from vmsniff.pcap.linktypes import (
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
-    LINKTYPE_LOOP,
-    LINKTYPE_NULL,
-    LINKTYPE_RAW,
+:mod:`.encoder` holds the one encoder of each format that the program uses (receive, capture,
+snoop and the in-place ring writer all write through it or its definitions); :mod:`.pcap` and
+:mod:`.pcapng` are the block-by-block building functions it is made of, also used by tests to
+write captures by hand. The layouts and numbers are in :mod:`vmsniff.formats.capture`.
+"""
+
+from vmsniff.pcap.encoder import (
+    FORMATS,
+    Encoder,
+    Packet,
+    PcapEncoder,
+    PcapngEncoder,
+    interface_name,
+    new_encoder,
+    whole_prefix,
 )
 from vmsniff.pcap.pcap import file_header, record
 from vmsniff.pcap.pcapng import (
-    DIRECTION_INBOUND,
-    DIRECTION_OUTBOUND,
     enhanced_packet_block,
     interface_description_block,
     section_header_block,
@@ -21,22 +25,20 @@ from vmsniff.pcap.pcapng import (
 from vmsniff.pcap.reader import CaptureReader, Record, read_records
 
 __all__ = [
-    "DIRECTION_INBOUND",
-    "DIRECTION_OUTBOUND",
-    "LINKTYPE_ETHERNET",
-    "LINKTYPE_IPV4",
-    "LINKTYPE_IPV6",
-    "LINKTYPE_LINUX_SLL",
-    "LINKTYPE_LINUX_SLL2",
-    "LINKTYPE_LOOP",
-    "LINKTYPE_NULL",
-    "LINKTYPE_RAW",
+    "FORMATS",
     "CaptureReader",
+    "Encoder",
+    "Packet",
+    "PcapEncoder",
+    "PcapngEncoder",
     "Record",
     "enhanced_packet_block",
     "file_header",
     "interface_description_block",
+    "interface_name",
+    "new_encoder",
     "read_records",
     "record",
     "section_header_block",
+    "whole_prefix",
 ]

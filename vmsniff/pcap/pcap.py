@@ -8,14 +8,15 @@ from the magic number. The magic also says the timestamp unit: 0xA1B2C3D4 for mi
 
 from __future__ import annotations
 
-import struct
+from vmsniff.formats.capture import (
+    PCAP_FILE_HEADER,
+    PCAP_MAGIC_MICROSECONDS,
+    PCAP_MAGIC_NANOSECONDS,
+    PCAP_RECORD_HEADER,
+    PCAP_VERSION,
+)
 
-__all__ = ["MAGIC_NANOSECONDS", "MAGIC_MICROSECONDS", "file_header", "record"]
-
-MAGIC_MICROSECONDS = 0xA1B2C3D4
-MAGIC_NANOSECONDS = 0xA1B23C4D
-_FILE = struct.Struct("<IHHiIII")
-_RECORD = struct.Struct("<IIII")
+__all__ = ["file_header", "record"]
 
 Timestamp = int | tuple[int, int]
 
@@ -24,8 +25,8 @@ def file_header(snaplen: int, linktype: int, *, nanosecond: bool = False) -> byt
     """The 24-byte file header: magic, version 2.4, zone 0, sigfigs 0, snaplen, link type."""
     if not 0 < snaplen <= 0xFFFFFFFF or not 0 <= linktype <= 0xFFFF:
         raise ValueError(f"bad snaplen {snaplen} or link type {linktype}")
-    magic = MAGIC_NANOSECONDS if nanosecond else MAGIC_MICROSECONDS
-    return _FILE.pack(magic, 2, 4, 0, 0, snaplen, linktype)
+    magic = PCAP_MAGIC_NANOSECONDS if nanosecond else PCAP_MAGIC_MICROSECONDS
+    return PCAP_FILE_HEADER.pack(magic, *PCAP_VERSION, 0, 0, snaplen, linktype)
 
 
 def record(
@@ -51,4 +52,4 @@ def record(
         frac = ns if nanosecond else ns // 1000
     caplen = len(data)
     wire = caplen if origlen is None else max(origlen, caplen)
-    return _RECORD.pack(sec, frac, caplen, wire) + bytes(data)
+    return PCAP_RECORD_HEADER.pack(sec, frac, caplen, wire) + bytes(data)

@@ -11,28 +11,26 @@ from __future__ import annotations
 
 import struct
 
+from vmsniff.formats.capture import (
+    BT_EPB,
+    BT_IDB,
+    BT_SHB,
+    BYTE_ORDER_MAGIC,
+    EPB_FLAGS,
+    IF_DESCRIPTION,
+    IF_NAME,
+    IF_TSRESOL,
+    OPT_COMMENT,
+    OPT_ENDOFOPT,
+    SHB_USERAPPL,
+)
+
 __all__ = [
-    "DIRECTION_INBOUND",
-    "DIRECTION_OUTBOUND",
     "enhanced_packet_block",
     "interface_description_block",
     "section_header_block",
 ]
 
-BT_SHB = 0x0A0D0D0A
-BT_IDB = 0x00000001
-BT_EPB = 0x00000006
-BYTE_ORDER_MAGIC = 0x1A2B3C4D
-OPT_ENDOFOPT = 0
-OPT_COMMENT = 1
-SHB_USERAPPL = 4
-IF_NAME = 2
-IF_DESCRIPTION = 3
-IF_TSRESOL = 9
-EPB_FLAGS = 2
-# epb_flags bits 0-1 (section 4.3.1): 00 unknown, 01 inbound, 10 outbound.
-DIRECTION_INBOUND = 0b01
-DIRECTION_OUTBOUND = 0b10
 _U32 = struct.Struct("<I")
 
 
@@ -104,7 +102,8 @@ def enhanced_packet_block(
 
     ``ts_ns`` is nanoseconds since the epoch, written in the unit ``10**-tsresol`` s that the
     interface's IDB declared. ``flags`` is the ``epb_flags`` word (section 4.3.1); put
-    :data:`DIRECTION_INBOUND` or :data:`DIRECTION_OUTBOUND` in its low two bits.
+    :data:`~vmsniff.formats.capture.EPB_TO_VM` or :data:`~vmsniff.formats.capture.EPB_FROM_VM`
+    in its low two bits.
     """
     if tsresol >= 9:
         ts = ts_ns * 10 ** (tsresol - 9)

@@ -21,19 +21,29 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from vmsniff.errors import MalformedPacket
+from vmsniff.formats.capture import (
+    BT_EPB,
+    BT_IDB,
+    BT_PB,
+    BT_SHB,
+    BT_SPB,
+    IF_TSOFFSET,
+    IF_TSRESOL,
+    PCAP_MAGIC_MICROSECONDS,
+    PCAP_MAGIC_NANOSECONDS,
+    SHB_MAGIC_BYTES,
+)
 
 __all__ = ["CaptureReader", "Record", "read_records"]
 
 MAX_RECORD = 16 * 1024 * 1024  # refuse a length field above this rather than buffer it
+# The magic's bytes in either byte order -> (struct byte order, nanoseconds per unit).
 _PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1000),
-    b"\xa1\xb2\xc3\xd4": (">", 1000),
-    b"\x4d\x3c\xb2\xa1": ("<", 1),
-    b"\xa1\xb2\x3c\x4d": (">", 1),
+    struct.pack(order + "I", magic): (order, per_unit)
+    for magic, per_unit in ((PCAP_MAGIC_MICROSECONDS, 1000), (PCAP_MAGIC_NANOSECONDS, 1))
+    for order in "<>"
 }
-_SHB = b"\x0a\x0d\x0d\x0a"
-_BT_IDB, _BT_PB, _BT_SPB, _BT_EPB = 1, 2, 3, 6
-_IF_TSRESOL, _IF_TSOFFSET = 9, 14
+_SHB = SHB_MAGIC_BYTES
 
 
 class Record(NamedTuple):
@@ -198,7 +208,7 @@ class CaptureReader:
 
     def _block(self, btype: int, body: memoryview) -> Record | None:
         e = self._endian
-        if btype == 0x0A0D0D0A:
+        if btype == BT_SHB:
             if len(body) < 16:
                 raise MalformedPacket("pcapng: section header block too short")
             major = struct.unpack_from(e + "H", body, 4)[0]
@@ -207,13 +217,13 @@ class CaptureReader:
             self._interfaces = []
             self._sections += 1
             return _SKIP
-        if btype == _BT_IDB:
+        if btype == BT_IDB:
             if len(body) < 8:
                 raise MalformedPacket("pcapng: interface description block too short")
             linktype, _, snaplen = struct.unpack_from(e + "HHI", body)
             mul, div, offset = 1000, 1, 0  # default resolution: microseconds
             for code, value in _iter_options(body[8:], e):
-                if code == _IF_TSRESOL and len(value) >= 1:
+                if code == IF_TSRESOL and len(value) >= 1:
                     r = value[0]
                     if r & 0x80:
                         mul, div = 1_000_000_000, 1 << (r & 0x7F)
@@ -221,14 +231,14 @@ class CaptureReader:
                         mul, div = 10 ** (9 - r), 1
                     else:
                         mul, div = 1, 10 ** (r - 9)
-                elif code == _IF_TSOFFSET and len(value) >= 8:
+                elif code == IF_TSOFFSET and len(value) >= 8:
                     offset = struct.unpack_from(e + "q", value)[0] * 1_000_000_000
             self._interfaces.append(_Interface(linktype, snaplen, mul, div, offset))
             return _SKIP
-        if btype == _BT_EPB or btype == _BT_PB:
+        if btype == BT_EPB or btype == BT_PB:
             if len(body) < 20:
                 raise MalformedPacket("pcapng: packet block too short")
-            if btype == _BT_EPB:
+            if btype == BT_EPB:
                 iface, hi, lo, caplen, origlen = struct.unpack_from(e + "IIIII", body)
             else:
                 iface, _drops, hi, lo, caplen, origlen = struct.unpack_from(e + "HHIIII", body)
@@ -238,7 +248,7 @@ class CaptureReader:
             ts = (hi << 32 | lo) * itf.mul // itf.div + itf.offset_ns
             data = bytes(body[20 : 20 + caplen])
             return Record(ts, itf.linktype, data, max(origlen, caplen), iface)
-        if btype == _BT_SPB:
+        if btype == BT_SPB:
             if len(body) < 4:
                 raise MalformedPacket("pcapng: simple packet block too short")
             itf = self._interface(0)

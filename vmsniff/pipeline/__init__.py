@@ -6,8 +6,8 @@ is the one loop joining them. Nothing heavy is imported here: pcapy is loaded by
 :mod:`vmsniff.filter` only when a filter is compiled.
 """
 
+from vmsniff.pcap.encoder import FORMATS, PcapEncoder, PcapngEncoder, interface_name
 from vmsniff.pipeline.core import DIRECTIONS, Packet, Pipeline, PipelineConfig, Stats
-from vmsniff.pipeline.encode import FORMATS, PcapEncoder, PcapngEncoder, interface_name
 from vmsniff.pipeline.sinks import FileSink, KeyedSink, PrintSink, Rotation, TeeSink
 
 __all__ = [

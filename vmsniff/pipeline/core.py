@@ -23,12 +23,22 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from vmsniff.errors import MalformedPacket, UsageError
 from vmsniff.filter import InnerFilter
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
-from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
+from vmsniff.formats.capture import (
+    EPB_FROM_VM,
+    EPB_TO_VM,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    direction_from_epb,
+    epb_flags_of,
+)
+from vmsniff.formats.erspan import DIRECTION_EGRESS as ERSPAN_EGRESS
+from vmsniff.formats.ethernet import ETH_ADDRS_LEN, TPIDS, VLAN_TAG_LEN, VLAN_VID_MASK
+from vmsniff.formats.packet import MAX_SNAPLEN
+from vmsniff.model import Direction
+from vmsniff.pcap.encoder import Packet
 from vmsniff.wire.decap import NotTunnelled, decap_linktype
 from vmsniff.wire.ipv4 import Reassembler
 
@@ -43,33 +53,15 @@ __all__ = [
 ]
 
 #: ``--direction`` values (DESIGN.md contract 3).
-DIRECTIONS = ("from-vm", "to-vm", "both")
-_TPIDS = (0x8100, 0x88A8, 0x9100)
-
-
-class Packet(NamedTuple):
-    """One inner frame ready to write."""
-
-    ts_ns: int
-    data: bytes
-    """The inner frame, cut to the snaplen."""
-    origlen: int
-    """Its length before any cut (by the mirror's snaplen, or ours)."""
-    linktype: int
-    session: int | None
-    """GRE key, else ERSPAN session id; None when the envelope carries neither."""
-    direction: int
-    """pcapng ``epb_flags`` direction bits: 0 unknown, 1 inbound (to-vm), 2 outbound (from-vm)."""
-    erspan: bool
-    """True when the envelope was ERSPAN (for naming)."""
-    interface: str | None = None
-    """A pcapng interface name to file the packet under (``capture``: the NIC's name); None
-    names it from the session and direction."""
+DIRECTIONS = tuple(d.value for d in Direction)
+_TCI = ETH_ADDRS_LEN + 2  # a tag's control information (PCP, DEI, VID) follows its TPID
+_TAGGED_HEADER = ETH_ADDRS_LEN + VLAN_TAG_LEN + 2  # addresses, one tag, the EtherType
 
 
 def direction_name(flags: int) -> str | None:
     """``from-vm``, ``to-vm`` or None for the pcapng direction bits."""
-    return {DIRECTION_OUTBOUND: "from-vm", DIRECTION_INBOUND: "to-vm"}.get(flags & 3)
+    direction = direction_from_epb(flags)
+    return None if direction is None else direction.value
 
 
 @dataclass
@@ -128,7 +120,7 @@ class PipelineConfig:
     strip_vlan: bool = False
     vlan_id: int | None = None
     filter: InnerFilter | None = None
-    snaplen: int = 262144
+    snaplen: int = MAX_SNAPLEN
     sources: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
@@ -146,15 +138,13 @@ class PipelineConfig:
         """Accepted session key -> direction bits (empty: every key, unmarked)."""
         table: dict[int, int] = {}
         for k in self.keys:
-            if self.direction == "both":
-                table[k] = DIRECTION_OUTBOUND
-                table.setdefault(k + 1, DIRECTION_INBOUND)
-            elif self.direction == "from-vm":
-                table[k] = DIRECTION_OUTBOUND
-            elif self.direction == "to-vm":
-                table[k] = DIRECTION_INBOUND
+            if self.direction == Direction.BOTH:
+                table[k] = EPB_FROM_VM
+                table.setdefault(k + 1, EPB_TO_VM)
             else:
-                table[k] = 0
+                table[k] = epb_flags_of(
+                    None if self.direction is None else Direction(self.direction)
+                )
         return table
 
     @property
@@ -196,7 +186,7 @@ class Pipeline:
         flt = cfg.filter
         matchers = {}
         if flt is not None:
-            matchers = {lt: flt.matcher(lt) for lt in (LINKTYPE_ETHERNET, 101)}
+            matchers = {lt: flt.matcher(lt) for lt in (LINKTYPE_ETHERNET, LINKTYPE_RAW)}
         reasm = self.reassembler
         reasons = stats.malformed_reasons
         for ts_ns, frame in frames:
@@ -233,17 +223,17 @@ class Pipeline:
                     continue
                 direction = got
             if not direction and d.erspan_direction is not None:
-                direction = DIRECTION_INBOUND if d.erspan_direction else DIRECTION_OUTBOUND
+                direction = EPB_TO_VM if d.erspan_direction == ERSPAN_EGRESS else EPB_FROM_VM
             data = bytes(d.inner)
             origlen = d.origlen
             lt = d.linktype
-            if strip and lt == LINKTYPE_ETHERNET and len(data) >= 18:
-                tpid = data[12] << 8 | data[13]
-                if tpid in _TPIDS and (
-                    vlan_id is None or (data[14] << 8 | data[15]) & 0xFFF == vlan_id
+            if strip and lt == LINKTYPE_ETHERNET and len(data) >= _TAGGED_HEADER:
+                tpid = data[ETH_ADDRS_LEN] << 8 | data[ETH_ADDRS_LEN + 1]
+                if tpid in TPIDS and (
+                    vlan_id is None or (data[_TCI] << 8 | data[_TCI + 1]) & VLAN_VID_MASK == vlan_id
                 ):
-                    data = data[:12] + data[16:]
-                    origlen -= 4
+                    data = data[:ETH_ADDRS_LEN] + data[ETH_ADDRS_LEN + VLAN_TAG_LEN :]
+                    origlen -= VLAN_TAG_LEN
             if flt is not None:
                 fn = matchers.get(lt)
                 if fn is None or not fn(data):

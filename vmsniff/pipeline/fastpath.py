@@ -28,18 +28,41 @@ from typing import Any
 
 import numpy as np
 
-from vmsniff.filter.kernel import FAST_GRE_FLAGS
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.filter.kernel import FAST_GRE_FLAGS, GRE_AT
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.ethernet import (
+    ETH_ADDRS_LEN,
+    ETH_HEADER_LEN,
+    ETHERTYPE_TEB,
+    TPIDS,
+    VLAN_TAG_LEN,
+    VLAN_VID_MASK,
+)
+from vmsniff.formats.gre import FLAG_C, FLAG_K, FLAG_S, GRE_FIXED_LEN, GRE_PROTO_OFFSET
+from vmsniff.formats.ip import (
+    IPPROTO_GRE,
+    IPV4_FLAGS_OFFSET,
+    IPV4_FRAGMENT_MASK,
+    IPV4_NO_OPTIONS,
+    IPV4_PROTO_OFFSET,
+    IPV4_SRC_OFFSET,
+    IPV4_TOTAL_LENGTH_OFFSET,
+)
+from vmsniff.formats.packet import PACKET_OUTGOING
+from vmsniff.pcap.encoder import Encoder
 from vmsniff.pipeline.core import Pipeline
-from vmsniff.pipeline.encode import Encoder
 from vmsniff.pipeline.inplace import Array, BlockRecords
 
 __all__ = ["FastPath"]
 
-_OUTGOING = 4
-_FLAG_MASK = 0xFFFF ^ 0xB000
+# The fast shape's GRE flag words are exactly the words with no bit outside C, K and S.
+_FLAG_MASK = 0xFFFF ^ (FLAG_C | FLAG_K | FLAG_S)
 assert all(f & _FLAG_MASK == 0 for f in FAST_GRE_FLAGS) and len(FAST_GRE_FLAGS) == 8
-_TPIDS = (0x8100, 0x88A8, 0x9100)
+# Offsets from the start of the outer IPv4 header, in the fast shape.
+_GRE_FLAGS_AT = GRE_AT
+_GRE_PROTO_AT = GRE_AT + GRE_PROTO_OFFSET
+_GRE_OPTIONAL_AT = GRE_AT + GRE_FIXED_LEN  # checksum word if C, then key if K
+_SHORTEST = GRE_AT + GRE_FIXED_LEN  # outer IPv4 and a bare GRE header
 
 
 class FastPath:
@@ -95,7 +118,7 @@ class FastPath:
         writer = self.writer
         offs = writer.offsets(base, count, first)
         ts, snap, wire, mac, pkttype = writer.header_fields(offs)
-        incoming = pkttype != _OUTGOING
+        incoming = pkttype != PACKET_OUTGOING
         ip = offs + mac
 
         def at(k: Any) -> Array:  # the byte at ip + k (clipped: past the ring is never used)
@@ -104,19 +127,21 @@ class FastPath:
         def be16(k: Any) -> Array:
             return at(k) << 8 | at(k + 1)
 
-        iplen = be16(2)
-        gflags = be16(20)
-        glen = 4 + 4 * ((gflags >> 15 & 1) + (gflags >> 13 & 1) + (gflags >> 12 & 1))
-        outer = 20 + glen
-        fast = (
+        iplen = be16(IPV4_TOTAL_LENGTH_OFFSET)
+        gflags = be16(_GRE_FLAGS_AT)
+        has_csum = gflags & FLAG_C != 0
+        has_key = gflags & FLAG_K != 0
+        has_seq = gflags & FLAG_S != 0
+        outer = _SHORTEST + 4 * (has_csum.astype(np.int64) + has_key + has_seq)
+        fast = (  # the fast shape (vmsniff.filter.kernel), packet by packet
             incoming
             & (snap == wire)
-            & (snap >= 24)
-            & (at(0) == 0x45)
-            & (at(9) == 47)
-            & (be16(6) & 0x3FFF == 0)
+            & (snap >= _SHORTEST)
+            & (at(0) == IPV4_NO_OPTIONS)
+            & (at(IPV4_PROTO_OFFSET) == IPPROTO_GRE)
+            & (be16(IPV4_FLAGS_OFFSET) & IPV4_FRAGMENT_MASK == 0)
             & (wire <= iplen)
-            & (be16(22) == 0x6558)
+            & (be16(_GRE_PROTO_AT) == ETHERTYPE_TEB)
             & (gflags & _FLAG_MASK == 0)
             & (snap >= outer)
         )
@@ -128,15 +153,14 @@ class FastPath:
         # --from (the kernel checks it too; this keeps the fast path right on its own)
         ok = fast.copy()
         if self._sources or self._only_v6_sources:
-            src = be16(12) << 16 | be16(14)
+            src = be16(IPV4_SRC_OFFSET) << 16 | be16(IPV4_SRC_OFFSET + 2)
             hit = np.zeros(count, dtype=bool)
             for mask, net in self._sources:
                 hit |= src & mask == net
             ok &= hit
         # --key: the session and the direction it gives
-        has_key = gflags & 0x2000 != 0
-        koff = 24 + 4 * (gflags >> 15 & 1)
-        key = be16(koff) << 16 | be16(koff + 2)
+        key_at = _GRE_OPTIONAL_AT + 4 * has_csum.astype(np.int64)
+        key = be16(key_at) << 16 | be16(key_at + 2)
         key = np.where(has_key, key, -1)
         direction = np.zeros(count, dtype=np.int64)
         if len(self._key_values):
@@ -151,20 +175,20 @@ class FastPath:
         orig = iplen - outer
         cfg = self.pipeline.config
         if cfg.strip_vlan:
-            s12 = np.minimum(start + 12, len(a) - 2)
-            tpid = a[s12].astype(np.int64) << 8 | a[s12 + 1]
-            tag = ok & (cap >= 18) & np.isin(tpid, _TPIDS)
+            tpid_at = np.minimum(start + ETH_ADDRS_LEN, len(a) - 2)
+            tpid = a[tpid_at].astype(np.int64) << 8 | a[tpid_at + 1]
+            tag = ok & (cap >= ETH_HEADER_LEN + VLAN_TAG_LEN) & np.isin(tpid, TPIDS)
             if cfg.vlan_id is not None:
-                vid = (a[s12 + 2].astype(np.int64) << 8 | a[s12 + 3]) & 0x0FFF
-                tag &= vid == cfg.vlan_id
-            t = np.flatnonzero(tag)
-            if len(t):
-                src12 = start[t][:, None] + np.arange(12)
-                macs = a[src12]
-                a[src12 + 4] = macs
-                start[t] += 4
-                cap[t] -= 4
-                orig[t] -= 4
+                tci = a[tpid_at + 2].astype(np.int64) << 8 | a[tpid_at + 3]
+                tag &= tci & VLAN_VID_MASK == cfg.vlan_id
+            tagged = np.flatnonzero(tag)
+            if len(tagged):
+                # the addresses move up over the tag; the frame then starts 4 bytes later
+                addrs = start[tagged][:, None] + np.arange(ETH_ADDRS_LEN)
+                a[addrs + VLAN_TAG_LEN] = a[addrs]
+                start[tagged] += VLAN_TAG_LEN
+                cap[tagged] -= VLAN_TAG_LEN
+                orig[tagged] -= VLAN_TAG_LEN
         if self._matcher is not None:
             view = self._view
             match = self._matcher

@@ -17,15 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
-from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
+from vmsniff.formats.capture import EPB_FROM_VM, EPB_TO_VM, LINKTYPE_ETHERNET
+from vmsniff.formats.packet import MAX_SNAPLEN, PACKET_OUTGOING
+from vmsniff.pcap.encoder import Encoder
 from vmsniff.pipeline.core import Stats
-from vmsniff.pipeline.encode import Encoder
 from vmsniff.pipeline.inplace import Array, BlockRecords
 
 __all__ = ["FramePath"]
-
-_OUTGOING = 4
 
 
 class FramePath:
@@ -45,7 +43,7 @@ class FramePath:
         name: str,
         fixed: int = 0,
         wanted: int = 0,
-        snaplen: int = 262144,
+        snaplen: int = MAX_SNAPLEN,
     ) -> None:
         self.stats = stats
         self.name = name
@@ -101,7 +99,7 @@ class FramePath:
         if self.fixed:
             direction = np.full(count, self.fixed, dtype=np.int64)
         else:
-            direction = np.where(pkttype == _OUTGOING, DIRECTION_INBOUND, DIRECTION_OUTBOUND)
+            direction = np.where(pkttype == PACKET_OUTGOING, EPB_TO_VM, EPB_FROM_VM)
         if self.wanted:
             sel = np.flatnonzero(direction == self.wanted)
         else:

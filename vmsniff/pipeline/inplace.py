@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from vmsniff.errors import MalformedPacket
+from vmsniff.pcap.encoder import Encoder, PcapEncoder, PcapngEncoder
 from vmsniff.pipeline.core import Packet
-from vmsniff.pipeline.encode import Encoder, PcapEncoder, PcapngEncoder
 from vmsniff.pipeline.scatter import Scatter
 
 __all__ = ["Array", "BlockRecords", "Describe", "groups"]

@@ -24,8 +24,16 @@ from contextlib import closing
 from typing import NoReturn
 
 from vmsniff.errors import MalformedPacket, NotFound, PermissionDenied, VmsniffError
+from vmsniff.formats.packet import (
+    BLOCK_HEADER,
+    ETH_P_ALL,
+    PACKET_OUTGOING,
+    SLL_PKTTYPE_OFFSET,
+    SLOT_READ,
+    TPACKET3_HDR,
+)
 
-__all__ = ["PACKET_HOST", "PACKET_OUTGOING", "Ring", "attach_filter"]
+__all__ = ["Ring", "attach_filter"]
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -34,17 +42,14 @@ PACKET_VERSION = 10
 TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
-PACKET_HOST = 0
-PACKET_OUTGOING = 4
-ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 
 _REQ3 = struct.Struct("=7I")
 _BLOCK = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at offset 8)
-_PKT = struct.Struct("=IIIIIIHH")  # next_offset, sec, nsec, snaplen, len, status, mac, net
-_PKTTYPE_OFFSET = 48 + 10  # sockaddr_ll.sll_pkttype
-_BLOCK_HEADER = 48  # tpacket_block_desc, aligned: offset_to_first_pkt is at least this
-_SLOT_READ = 48 + 20  # tpacket3_hdr (aligned) and the sockaddr_ll after it: what is read
+_PKT = TPACKET3_HDR
+_PKTTYPE_OFFSET = SLL_PKTTYPE_OFFSET
+_BLOCK_HEADER = BLOCK_HEADER
+_SLOT_READ = SLOT_READ
 _STATS = struct.Struct("=III")  # tp_packets, tp_drops, tp_freeze_q_cnt
 
 

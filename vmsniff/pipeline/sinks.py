@@ -29,9 +29,20 @@ from dataclasses import dataclass
 from typing import IO, Any, NoReturn
 
 from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+from vmsniff.formats.capture import LINKTYPE_ETHERNET
+from vmsniff.formats.ethernet import (
+    ETH_HEADER_LEN,
+    ETH_TYPE_OFFSET,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    TPIDS,
+    VLAN_TAG_LEN,
+    VLAN_VID_MASK,
+)
+from vmsniff.formats.ip import IP_PROTOCOL_NAMES
+from vmsniff.pcap.encoder import Encoder, new_encoder, whole_prefix
 from vmsniff.pipeline.core import Packet, direction_name
-from vmsniff.pipeline.encode import Encoder, new_encoder, whole_prefix
 from vmsniff.pipeline.scatter import IOV_MAX, Scatter, joined, write_scatter
 
 __all__ = [
@@ -496,7 +507,6 @@ class KeyedSink(Sink):
 
 
 _H = struct.Struct("!H")
-_PROTOS = {1: "ICMP", 6: "TCP", 17: "UDP", 47: "GRE", 58: "ICMP6", 132: "SCTP"}
 
 
 def _ip_summary(data: bytes, off: int, version: int) -> str:
@@ -516,7 +526,7 @@ def _ip_summary(data: bytes, off: int, version: int) -> str:
         family = "IP6"
     else:
         return "IP (cut short)"
-    name = _PROTOS.get(proto, f"proto {proto}")
+    name = IP_PROTOCOL_NAMES.get(proto, f"proto {proto}")
     if proto in (6, 17, 132) and len(data) >= l4 + 4:
         sport, dport = struct.unpack_from("!HH", data, l4)
         return f"{family} {src}.{sport} > {dst}.{dport}: {name}"
@@ -536,20 +546,20 @@ def summary(pkt: Packet) -> str:
     data = pkt.data
     what = "?"
     if pkt.linktype == LINKTYPE_ETHERNET:
-        if len(data) >= 14:
-            off = 12
+        if len(data) >= ETH_HEADER_LEN:
+            off = ETH_TYPE_OFFSET
             etype = _H.unpack_from(data, off)[0]
             vlans = []
-            while etype in (0x8100, 0x88A8, 0x9100) and len(data) >= off + 6:
-                vlans.append(str(_H.unpack_from(data, off + 2)[0] & 0xFFF))
-                off += 4
+            while etype in TPIDS and len(data) >= off + VLAN_TAG_LEN + 2:
+                vlans.append(str(_H.unpack_from(data, off + 2)[0] & VLAN_VID_MASK))
+                off += VLAN_TAG_LEN
                 etype = _H.unpack_from(data, off)[0]
             prefix = f"vlan {','.join(vlans)} " if vlans else ""
-            if etype == 0x0800:
+            if etype == ETHERTYPE_IPV4:
                 what = prefix + _ip_summary(data, off + 2, 4)
-            elif etype == 0x86DD:
+            elif etype == ETHERTYPE_IPV6:
                 what = prefix + _ip_summary(data, off + 2, 6)
-            elif etype == 0x0806:
+            elif etype == ETHERTYPE_ARP:
                 what = prefix + "ARP"
             else:
                 what = prefix + f"ethertype 0x{etype:04x}"

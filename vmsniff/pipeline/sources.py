@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from vmsniff.errors import FileError, MalformedPacket, NotFound, PermissionDenied, UsageError
-from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_RAW
 from vmsniff.pcap.reader import CaptureReader, Record
 from vmsniff.pipeline.ring import Ring, attach_filter
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmsniff.errors import NotFound, PermissionDenied, UsageError
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+from vmsniff.formats.capture import LINKTYPE_ETHERNET
 from vmsniff.pipeline.core import Packet
 from vmsniff.snoop.loop import Connection, Loop, Route, Stats
 from vmsniff.snoop.relay import Decoded, side_name

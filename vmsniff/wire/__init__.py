@@ -1,7 +1,13 @@
 """Sans-IO codecs for what arrives on the wire: Ethernet/VLAN, IPv4, GRE, ERSPAN, decap.
 
 Every decoder takes bytes and returns values, or raises
-:class:`vmsniff.errors.MalformedPacket`; none touches a socket, a file or a clock.
+:class:`vmsniff.errors.MalformedPacket`; none touches a socket, a file or a clock. The numbers
+they share are defined in :mod:`vmsniff.formats`.
+
+:mod:`.decap` is the receiver's per-packet decoder, written for speed (one function, flat).
+:mod:`.ethernet`, :mod:`.gre` and :mod:`.erspan` are the reference codecs, one header and one
+dataclass each, with encoders: they build and check the frames of the tests, the fuzzer and the
+benchmarks, where a field-by-field reading matters more than speed.
 """
 
 from vmsniff.wire.decap import Decapsulated, decap_ethernet, decap_ip, decap_linktype

@@ -32,7 +32,7 @@ import struct
 from typing import NamedTuple
 
 from vmsniff.errors import MalformedPacket
-from vmsniff.pcap.linktypes import (
+from vmsniff.formats.capture import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
     LINKTYPE_IPV6,
@@ -42,6 +42,34 @@ from vmsniff.pcap.linktypes import (
     LINKTYPE_NULL,
     LINKTYPE_RAW,
 )
+from vmsniff.formats.erspan import (
+    ERSPAN_II_LEN,
+    ERSPAN_III_LEN,
+    ERSPAN_III_PLATFORM_LEN,
+    FT_ETHERNET,
+    FT_IP,
+)
+from vmsniff.formats.ethernet import (
+    ETH_HEADER_LEN,
+    ETH_TYPE_OFFSET,
+    ETHERTYPE_ERSPAN_II,
+    ETHERTYPE_ERSPAN_III,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    ETHERTYPE_TEB,
+    TPIDS,
+    VLAN_TAG_LEN,
+)
+from vmsniff.formats.gre import (
+    FLAG_C,
+    FLAG_K,
+    FLAG_S,
+    GRE_FIXED_LEN,
+    OPTIONAL_FLAGS,
+    UNDECODABLE,
+    VERSION_MASK,
+)
+from vmsniff.formats.ip import IPPROTO_GRE, IPV6_EXTENSIONS, IPV6_FRAGMENT
 from vmsniff.wire.ipv4 import Reassembler, parse_ipv4
 
 __all__ = [
@@ -52,7 +80,6 @@ __all__ = [
     "decap_linktype",
 ]
 
-IPPROTO_GRE = 47
 _IP4 = struct.Struct("!B1xH2xH1xB2x4s4s")  # version/IHL, total length, flags/offset, proto, addrs
 _IP6 = struct.Struct("!B3xHB1x16s16s")  # version, payload length, next header, addrs
 _HH = struct.Struct("!HH")
@@ -60,16 +87,10 @@ _H = struct.Struct("!H")
 _I = struct.Struct("!I")
 _II_HDR = struct.Struct("!HH4x")
 _III_HDR = struct.Struct("!HH6xH")
-_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
-# IPv6 extension headers that may sit between the fixed header and GRE (RFC 8200 section 4):
-# hop-by-hop options, routing, destination options; a Fragment header (44) goes to reassembly.
-_IP6_EXT = frozenset({0, 43, 60})
-_IP6_FRAGMENT = 44
-_GRE_C, _GRE_K, _GRE_S = 0x8000, 0x2000, 0x1000
-_GRE_BAD = 0x4007  # routing bit (RFC 1701) or a version other than 0
-_ETH_BRIDGING = 0x6558
-_ERSPAN_II = 0x88BE
-_ERSPAN_III = 0x22EB
+_TPIDS = frozenset(TPIDS)
+_MAX_TAGS = 8
+_IP6_EXT = IPV6_EXTENSIONS
+_IP6_FRAGMENT = IPV6_FRAGMENT
 
 
 class NotTunnelled(MalformedPacket):
@@ -149,16 +170,16 @@ def decap_ethernet(
     """Decapsulate a GRE/ERSPAN packet given as an Ethernet frame (VLAN tags allowed)."""
     mv = frame if isinstance(frame, memoryview) else memoryview(frame)
     n = len(mv)
-    if n < 14:
+    if n < ETH_HEADER_LEN:
         raise MalformedPacket(f"Ethernet: {n} bytes, shorter than a header")
-    etype = _H.unpack_from(mv, 12)[0]
-    off = 14
+    etype = _H.unpack_from(mv, ETH_TYPE_OFFSET)[0]
+    off = ETH_HEADER_LEN
     while etype in _TPIDS:
-        if off > 14 + 4 * 7 or n < off + 4:
-            raise MalformedPacket("Ethernet: VLAN tags cut short or more than 8")
+        if off >= ETH_HEADER_LEN + VLAN_TAG_LEN * _MAX_TAGS or n < off + VLAN_TAG_LEN:
+            raise MalformedPacket(f"Ethernet: VLAN tags cut short or more than {_MAX_TAGS}")
         etype = _H.unpack_from(mv, off + 2)[0]
-        off += 4
-    if etype != 0x0800 and etype != 0x86DD:
+        off += VLAN_TAG_LEN
+    if etype != ETHERTYPE_IPV4 and etype != ETHERTYPE_IPV6:
         raise NotTunnelled(f"not GRE: EtherType 0x{etype:04x}")
     return _decap_ip(mv, off, reassembler, now)
 
@@ -186,7 +207,7 @@ def decap_linktype(
         if len(mv) < size:
             raise MalformedPacket("Linux cooked header cut short")
         proto = _H.unpack_from(mv, at)[0]
-        if proto != 0x0800 and proto != 0x86DD:
+        if proto != ETHERTYPE_IPV4 and proto != ETHERTYPE_IPV6:
             raise NotTunnelled(f"not GRE: cooked protocol 0x{proto:04x}")
         return _decap_ip(mv, size, reassembler, now)
     raise MalformedPacket(f"unsupported link type {linktype}")
@@ -295,24 +316,24 @@ def _decap_gre(
 ) -> Decapsulated:
     """GRE (RFC 2784/2890) at ``off``; ``end`` is where our bytes stop, ``claimed`` where the
     outer IP header says the packet stops."""
-    if end - off < 4:
+    if end - off < GRE_FIXED_LEN:
         raise MalformedPacket("GRE: header cut short")
     flags, proto = _HH.unpack_from(mv, off)
-    if flags & _GRE_BAD:
-        if flags & 7 == 1:
+    if flags & UNDECODABLE:
+        if flags & VERSION_MASK == 1:
             raise MalformedPacket("GRE: unsupported version 1 (PPTP enhanced GRE)")
         raise MalformedPacket(f"GRE: unsupported flags/version 0x{flags:04x}")
-    p = off + 4
+    p = off + GRE_FIXED_LEN
     key = seq = None
-    if flags & 0xB000:
-        if flags & _GRE_C:
+    if flags & OPTIONAL_FLAGS:
+        if flags & FLAG_C:
             p += 4
-        if flags & _GRE_K:
+        if flags & FLAG_K:
             if end < p + 4:
                 raise MalformedPacket("GRE: header cut short")
             key = _I.unpack_from(mv, p)[0]
             p += 4
-        if flags & _GRE_S:
+        if flags & FLAG_S:
             if end < p + 4:
                 raise MalformedPacket("GRE: header cut short")
             seq = _I.unpack_from(mv, p)[0]
@@ -321,42 +342,42 @@ def _decap_gre(
             raise MalformedPacket("GRE: header cut short")
     etype = None
     session = vlan = direction = None
-    if proto == _ETH_BRIDGING:
+    if proto == ETHERTYPE_TEB:
         linktype = LINKTYPE_ETHERNET
-    elif proto == 0x0800 or proto == 0x86DD:
+    elif proto == ETHERTYPE_IPV4 or proto == ETHERTYPE_IPV6:
         linktype = LINKTYPE_RAW
-    elif proto == _ERSPAN_II:
+    elif proto == ETHERTYPE_ERSPAN_II:
         linktype = LINKTYPE_ETHERNET
         if seq is None:
             etype = 1  # type I: no header (draft-foschiano-erspan-03 section 4.1)
         else:
             etype = 2  # type II: 8-byte header (section 4.2)
-            if end < p + 8:
+            if end < p + ERSPAN_II_LEN:
                 raise MalformedPacket("ERSPAN II: header cut short")
             w0, w1 = _II_HDR.unpack_from(mv, p)
             if w0 >> 12 != 1:
                 raise MalformedPacket(f"ERSPAN II: version {w0 >> 12}, not 1")
             vlan = w0 & 0x0FFF
             session = w1 & 0x03FF
-            p += 8
-    elif proto == _ERSPAN_III:
+            p += ERSPAN_II_LEN
+    elif proto == ETHERTYPE_ERSPAN_III:
         etype = 3  # type III: 12-byte header, 8 more when O is set (section 4.3)
-        if end < p + 12:
+        if end < p + ERSPAN_III_LEN:
             raise MalformedPacket("ERSPAN III: header cut short")
         w0, w1, w3 = _III_HDR.unpack_from(mv, p)
         if w0 >> 12 != 2:
             raise MalformedPacket(f"ERSPAN III: version {w0 >> 12}, not 2")
         ft = (w3 >> 10) & 0x1F
-        if ft == 0:
+        if ft == FT_ETHERNET:
             linktype = LINKTYPE_ETHERNET
-        elif ft == 2:
+        elif ft == FT_IP:
             linktype = LINKTYPE_RAW
         else:
             raise MalformedPacket(f"ERSPAN III: unsupported frame type {ft}")
         vlan = w0 & 0x0FFF
         session = w1 & 0x03FF
         direction = (w3 >> 3) & 1
-        p += 20 if w3 & 1 else 12
+        p += ERSPAN_III_LEN + ERSPAN_III_PLATFORM_LEN if w3 & 1 else ERSPAN_III_LEN
         if end < p:
             raise MalformedPacket("ERSPAN III: platform subheader cut short")
     else:

@@ -29,6 +29,9 @@ import struct
 from dataclasses import dataclass
 
 from vmsniff.errors import MalformedPacket
+from vmsniff.formats.erspan import DIRECTION_EGRESS, DIRECTION_INGRESS, FT_ETHERNET, FT_IP
+from vmsniff.formats.ethernet import ETHERTYPE_ERSPAN_II as ERSPAN_II_PROTO
+from vmsniff.formats.ethernet import ETHERTYPE_ERSPAN_III as ERSPAN_III_PROTO
 
 __all__ = [
     "DIRECTION_EGRESS",
@@ -45,12 +48,6 @@ __all__ = [
     "parse_erspan_iii",
 ]
 
-ERSPAN_II_PROTO = 0x88BE  # types I and II (draft section 4.1, 4.2)
-ERSPAN_III_PROTO = 0x22EB  # type III (draft section 4.3)
-FT_ETHERNET = 0
-FT_IP = 2
-DIRECTION_INGRESS = 0
-DIRECTION_EGRESS = 1
 _II = struct.Struct("!HHI")
 _III = struct.Struct("!HHIHH")
 _PLATFORM = struct.Struct("!Q")

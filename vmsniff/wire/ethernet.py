@@ -10,6 +10,14 @@ import struct
 from dataclasses import dataclass
 
 from vmsniff.errors import MalformedPacket
+from vmsniff.formats.ethernet import (
+    ETH_HEADER_LEN,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    ETHERTYPE_QINQ,
+    ETHERTYPE_VLAN,
+    TPIDS,
+)
 
 __all__ = [
     "ETH_HEADER_LEN",
@@ -25,13 +33,6 @@ __all__ = [
     "strip_vlan",
 ]
 
-ETH_HEADER_LEN = 14
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_IPV6 = 0x86DD
-ETHERTYPE_VLAN = 0x8100  # IEEE 802.1Q C-tag
-ETHERTYPE_QINQ = 0x88A8  # IEEE 802.1ad S-tag
-# 0x9100 is the pre-802.1ad QinQ tag some switches still send.
-TPIDS = frozenset({ETHERTYPE_VLAN, ETHERTYPE_QINQ, 0x9100})
 _MAX_TAGS = 8
 _H = struct.Struct("!H")
 

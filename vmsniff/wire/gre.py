@@ -25,6 +25,8 @@ import struct
 from dataclasses import dataclass
 
 from vmsniff.errors import MalformedPacket
+from vmsniff.formats.gre import FLAG_C, FLAG_K, FLAG_R, FLAG_S
+from vmsniff.formats.gre import VERSION_MASK as _VERSION
 from vmsniff.wire.ipv4 import checksum as _inet_checksum
 
 __all__ = [
@@ -38,11 +40,6 @@ __all__ = [
     "verify_gre_checksum",
 ]
 
-FLAG_C = 0x8000  # checksum present (RFC 2784)
-FLAG_R = 0x4000  # routing present (RFC 1701 only)
-FLAG_K = 0x2000  # key present (RFC 2890 section 2.1)
-FLAG_S = 0x1000  # sequence number present (RFC 2890 section 2.2)
-_VERSION = 0x0007
 _FIXED = struct.Struct("!HH")
 _WORD = struct.Struct("!I")
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from tests.unit.pipeline.blocks import PACKET_OUTGOING, block
+from tests.unit.pipeline.blocks import block
 from tests.unit.pipeline.helpers import icmp_frame
 from tests.unit.pipeline.test_fastpath import pcapng_view
 from vmsniff.capture.live import block_fast_path
 from vmsniff.capture.source import RingSource
 from vmsniff.capture.stage import CaptureStage, StagePoint
+from vmsniff.formats.packet import PACKET_OUTGOING
 from vmsniff.model import Direction
 from vmsniff.pipeline.merge import MergedFramePaths
 from vmsniff.pipeline.run import drive

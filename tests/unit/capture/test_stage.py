@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from vmsniff.capture.stage import CaptureStage, StagePoint, direction_bits
+from vmsniff.formats.capture import EPB_FROM_VM, EPB_TO_VM
+from vmsniff.formats.packet import PACKET_HOST, PACKET_OUTGOING
 from vmsniff.model import Direction
-from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
-from vmsniff.pipeline.encode import PcapngEncoder
-from vmsniff.pipeline.ring import PACKET_HOST, PACKET_OUTGOING
+from vmsniff.pcap.encoder import PcapngEncoder
 
 OTHERHOST = 3
 
@@ -20,9 +20,9 @@ def test_a_tap_marks_outgoing_as_to_vm_and_the_rest_as_from_vm() -> None:
               (3, memoryview(buf), PACKET_HOST, 6)]  # fmt: skip
     out = stage.push(frames, 1)
     assert [(p.ts_ns, p.data, p.origlen, p.direction, p.interface) for p in out] == [
-        (1, b"abc", 3, DIRECTION_OUTBOUND, "tap1"),
-        (2, b"def", 60, DIRECTION_INBOUND, "tap1"),
-        (3, b"abcdef", 6, DIRECTION_OUTBOUND, "tap1"),
+        (1, b"abc", 3, EPB_FROM_VM, "tap1"),
+        (2, b"def", 60, EPB_TO_VM, "tap1"),
+        (3, b"abcdef", 6, EPB_FROM_VM, "tap1"),
     ]
     buf[:] = b"zzzzzz"  # the ring reuses the block: packets hold copies
     assert out[0].data == b"abc"
@@ -33,8 +33,8 @@ def test_several_points_name_each_packet_and_fixed_points_keep_their_direction()
     stage = CaptureStage([StagePoint("tapA"), StagePoint("qvoB", Direction.TO_VM)])
     out = stage.push([(1, b"x", OTHERHOST, 1, 1), (2, b"y", OTHERHOST, 1, 0)], 1)
     assert [(p.interface, p.direction) for p in out] == [
-        ("qvoB", DIRECTION_INBOUND),
-        ("tapA", DIRECTION_OUTBOUND),
+        ("qvoB", EPB_TO_VM),
+        ("tapA", EPB_FROM_VM),
     ]
 
 
@@ -53,8 +53,8 @@ def test_packets_encode_under_the_nics_name() -> None:
 
 
 def test_direction_bits_and_no_points() -> None:
-    assert direction_bits(Direction.FROM_VM) == DIRECTION_OUTBOUND
-    assert direction_bits(Direction.TO_VM) == DIRECTION_INBOUND
+    assert direction_bits(Direction.FROM_VM) == EPB_FROM_VM
+    assert direction_bits(Direction.TO_VM) == EPB_TO_VM
     assert direction_bits(Direction.BOTH) == 0
     with pytest.raises(ValueError):
         CaptureStage([])

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from tests.unit.pipeline.helpers import gre, icmp_frame
-from vmsniff.pcap import LINKTYPE_RAW, file_header, record
+from vmsniff.formats.capture import LINKTYPE_RAW
+from vmsniff.pcap import file_header, record
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import require_root
 from tests.unit.pipeline.helpers import gre, icmp_frame, tshark_fields
-from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_RAW
 from vmsniff.pcap.pcap import file_header, record
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.unit.pipeline.helpers import erspan2, gre, icmp_frame  # noqa: E402
 from vmsniff.filter import InnerFilter, bpf_instructions  # noqa: E402
 from vmsniff.filter.kernel import receive_program  # noqa: E402
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW  # noqa: E402
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW  # noqa: E402
 from vmsniff.pipeline.core import Pipeline, PipelineConfig  # noqa: E402
 from vmsniff.pipeline.ring import Ring  # noqa: E402
 from vmsniff.pipeline.sources import kernel_program  # noqa: E402

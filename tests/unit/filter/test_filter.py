@@ -10,7 +10,7 @@ import pytest
 
 from vmsniff.errors import UsageError
 from vmsniff.filter import InnerFilter, bpf_instructions
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.pcap import file_header, record
 from vmsniff.pcap.reader import read_records
 

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import require_root
 from vmsniff.filter import bpf_instructions
 from vmsniff.filter.kernel import receive_program, shift_program
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+from vmsniff.formats.capture import LINKTYPE_ETHERNET
 from vmsniff.pipeline.sources import kernel_program
 
 PROBE = Path(__file__).with_name("kernel_probe.py")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.pcap import file_header, record
 from vmsniff.pcap.reader import CaptureReader
 

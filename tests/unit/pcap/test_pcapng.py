@@ -12,10 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import EPB_FROM_VM, EPB_TO_VM, LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.pcapng import (
-    DIRECTION_INBOUND,
-    DIRECTION_OUTBOUND,
     enhanced_packet_block,
     interface_description_block,
     section_header_block,
@@ -39,7 +37,7 @@ def _blocks(data: bytes) -> list[tuple[int, int, bytes]]:
 def test_block_layout_and_padding() -> None:
     shb = section_header_block(userappl="vmsniff")
     idb = interface_description_block(LINKTYPE_ETHERNET, 9000, name="vms-abc", tsresol=9)
-    epb = enhanced_packet_block(0, TS, ETH, 60, flags=DIRECTION_INBOUND)
+    epb = enhanced_packet_block(0, TS, ETH, 60, flags=EPB_TO_VM)
     (s,), (i,), (e,) = _blocks(shb), _blocks(idb), _blocks(epb)
     assert s[0] == 0x0A0D0D0A and s[2][:4] == b"\x4d\x3c\x2b\x1a"
     assert struct.unpack_from("<HHq", s[2], 4) == (1, 0, -1)
@@ -68,10 +66,10 @@ def test_tshark_reads_directions_and_interfaces(
     data += interface_description_block(LINKTYPE_RAW, 0, tsresol=6)
     ip = bytes.fromhex("450000140000000040ff0000c0000201c0000202")
     packets = [
-        (0, TS, ETH, len(ETH), DIRECTION_OUTBOUND, "0x00000002"),
-        (0, TS + 1, ETH[:20], 1500, DIRECTION_INBOUND, "0x00000001"),
+        (0, TS, ETH, len(ETH), EPB_FROM_VM, "0x00000002"),
+        (0, TS + 1, ETH[:20], 1500, EPB_TO_VM, "0x00000001"),
         (0, TS + 2, ETH, len(ETH), None, None),
-        (1, TS // 1000 * 1000 + 3_000, ip, len(ip), DIRECTION_INBOUND, "0x00000001"),
+        (1, TS // 1000 * 1000 + 3_000, ip, len(ip), EPB_TO_VM, "0x00000001"),
     ]
     for iface, ts, frame, origlen, flags, _ in packets:
         tsresol = 9 if iface == 0 else 6

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import struct
 
-BLOCK_HEADER = 48  # tpacket_block_desc with tpacket_hdr_v1, aligned
-PACKET_OUTGOING = 4
+from vmsniff.formats.packet import BLOCK_HEADER
 
 
 def block(

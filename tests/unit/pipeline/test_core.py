@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from tests.unit.pipeline.helpers import HV, erspan2, erspan3, gre, icmp_frame
 from vmsniff.errors import UsageError
 from vmsniff.filter import InnerFilter
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
-from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
+from vmsniff.formats.capture import EPB_FROM_VM, EPB_TO_VM, LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pipeline.core import Pipeline, PipelineConfig, parse_sources
 from vmsniff.wire.ipv4 import encode_ipv4
 
@@ -47,7 +46,7 @@ def test_direction_both_marks_k_and_k_plus_1_and_drops_other_keys() -> None:
     frames = [gre(icmp_frame(i), key=k) for i, k in enumerate((100, 101, 102, 100))]
     p = run(cfg, frames)
     got = [(pkt.session, pkt.direction) for pkt in p.out]  # type: ignore[attr-defined]
-    assert got == [(100, DIRECTION_OUTBOUND), (101, DIRECTION_INBOUND), (100, DIRECTION_OUTBOUND)]
+    assert got == [(100, EPB_FROM_VM), (101, EPB_TO_VM), (100, EPB_FROM_VM)]
     assert p.stats.filtered_out == 1 and p.stats.written == 3
 
 
@@ -65,7 +64,7 @@ def test_erspan_sessions_and_type_iii_direction_bit() -> None:
     p = run(PipelineConfig(), [erspan2(icmp_frame(0), 7), erspan3(icmp_frame(1), 9, d=0),
                                erspan3(icmp_frame(2), 9, d=1)])  # fmt: skip
     got = [(x.session, x.direction, x.erspan) for x in p.out]  # type: ignore[attr-defined]
-    assert got == [(7, 0, True), (9, DIRECTION_OUTBOUND, True), (9, DIRECTION_INBOUND, True)]
+    assert got == [(7, 0, True), (9, EPB_FROM_VM, True), (9, EPB_TO_VM, True)]
 
 
 def test_from_filters_on_outer_source() -> None:

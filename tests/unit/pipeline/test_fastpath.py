@@ -9,14 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.pipeline.blocks import PACKET_OUTGOING, block
+from tests.unit.pipeline.blocks import block
 from tests.unit.pipeline.helpers import erspan2, erspan3, gre, icmp_frame
 from vmsniff.filter import InnerFilter
-from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_RAW
+from vmsniff.formats.packet import PACKET_OUTGOING
+from vmsniff.pcap.encoder import new_encoder
 from vmsniff.pcap.pcap import file_header
 from vmsniff.pcap.reader import CaptureReader
 from vmsniff.pipeline.core import Pipeline, PipelineConfig, parse_sources
-from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.fastpath import FastPath
 from vmsniff.pipeline.scatter import joined
 from vmsniff.wire.ipv4 import encode_ipv4

@@ -6,18 +6,19 @@ from typing import Any
 
 import pytest
 
-from tests.unit.pipeline.blocks import PACKET_OUTGOING, block
+from tests.unit.pipeline.blocks import block
 from tests.unit.pipeline.helpers import icmp_frame
 from tests.unit.pipeline.test_fastpath import same_capture
 from vmsniff.capture.stage import CaptureStage, StagePoint
+from vmsniff.formats.capture import EPB_FROM_VM, EPB_TO_VM
+from vmsniff.formats.packet import PACKET_OUTGOING
 from vmsniff.model import Direction
-from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
+from vmsniff.pcap.encoder import new_encoder
 from vmsniff.pipeline.core import Stats
-from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.framepath import FramePath
 from vmsniff.pipeline.scatter import joined
 
-BITS = {Direction.FROM_VM: DIRECTION_OUTBOUND, Direction.TO_VM: DIRECTION_INBOUND}
+BITS = {Direction.FROM_VM: EPB_FROM_VM, Direction.TO_VM: EPB_TO_VM}
 
 
 def traffic(n: int = 120) -> list[tuple[int, bytes, int]]:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from tests.unit.pipeline.blocks import block
 from tests.unit.pipeline.helpers import gre, icmp_frame
 from tests.unit.pipeline.test_fastpath import fast, reference, same_capture
+from vmsniff.pcap.encoder import new_encoder
 from vmsniff.pipeline.core import PipelineConfig
-from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.inplace import BlockRecords
 from vmsniff.pipeline.scatter import joined
 

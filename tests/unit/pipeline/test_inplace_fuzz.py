@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from tests.unit.pipeline.blocks import block
 from tests.unit.pipeline.helpers import gre, icmp_frame
 from vmsniff.errors import MalformedPacket
+from vmsniff.pcap.encoder import new_encoder
 from vmsniff.pipeline.core import Pipeline, PipelineConfig
-from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.fastpath import FastPath
 from vmsniff.pipeline.inplace import BlockRecords
 

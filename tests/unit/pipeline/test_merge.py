@@ -10,21 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.pipeline.blocks import PACKET_OUTGOING, block
+from tests.unit.pipeline.blocks import block
 from tests.unit.pipeline.helpers import icmp_frame
 from tests.unit.pipeline.test_fastpath import pcapng_view
 from vmsniff.capture.stage import CaptureStage, StagePoint
+from vmsniff.formats.capture import EPB_FROM_VM, EPB_TO_VM
+from vmsniff.formats.packet import PACKET_OUTGOING
 from vmsniff.model import Direction
-from vmsniff.pcap.pcapng import DIRECTION_INBOUND, DIRECTION_OUTBOUND
+from vmsniff.pcap.encoder import new_encoder
 from vmsniff.pipeline.core import Stats
-from vmsniff.pipeline.encode import new_encoder
 from vmsniff.pipeline.framepath import FramePath
 from vmsniff.pipeline.merge import MergedFramePaths
 from vmsniff.pipeline.scatter import Scatter, joined
 
 SIZE = 1 << 16
 HOLD = 40_000_000
-BITS = {Direction.FROM_VM: DIRECTION_OUTBOUND, Direction.TO_VM: DIRECTION_INBOUND}
+BITS = {Direction.FROM_VM: EPB_FROM_VM, Direction.TO_VM: EPB_TO_VM}
 Frame = tuple[int, bytes, int]
 
 

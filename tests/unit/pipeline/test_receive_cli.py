@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.pipeline.helpers import gre, icmp_frame, tshark_fields
 from tests.unit.wire.conftest import _load_expected, capture_names, require_captures
-from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_RAW
 from vmsniff.pcap.pcap import file_header, record
 from vmsniff.pcap.reader import read_records
 

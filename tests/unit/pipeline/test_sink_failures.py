@@ -18,8 +18,8 @@ import pytest
 
 from tests.unit.pipeline.helpers import tshark_fields
 from vmsniff.errors import FileError
+from vmsniff.pcap.encoder import new_encoder, whole_prefix
 from vmsniff.pcap.reader import CaptureReader
-from vmsniff.pipeline.encode import new_encoder, whole_prefix
 from vmsniff.pipeline.scatter import Scatter
 from vmsniff.pipeline.sinks import FileSink
 

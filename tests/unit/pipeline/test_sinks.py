@@ -11,10 +11,10 @@ import pytest
 
 from tests.unit.pipeline.helpers import icmp_frame, tshark_fields
 from vmsniff.errors import UsageError
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.pcap.encoder import interface_name
 from vmsniff.pcap.reader import CaptureReader, read_records
 from vmsniff.pipeline.core import Packet
-from vmsniff.pipeline.encode import interface_name
 from vmsniff.pipeline.sinks import FileSink, KeyedSink, PrintSink, Rotation, summary
 
 T0 = 1_700_000_000_123_456_789

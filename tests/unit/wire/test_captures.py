@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from vmsniff.errors import MalformedPacket
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET
+from vmsniff.formats.capture import LINKTYPE_ETHERNET
 from vmsniff.pcap.reader import Record
 from vmsniff.wire.decap import decap_linktype
 from vmsniff.wire.ethernet import parse_ethernet

@@ -12,7 +12,7 @@ from scapy.layers.l2 import GRE, Dot1Q, Ether
 from scapy.packet import Packet
 
 from vmsniff.errors import MalformedPacket
-from vmsniff.pcap.linktypes import (
+from vmsniff.formats.capture import (
     LINKTYPE_ETHERNET,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_NULL,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmsniff.errors import MalformedPacket
-from vmsniff.pcap.linktypes import LINKTYPE_RAW
+from vmsniff.formats.capture import LINKTYPE_RAW
 from vmsniff.pcap.pcap import file_header, record
 from vmsniff.wire.decap import decap_ip
 from vmsniff.wire.gre import encode_gre

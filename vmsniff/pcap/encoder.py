@@ -1,4 +1,4 @@
-"""Turn :class:`~vmsniff.pipeline.core.Packet` values into pcap or pcapng bytes (sans-IO).
+"""The one pcap and pcapng encoder of the program: :class:`Packet` values in, bytes out (sans-IO).
 
 An encoder is stateful only in what a file needs once: the header, and for pcapng the
 Interface Description Blocks. A fresh encoder starts each file (so a rotated file stands alone).
@@ -13,14 +13,30 @@ no such limit: each (session, direction, link type) is an interface of its own, 
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
-from vmsniff.pcap.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from vmsniff.formats.capture import (
+    BLOCK_TOTAL_LENGTH_OFFSET,
+    BT_EPB,
+    EPB_FLAGS,
+    EPB_FLAGS_OPTION,
+    EPB_HEAD,
+    EPB_TRAILER_LEN,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    OPT_ENDOFOPT,
+    PCAP_FILE_HEADER,
+    PCAP_RECORD_HEADER,
+    direction_from_epb,
+)
+from vmsniff.formats.ethernet import ETH_ADDRS_LEN, ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6
+from vmsniff.pcap.pcap import file_header
 from vmsniff.pcap.pcapng import interface_description_block, section_header_block
-from vmsniff.pipeline.core import Packet, direction_name
 
 __all__ = [
     "FORMATS",
     "Encoder",
+    "Packet",
     "PcapEncoder",
     "PcapngEncoder",
     "interface_name",
@@ -29,12 +45,32 @@ __all__ = [
 ]
 
 FORMATS = ("pcap", "pcapng")
-_PCAP_FILE = struct.Struct("<IHHiIII")
-_PCAP_REC = struct.Struct("<IIII")
-_EPB_HEAD = struct.Struct("<IIIIIII")  # block type, length, interface, ts hi, ts lo, caplen, len
-_EPB_FLAGS = struct.Struct("<HHIHH")  # option epb_flags (2), length 4, value, opt_endofopt
+_ETHER_FOR_IP = {
+    4: bytes(ETH_ADDRS_LEN) + ETHERTYPE_IPV4.to_bytes(2, "big"),
+    6: bytes(ETH_ADDRS_LEN) + ETHERTYPE_IPV6.to_bytes(2, "big"),
+}
 _U32 = struct.Struct("<I")
-_ZERO_MACS = bytes(12)
+
+
+class Packet(NamedTuple):
+    """One frame ready to write: what the pipelines produce and the encoders take."""
+
+    ts_ns: int
+    data: bytes
+    """The frame, cut to the snaplen."""
+    origlen: int
+    """Its length before any cut (by the mirror's snaplen, or ours)."""
+    linktype: int
+    session: int | None
+    """GRE key, else ERSPAN session id; None when the envelope carries neither."""
+    direction: int
+    """pcapng ``epb_flags`` direction bits (:mod:`vmsniff.formats.capture`): 0 unknown,
+    ``EPB_TO_VM`` or ``EPB_FROM_VM``."""
+    erspan: bool
+    """True when the envelope was ERSPAN (for naming)."""
+    interface: str | None = None
+    """A pcapng interface name to file the packet under (``capture``: the NIC's name); None
+    names it from the session and direction."""
 
 
 def interface_name(session: int | None, direction: int, erspan: bool) -> str:
@@ -45,7 +81,7 @@ def interface_name(session: int | None, direction: int, erspan: bool) -> str:
         name = f"erspan-session-{session}"
     else:
         name = f"gre-key-{session}"
-    way = direction_name(direction)
+    way = direction_from_epb(direction)
     return f"{name}-{way}" if way else name
 
 
@@ -67,19 +103,17 @@ class PcapEncoder(Encoder):
     """Classic pcap, little-endian, nanosecond timestamps, Ethernet link type."""
 
     def header(self) -> bytes:
-        # Magic 0xA1B23C4D: nanosecond timestamps (draft-ietf-opsawg-pcap section 4).
-        return _PCAP_FILE.pack(0xA1B23C4D, 2, 4, 0, 0, self.snaplen, LINKTYPE_ETHERNET)
+        return file_header(self.snaplen, LINKTYPE_ETHERNET, nanosecond=True)
 
     def encode(self, pkt: Packet) -> bytes:
         data = pkt.data
         origlen = pkt.origlen
         if pkt.linktype == LINKTYPE_RAW and data:
-            etype = b"\x86\xdd" if data[0] >> 4 == 6 else b"\x08\x00"
-            data = _ZERO_MACS + etype + data
-            origlen += 14
+            data = _ETHER_FOR_IP[6 if data[0] >> 4 == 6 else 4] + data
+            origlen += ETH_HEADER_LEN
         sec, ns = divmod(pkt.ts_ns, 1_000_000_000)
         n = len(data)
-        return _PCAP_REC.pack(sec, ns, n, origlen if origlen > n else n) + data
+        return PCAP_RECORD_HEADER.pack(sec, ns, n, origlen if origlen > n else n) + data
 
 
 class PcapngEncoder(Encoder):
@@ -125,11 +159,15 @@ class PcapngEncoder(Encoder):
         data = pkt.data
         n = len(data)
         pad = -n % 4
-        opts = _EPB_FLAGS.pack(2, 4, pkt.direction, 0, 0) if pkt.direction else b""
-        total = 32 + n + pad + len(opts)
+        opts = (
+            EPB_FLAGS_OPTION.pack(EPB_FLAGS, 4, pkt.direction, OPT_ENDOFOPT, 0)
+            if pkt.direction
+            else b""
+        )
+        total = EPB_HEAD.size + n + pad + len(opts) + EPB_TRAILER_LEN
         ts = pkt.ts_ns
         origlen = pkt.origlen if pkt.origlen > n else n
-        head = _EPB_HEAD.pack(6, total, index, ts >> 32, ts & 0xFFFFFFFF, n, origlen)
+        head = EPB_HEAD.pack(BT_EPB, total, index, ts >> 32, ts & 0xFFFFFFFF, n, origlen)
         return b"".join((idb, head, data, b"\x00" * pad, opts, _U32.pack(total)))
 
 
@@ -152,18 +190,18 @@ def whole_prefix(fmt: str, data: bytes, n: int, *, file_header: bool) -> int:
     pos = 0
     if fmt == "pcap":
         if file_header:
-            if n < _PCAP_FILE.size:
+            if n < PCAP_FILE_HEADER.size:
                 return 0
-            pos = _PCAP_FILE.size
-        while pos + _PCAP_REC.size <= n:
-            end = pos + _PCAP_REC.size + _U32.unpack_from(data, pos + 8)[0]  # incl_len
+            pos = PCAP_FILE_HEADER.size
+        while pos + PCAP_RECORD_HEADER.size <= n:
+            end = pos + PCAP_RECORD_HEADER.size + _U32.unpack_from(data, pos + 8)[0]  # incl_len
             if end > n:
                 break
             pos = end
         return pos
     # pcapng: every block (SHB, IDB, EPB) says its total length at offset 4 (section 3.1).
     while pos + 8 <= n:
-        end = pos + _U32.unpack_from(data, pos + 4)[0]
+        end = pos + _U32.unpack_from(data, pos + BLOCK_TOTAL_LENGTH_OFFSET)[0]
         if end > n or end <= pos:
             break
         pos = end
