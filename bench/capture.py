@@ -73,7 +73,7 @@ def build_pcap(path: Path, count: int, mix: str) -> None:
 def worker(tap: str, out: str) -> int:
     """vmsniff capture's path after resolve, on ``tap`` into ``out`` until SIGTERM."""
     from vmsniff.capture import CaptureOptions, plan_points
-    from vmsniff.capture.live import block_fast_path, open_capture
+    from vmsniff.capture.live import capture_stage, open_capture
     from vmsniff.capture.netdev import link_exists
     from vmsniff.model import Nic, PlugKind, Server, Target
     from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
@@ -88,13 +88,11 @@ def worker(tap: str, out: str) -> int:
         sink = FileSink(out, "pcapng", opts.snaplen, application="vmsniff capture")
         try:
             print("ready", flush=True)
-            fast = block_fast_path(cap, sink, opts.direction)
+            stage = capture_stage(cap, sink, opts.direction)
             try:
-                stats = drive(cap.source, cap.stage, sink, stop=cap.source.drained_flag,  # type: ignore[arg-type]
-                              fast=fast)  # fmt: skip
+                stats = drive(cap.source, stage, sink, stop=cap.source.drained_flag)
             finally:
-                if fast is not None:
-                    fast.close()
+                stage.close()
         finally:
             sink.close()
     print(json.dumps(stats.as_dict()), flush=True)

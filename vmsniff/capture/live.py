@@ -26,10 +26,11 @@ from vmsniff.capture.stage import CaptureStage, StagePoint
 from vmsniff.errors import PermissionDenied
 from vmsniff.formats.capture import LINKTYPE_ETHERNET
 from vmsniff.model import Direction, Target
+from vmsniff.pipeline.run import Stage, choose_stage
 
 __all__ = [
     "OpenCapture",
-    "block_fast_path",
+    "capture_stage",
     "compile_filter",
     "open_capture",
     "require_packet_sockets",
@@ -174,39 +175,35 @@ def _start_mirror(
     return session
 
 
-def block_fast_path(cap: OpenCapture, sink: Any, direction: Direction) -> Any:
-    """The block fast path for ``cap`` when it applies: a plain file (a
-    :class:`~vmsniff.pipeline.sinks.FileSink` without -C or -G), and real rings.
-    :class:`~vmsniff.pipeline.framepath.FramePath` for one ring,
-    :class:`~vmsniff.pipeline.merge.MergedFramePaths` over one per ring for several. It
-    switches the source to whole blocks. None otherwise: frames then go through the capture
-    stage one by one."""
-    from vmsniff.capture.stage import direction_bits
-    from vmsniff.pipeline.sinks import FileSink
+def capture_stage(cap: OpenCapture, sink: Any, direction: Direction) -> Stage:
+    """How ``cap``'s packets are processed on their way to ``sink``, as
+    :func:`~vmsniff.pipeline.run.choose_stage` decides: whole blocks when it can
+    (:class:`~vmsniff.pipeline.framepath.FramePath` for one ring,
+    :class:`~vmsniff.pipeline.merge.MergedFramePaths` over one per ring for several), else
+    frame by frame through the capture stage. Close it after the run."""
 
-    rings: list[Any] = list(cap.source.rings)
-    if not isinstance(sink, FileSink) or sink.rotation.active:
-        return None
-    if not all(hasattr(ring, "memory") for ring in rings):  # a test's fake rings
-        return None
-    from vmsniff.pipeline.framepath import FramePath
+    def block_path() -> Any:
+        from vmsniff.capture.stage import direction_bits
+        from vmsniff.pipeline.framepath import FramePath
 
-    paths = [
-        FramePath(
-            ring.memory,
-            ring.block_size,
-            sink.encoder,
-            cap.stage.stats,
-            name=point.name,
-            fixed=direction_bits(point.fixed) if point.fixed else 0,
-            wanted=direction_bits(direction),
-            snaplen=cap.stage.snaplen,
-        )  # fmt: skip
-        for ring, point in zip(rings, cap.stage.points, strict=True)
-    ]
-    cap.source.blocks = True
-    if len(paths) == 1:
-        return paths[0]
-    from vmsniff.pipeline.merge import MergedFramePaths
+        rings: list[Any] = list(cap.source.rings)
+        paths = [
+            FramePath(
+                ring.memory,
+                ring.block_size,
+                sink.encoder,
+                cap.stage.stats,
+                name=point.name,
+                fixed=direction_bits(point.fixed) if point.fixed else 0,
+                wanted=direction_bits(direction),
+                snaplen=cap.stage.snaplen,
+            )  # fmt: skip
+            for ring, point in zip(rings, cap.stage.points, strict=True)
+        ]
+        if len(paths) == 1:
+            return paths[0]
+        from vmsniff.pipeline.merge import MergedFramePaths
 
-    return MergedFramePaths(paths, cap.stage.stats, hold_ns=HOLD_MS * 1_000_000)
+        return MergedFramePaths(paths, cap.stage.stats, hold_ns=HOLD_MS * 1_000_000)
+
+    return choose_stage(cap.source, sink, cap.stage, block_path)

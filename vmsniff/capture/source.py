@@ -71,9 +71,15 @@ class RingSource:
         self.wall_ns = wall_ns
         self.drained = False
         self.blocks = False
-        """Yield whole blocks (:data:`~vmsniff.pipeline.sources.RING_BLOCK`) instead of
-        frames: for :class:`~vmsniff.pipeline.framepath.FramePath` with one ring, for
+        """Yield whole blocks instead of ``(linktype, frames)`` (set by
+        :func:`~vmsniff.pipeline.run.choose_stage`): for
+        :class:`~vmsniff.pipeline.framepath.FramePath` with one ring, for
         :class:`~vmsniff.pipeline.merge.MergedFramePaths` with several."""
+
+    @property
+    def real_rings(self) -> bool:
+        """Kernel rings (a test's fake rings have no memory for a block path to write in)."""
+        return all(hasattr(ring, "memory") for ring in self.rings)
 
     def drained_flag(self) -> bool:
         """For ``drive(stop=…)``: true once the source has released everything and ended."""
@@ -91,7 +97,7 @@ class RingSource:
     def _ending(self) -> bool:
         return self.stop() or (self.deadline is not None and self.clock() >= self.deadline)
 
-    def batches(self) -> Iterator[tuple[int, Any]]:
+    def batches(self) -> Iterator[Any]:
         if len(self.rings) == 1:
             yield from self._single()
         elif self.blocks:
@@ -100,12 +106,10 @@ class RingSource:
             yield from self._merged()
         self.drained = True
 
-    def _single(self) -> Iterator[tuple[int, Any]]:
+    def _single(self) -> Iterator[Any]:
         if self.blocks:
-            from vmsniff.pipeline.sources import RING_BLOCK
-
             for raw in self.rings[0].raw_blocks(self.timeout_ms):
-                yield RING_BLOCK, raw
+                yield raw
                 if self._ending():
                     return
             return
@@ -114,14 +118,12 @@ class RingSource:
             if self._ending():
                 return
 
-    def _merged_blocks(self) -> Iterator[tuple[int, Any]]:
+    def _merged_blocks(self) -> Iterator[Any]:
         """Several rings, for :class:`~vmsniff.pipeline.merge.MergedFramePaths`: each ready
         block as ``(index, block, empty_at, False)`` (the block is handed back when the
         generator resumes), and after each round, once every ring was read until it had
         nothing ready (at most ``block_count`` blocks each), ``(None, None, empty_at,
         ending)`` to release what no ring can precede any more."""
-        from vmsniff.pipeline.sources import RING_BLOCK
-
         poller = select.poll()
         for ring in self.rings:
             poller.register(ring.fileno(), select.POLLIN | select.POLLERR)
@@ -138,9 +140,9 @@ class RingSource:
                         if block is None:
                             empty_at[index] = now
                             break
-                        yield RING_BLOCK, (index, block, empty_at, False)
+                        yield index, block, empty_at, False
                 ending = self._ending()
-                yield RING_BLOCK, (None, None, tuple(empty_at), ending)
+                yield None, None, tuple(empty_at), ending
                 if ending:
                     return
         finally:

@@ -103,7 +103,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
 
     from vmsniff.capture import CaptureOptions, plan_points, require_local
     from vmsniff.capture.live import (
-        block_fast_path,
+        capture_stage,
         compile_filter,
         open_capture,
         require_packet_sockets,
@@ -112,6 +112,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     from vmsniff.cli._render_receive import render_failed_run, render_stats
     from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
+    from vmsniff.pipeline.sinks import Rotation, open_sink
     from vmsniff.resolve import resolve, single_nic
     from vmsniff.resolve.endpoints import local_host
 
@@ -157,7 +158,16 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     with stop_on_signals(flag), open_capture(target, points, copts, stop=flag) as cap:
         for sid in cap.removed_expired:
             env.info(f"removed expired vmsniff session {sid}")
-        sink = _sink(env, opts, write, print_, as_json)
+        # Opened once the points are: a refused point leaves no file. A FIFO's reader is
+        # waited for with the rows renewed and watched, and a signal ends the wait.
+        sink = open_sink(
+            write, opts["fmt"], opts["snaplen"], application="vmsniff capture",
+            rotation=Rotation(size=int(opts["file_size"] * 1_000_000) if opts["file_size"]
+                              else None, seconds=opts["rotate_seconds"],
+                              files=opts["file_count"]),
+            flush_each=opts["packet_buffered"], force=opts["force"],
+            print_to=(env.stderr if as_json else env.stdout) if print_ else None, stop=flag,
+        )  # fmt: skip
         try:
             import time
 
@@ -170,15 +180,10 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
                 from vmsniff.cli._render_receive import live_line
 
                 on_tick = live_line(env, FIELDS)
-            # RingSource.kernel_dropped is a read-only property; drive's Source protocol
-            # spells it as a plain attribute (receive's LiveSource has the same property).
-            source: Any = cap.source
-            fast = block_fast_path(cap, sink, copts.direction)
+            stage = capture_stage(cap, sink, copts.direction)
             try:
-                stats = drive(
-                    source, cap.stage, sink, count=opts["count"], stop=cap.source.drained_flag,
-                    on_tick=on_tick, fast=fast,
-                )  # fmt: skip
+                stats = drive(cap.source, stage, sink, count=opts["count"],
+                              stop=cap.source.drained_flag, on_tick=on_tick)  # fmt: skip
             except VmsniffError:
                 # Disk full, an I/O error, a rotation file refused: the counts so far, then
                 # the error (exit 11 for the disk);
@@ -186,8 +191,7 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
                 render_failed_run(env, cap.stage.stats, FIELDS)
                 raise
             finally:
-                if fast is not None:
-                    fast.close()
+                stage.close()
         finally:
             sink.close()
         sessions = [plan.session for plan in cap.sessions]
@@ -215,33 +219,3 @@ for _param in capture.params:
     if _param.name == "nic" and isinstance(_param, click.Option):
         _param.metavar = "MAC|PORT|NET|all"
         _param.help = "One NIC (MAC, Neutron port id, network), or 'all' into one pcapng."
-
-
-def _sink(env: Env, opts: dict[str, Any], write: str | None, print_: bool, as_json: bool) -> Any:
-    from vmsniff.pipeline.sinks import FileSink, PrintSink, Rotation, Sink, TeeSink
-
-    rotation = Rotation(
-        size=int(opts["file_size"] * 1_000_000) if opts["file_size"] else None,
-        seconds=opts["rotate_seconds"],
-        files=opts["file_count"],
-    )
-    sinks: list[Sink] = []
-    if write is not None:
-        sinks.append(
-            FileSink(
-                write,
-                opts["fmt"],
-                opts["snaplen"],
-                rotation=rotation,
-                flush_each=opts["packet_buffered"],
-                force=opts["force"],
-                application="vmsniff capture",
-            )
-        )
-    elif rotation.active:
-        raise UsageError("-C/-G/-W need -w FILE")
-    if print_:
-        # With --json, stdout holds the one JSON document: the packet lines go to stderr,
-        # as tcpdump's own messages do.
-        sinks.append(PrintSink(env.stderr if as_json else env.stdout, flush_each=True))
-    return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

@@ -1,9 +1,20 @@
-"""The one loop that drives a source through the pipeline into a sink (the only I/O loop).
+"""The one loop that drives a source through a stage into a sink (the only I/O loop), and
+the one place that chooses how packets are processed.
 
-It stops at the end of the source, after ``count`` packets written, after ``duration``
-seconds, when the sink is finished (``-G`` with ``-W``), or when ``stop()`` says so (the CLI's
-signal handler sets it). Buffered records are flushed at least every ``flush_interval``
-seconds, so ``-w - | wireshark -k -i -`` sees packets while they come.
+:func:`choose_stage` decides, for ``receive`` and ``capture`` alike, between the two ways of
+processing: packet by packet (:class:`~.core.Pipeline`, ``capture``'s
+:class:`~vmsniff.capture.stage.CaptureStage`) into :class:`~vmsniff.pcap.encoder.Packet`
+values, or a whole TPACKET_V3 ring block at a time
+(:class:`~.fastpath.FastPath`, :class:`~.framepath.FramePath`, :class:`~.merge.MergedFramePaths`)
+into records encoded in the ring (:class:`Records`). Blocks are taken only when the sink is
+one plain file (no rotation, no ``{key}`` template, no ``--print``) and the source reads real
+rings; the source is then told to yield whole blocks. Either way the result is a
+:class:`Stage`: :func:`drive` and :meth:`~.sinks.Sink.write` each have one interface.
+
+:func:`drive` stops at the end of the source, after ``count`` packets written, after
+``duration`` seconds, when the sink is finished (``-G`` with ``-W``), or when ``stop()`` says so
+(the CLI's signal handler sets it). Buffered records are flushed at least every
+``flush_interval`` seconds, so ``-w - | wireshark -k -i -`` sees packets while they come.
 """
 
 from __future__ import annotations
@@ -12,37 +23,143 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from vmsniff.pipeline.core import Packet, Stats
-from vmsniff.pipeline.sinks import FileSink, Sink
-from vmsniff.pipeline.sources import RING_BLOCK, Batch
+from vmsniff.pcap.encoder import Packet
+from vmsniff.pipeline.core import Stats
 
-if TYPE_CHECKING:
-    from vmsniff.pipeline.fastpath import FastPath
+__all__ = [
+    "BlockStage",
+    "PacketStage",
+    "Records",
+    "Source",
+    "Stage",
+    "StopFlag",
+    "choose_stage",
+    "drive",
+    "stop_on_signals",
+]
 
-__all__ = ["Source", "Stage", "StopFlag", "drive", "stop_on_signals"]
+
+class Records(NamedTuple):
+    """What a block stage hands its sink: records already encoded by the sink's encoder
+    (bytes-likes and :class:`~.scatter.Scatter` stretches into the ring, in order), holding
+    ``packets`` packets. Only a plain :class:`~.sinks.FileSink` is given these."""
+
+    pieces: list[Any]
+    packets: int
 
 
 class Source(Protocol):
-    """Where frames come from: :class:`~.sources.FileSource`, :class:`~.sources.LiveSource`,
-    or a capture's tap source (``batches`` yields ``(linktype, frames)``)."""
+    """Where batches come from: :class:`~.sources.FileSource`, :class:`~.sources.LiveSource`
+    or a capture's :class:`~vmsniff.capture.source.RingSource`."""
 
-    kernel_dropped: int
+    @property
+    def kernel_dropped(self) -> int: ...
 
-    def batches(self) -> Iterator[Batch] | Iterator[tuple[int, list[Any]]]: ...
+    def batches(self) -> Iterator[Any]: ...
 
     def close(self) -> None: ...
 
 
+class BlockSource(Source, Protocol):
+    """A source that can yield whole ring blocks instead of frames, once told to."""
+
+    blocks: bool
+
+    @property
+    def real_rings(self) -> bool:
+        """True when its rings are kernel rings whose memory a block path may write into."""
+        ...
+
+
 class Stage(Protocol):
-    """What :func:`drive` runs each batch through: :class:`~.core.Pipeline` for ``receive``
-    (frames are ``(timestamp_ns, bytes)``); ``capture`` has its own, whose frames carry the
-    packet type too. Every frame is counted in :attr:`stats`."""
+    """What :func:`drive` runs each batch through. Every frame is counted in :attr:`stats`;
+    at most ``limit`` packets come out (None: no limit)."""
 
     stats: Stats
 
+    def push(self, batch: Any, limit: int | None) -> list[Packet] | Records: ...
+
+    def close(self) -> None: ...
+
+
+class _FrameStage(Protocol):
+    stats: Stats
+
     def push(self, frames: Any, linktype: int) -> list[Packet]: ...
+
+
+class PacketStage:
+    """Packet by packet: ``(linktype, frames)`` batches through ``inner`` (a
+    :class:`~.core.Pipeline` or a :class:`~vmsniff.capture.stage.CaptureStage`)."""
+
+    def __init__(self, inner: _FrameStage) -> None:
+        self.inner = inner
+        self.stats = inner.stats
+
+    def push(self, batch: tuple[int, Any], limit: int | None) -> list[Packet]:
+        linktype, frames = batch
+        if not frames:
+            return []
+        packets = self.inner.push(frames, linktype)
+        if limit is not None and len(packets) > limit:
+            # what -c cuts is neither written nor filtered out
+            self.stats.written -= len(packets) - limit
+            del packets[limit:]
+        return packets
+
+    def close(self) -> None:
+        pass
+
+
+class _BlockPath(Protocol):
+    def process(self, *block: Any, limit: int | None = None) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class BlockStage:
+    """A ring block at a time: each batch is what the source yields in block mode, handed to
+    ``path`` (:class:`~.fastpath.FastPath`, :class:`~.framepath.FramePath`,
+    :class:`~.merge.MergedFramePaths`), whose records come out as :class:`Records`."""
+
+    def __init__(self, path: _BlockPath, stats: Stats) -> None:
+        self.path = path
+        self.stats = stats
+
+    def push(self, batch: tuple[Any, ...] | None, limit: int | None) -> Records:
+        if batch is None:  # the ring had nothing new for a while: drive gets to check the time
+            return Records([], 0)
+        before = self.stats.written
+        pieces = self.path.process(*batch, limit=limit)
+        return Records(pieces, self.stats.written - before)
+
+    def close(self) -> None:
+        self.path.close()
+
+
+def choose_stage(
+    source: Source,
+    sink: Any,
+    per_packet: _FrameStage,
+    block_path: Callable[[], _BlockPath] | None,
+) -> Stage:
+    """The one decision between per-packet and per-block processing (see the module's
+    docstring). ``block_path`` builds the block path (after the decision: it maps the
+    rings); None when the command has none for this source (``-r FILE``)."""
+    from vmsniff.pipeline.sinks import FileSink
+
+    if (
+        block_path is not None
+        and getattr(source, "real_rings", False)
+        and isinstance(sink, FileSink)
+        and not sink.rotation.active
+    ):
+        stage = BlockStage(block_path(), per_packet.stats)
+        source.blocks = True  # type: ignore[attr-defined]
+        return stage
+    return PacketStage(per_packet)
 
 
 class StopFlag:
@@ -75,10 +192,9 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
 
 def drive(
     source: Source,
-    pipeline: Stage,
-    sink: Sink,
+    stage: Stage,
+    sink: Any,
     *,
-    fast: FastPath | None = None,
     count: int | None = None,
     duration: float | None = None,
     stop: Callable[[], bool] = lambda: False,
@@ -86,36 +202,16 @@ def drive(
     on_tick: Callable[[Stats], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Stats:
-    """Run until one of the stop conditions; return the pipeline's stats (kernel drops in).
-
-    With ``fast`` (whose pipeline is ``pipeline``), batches of :data:`~.sources.RING_BLOCK` go
-    through it straight into ``sink``, a :class:`~.sinks.FileSink` without rotation.
-    """
-    stats = pipeline.stats
+    """Run until one of the stop conditions; return the stage's stats (kernel drops in).
+    ``sink`` is a :class:`~.sinks.Sink`."""
+    stats = stage.stats
     start = last_flush = last_tick = clock()
     try:
-        for linktype, frames in source.batches():
-            if linktype == RING_BLOCK:
-                if frames and fast is not None:
-                    left = None if count is None else count - stats.written
-                    before = stats.written
-                    records = fast.process(*frames, limit=left)  # type: ignore[misc]
-                    assert isinstance(sink, FileSink)
-                    sink.write_records(records, stats.written - before)
-                    if count is not None and stats.written >= count:
-                        break
-            elif frames:
-                packets = pipeline.push(frames, linktype)
-                if count is not None and stats.written >= count:
-                    extra = stats.written - count
-                    if extra:
-                        del packets[len(packets) - extra :]
-                        stats.written = count
-                sink.write(packets)
-                if count is not None and stats.written >= count:
-                    break
-                if sink.finished:
-                    break
+        for batch in source.batches():
+            left = None if count is None else count - stats.written
+            sink.write(stage.push(batch, left))
+            if (count is not None and stats.written >= count) or sink.finished:
+                break
             now = clock()
             if now - last_flush >= flush_interval:
                 sink.flush()

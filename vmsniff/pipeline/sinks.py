@@ -43,6 +43,7 @@ from vmsniff.formats.ethernet import (
 from vmsniff.formats.ip import IP_PROTOCOL_NAMES
 from vmsniff.pcap.encoder import Encoder, new_encoder, whole_prefix
 from vmsniff.pipeline.core import Packet, direction_name
+from vmsniff.pipeline.run import Records
 from vmsniff.pipeline.scatter import IOV_MAX, Scatter, joined, write_scatter
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Sink",
     "TeeSink",
     "open_capture_file",
+    "open_sink",
     "summary",
     "written_files",
 ]
@@ -84,11 +86,14 @@ class Rotation:
 
 
 class Sink:
-    """A destination for packets: :meth:`write` batches, :meth:`close` at the end."""
+    """A destination for packets: :meth:`write` batches, :meth:`close` at the end.
+
+    A batch is what a stage made (:mod:`.run`): :class:`Packet` values, or, for a plain
+    :class:`FileSink` only, :class:`~.run.Records` already encoded by its encoder."""
 
     finished = False
 
-    def write(self, packets: list[Packet]) -> None:
+    def write(self, batch: list[Packet] | Records) -> None:
         raise NotImplementedError
 
     def flush(self) -> None:
@@ -121,11 +126,21 @@ Identity = tuple[int, int]  # (st_dev, st_ino)
 
 
 def _open_file(
-    path: str, *, force: bool, mine: Identity | None = None, keep: frozenset[Identity] = frozenset()
+    path: str,
+    *,
+    force: bool,
+    mine: Identity | None = None,
+    keep: frozenset[Identity] = frozenset(),
+    stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """:func:`open_capture_file`; ``mine`` is the (device, inode) of a file this run created
     under ``path``: that file, and only it, is truncated without ``force``. Files in ``keep``
-    (the ``-r`` input) are never truncated, even with ``force``."""
+    (the ``-r`` input) are never truncated, even with ``force``.
+
+    A FIFO nobody reads yet is waited for, as tcpdump does, but never blindly: a blocking
+    ``open`` would outlast Ctrl-C (vmsniff's signal handlers only set a flag) while a session
+    it serves holds switch rows or controllers. It is opened non-blocking and retried until a
+    reader comes or ``stop()`` says so (:class:`FileError`)."""
     base = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
     for _ in range(8):  # only a file that keeps appearing and vanishing loops here
         try:
@@ -134,7 +149,7 @@ def _open_file(
         except FileExistsError:
             pass
         try:
-            fd = _translate_open(path, base, 0)
+            fd = _open_existing(path, base, stop)
         except FileNotFoundError:
             continue  # removed between the two opens: create it after all
         try:
@@ -144,6 +159,42 @@ def _open_file(
             raise
         return fd
     raise FileError(f"cannot create {path}: it keeps appearing and vanishing")
+
+
+_READER_POLL_S = 0.05
+
+
+def _open_existing(path: str, flags: int, stop: Callable[[], bool]) -> int:
+    """Open an existing ``path`` without blocking (a FIFO without a reader is ENXIO then),
+    waiting for a FIFO's reader while ``stop()`` is false; the descriptor is made blocking
+    again for the writes."""
+    while True:
+        try:
+            fd = _translate_open(path, flags | os.O_NONBLOCK, 0)
+        except _NoReader:
+            if not _is_fifo(path):
+                raise UsageError(f"cannot write {path}: not a file") from None
+            if stop():
+                raise FileError(
+                    f"not writing {path}: nobody opened the FIFO for reading before the stop",
+                    hint="start the reader first (wireshark -k -i FIFO, or cat FIFO > file)",
+                ) from None
+            time.sleep(_READER_POLL_S)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
+class _NoReader(Exception):
+    """ENXIO from a non-blocking open: a FIFO with no reader yet (or a socket)."""
+
+
+def _is_fifo(path: str) -> bool:
+    # Only decides whether to wait; what is written to is decided on the descriptor.
+    try:
+        return stat.S_ISFIFO(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _translate_open(path: str, flags: int, mode: int) -> int:
@@ -172,7 +223,7 @@ def _translate_open(path: str, flags: int, mode: int) -> int:
                 hint="give the link's target itself, or another name",
             ) from None
         if exc.errno == errno.ENXIO:  # a FIFO with no reader under O_NONBLOCK, or a socket
-            raise UsageError(f"cannot write {path}: no reader on it, or not a file") from None
+            raise _NoReader from None
         if exc.errno == errno.ENOTDIR:
             raise NotFound(f"cannot create {path}: a part of the path is not a directory") from None
         raise FileError(f"cannot write {path}: {exc.strerror}") from None
@@ -272,9 +323,10 @@ class FileSink(Sink):
         force: bool = False,
         application: str = "vmsniff receive",
         keep: frozenset[Identity] = frozenset(),
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
         """``keep``: (device, inode) of files never to write, whatever ``force`` says (the
-        ``-r`` input)."""
+        ``-r`` input). ``stop``: ends the wait for a FIFO's reader (the run's stop flag)."""
         if path == "-" and rotation.active:
             raise UsageError("-C and -G need a file name, not -w -")
         self.path = path
@@ -286,6 +338,7 @@ class FileSink(Sink):
         self.application = application
         self.files: list[str] = []
         self.keep = keep
+        self.stop = stop
         self._created: dict[str, Identity] = {}  # name -> (st_dev, st_ino)
         self._fd = -1
         self._buf = bytearray()
@@ -314,7 +367,8 @@ class FileSink(Sink):
         return base
 
     def _open(self, name: str) -> None:
-        fd = _open_file(name, force=self.force, mine=self._created.get(name), keep=self.keep)
+        fd = _open_file(name, force=self.force, mine=self._created.get(name), keep=self.keep,
+                        stop=self.stop)  # fmt: skip
         st = os.fstat(fd)
         self._fd = fd
         self._created[name] = (st.st_dev, st.st_ino)
@@ -349,10 +403,13 @@ class FileSink(Sink):
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write(self, packets: list[Packet]) -> None:
+    def write(self, batch: list[Packet] | Records) -> None:
+        if isinstance(batch, Records):
+            self._write_records(batch.pieces, batch.packets)
+            return
         rot = self.rotation
         encode = self._encoder.encode
-        for pkt in packets:
+        for pkt in batch:
             if self.finished:
                 return
             if rot.seconds is not None:
@@ -383,7 +440,7 @@ class FileSink(Sink):
         """The encoder of the open file (a new one per rotated file)."""
         return self._encoder
 
-    def write_records(self, records: list[Any], packets: int) -> None:
+    def _write_records(self, records: list[Any], packets: int) -> None:
         """Records already encoded by :attr:`encoder` (the fast paths), ``packets`` of them
         packets, in order: bytes-like pieces (a record each, or a run of them) and
         :class:`~.scatter.Scatter` stretches, written by ``writev`` straight from the ring
@@ -483,9 +540,10 @@ class KeyedSink(Sink):
     def _path(self, session: int | None) -> str:
         return self.template.replace("{key}", "none" if session is None else str(session))
 
-    def write(self, packets: list[Packet]) -> None:
+    def write(self, batch: list[Packet] | Records) -> None:
+        assert not isinstance(batch, Records), "records go to a plain FileSink only"
         groups: dict[int | None, list[Packet]] = {}
-        for pkt in packets:
+        for pkt in batch:
             groups.setdefault(pkt.session, []).append(pkt)
         for session, group in groups.items():
             sink = self.sinks.get(session)
@@ -578,9 +636,10 @@ class PrintSink(Sink):
         self.stream = stream
         self.flush_each = flush_each
 
-    def write(self, packets: list[Packet]) -> None:
-        if packets:
-            self.stream.write("".join(summary(p) + "\n" for p in packets))
+    def write(self, batch: list[Packet] | Records) -> None:
+        assert not isinstance(batch, Records), "records go to a plain FileSink only"
+        if batch:
+            self.stream.write("".join(summary(p) + "\n" for p in batch))
             if self.flush_each:
                 self.stream.flush()
 
@@ -601,9 +660,9 @@ class TeeSink(Sink):
     def finished(self) -> bool:  # type: ignore[override]
         return any(s.finished for s in self.sinks)
 
-    def write(self, packets: list[Packet]) -> None:
+    def write(self, batch: list[Packet] | Records) -> None:
         for s in self.sinks:
-            s.write(packets)
+            s.write(batch)
 
     def flush(self) -> None:
         for s in self.sinks:
@@ -618,3 +677,38 @@ def written_files(sink: Sink) -> list[str]:
     """The capture files ``sink`` (a file sink, a per-session one, or a tee of them) wrote."""
     sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
     return [f for s in sinks for f in getattr(s, "files", [])]
+
+
+def open_sink(
+    write: str | None,
+    fmt: str,
+    snaplen: int,
+    *,
+    application: str,
+    rotation: Rotation = Rotation(),
+    flush_each: bool = False,
+    force: bool = False,
+    print_to: IO[str] | None = None,
+    keep: frozenset[Identity] = frozenset(),
+    stop: Callable[[], bool] = lambda: False,
+) -> Sink:
+    """The sink for ``-w``/``--print`` as ``receive``, ``capture`` and ``snoop`` take them:
+    a :class:`FileSink` (a :class:`KeyedSink` when ``write`` holds ``{key}``), a
+    :class:`PrintSink` on ``print_to``, or both (:class:`TeeSink`). The file is created (or a
+    FIFO's reader waited for) here, so call this before creating anything a failure would
+    leave behind."""
+    if write is None and print_to is None:
+        raise UsageError("nothing to do: give -w FILE, -w - or --print")
+    if write is None and rotation.active:
+        raise UsageError("-C/-G/-W need -w FILE")
+    sinks: list[Sink] = []
+    if write is not None:
+
+        def factory(path: str) -> FileSink:
+            return FileSink(path, fmt, snaplen, rotation=rotation, flush_each=flush_each,
+                            force=force, application=application, keep=keep, stop=stop)  # fmt: skip
+
+        sinks.append(KeyedSink(write, factory) if "{key}" in write else factory(write))
+    if print_to is not None:
+        sinks.append(PrintSink(print_to, flush_each=True))
+    return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

@@ -27,17 +27,12 @@ from vmsniff.pcap.reader import CaptureReader, Record
 from vmsniff.pipeline.ring import Ring, attach_filter
 
 __all__ = [
-    "RING_BLOCK",
     "Batch",
     "FileSource",
     "LiveSource",
     "drop_privileges",
     "kernel_program",
 ]
-
-#: The "link type" of a batch that is a whole ring block ``(base, count, first)`` for the fast
-#: path (:mod:`.fastpath`) rather than a list of frames.
-RING_BLOCK = -1
 
 Batch = tuple[int, list[tuple[int, bytes | memoryview]]]
 _CHUNK = 1 << 20
@@ -187,8 +182,9 @@ class LiveSource:
 
     With ``inner`` (the user's filter compiled for Ethernet, as instructions) the ring's kernel
     filter also runs it on the inner frame of fast-shaped packets (:mod:`vmsniff.filter.kernel`);
-    :attr:`kernel_filtered` says whether that worked. ``blocks=True`` makes :meth:`batches`
-    yield whole ring blocks (:data:`RING_BLOCK`) for :class:`~.fastpath.FastPath`.
+    :attr:`kernel_filtered` says whether that worked. With :attr:`blocks` set (by
+    :func:`~.run.choose_stage`) :meth:`batches` yields whole ring blocks ``(base, count,
+    first)`` for :class:`~.fastpath.FastPath` instead of ``(linktype, frames)``.
     """
 
     def __init__(
@@ -199,14 +195,13 @@ class LiveSource:
         inner: Sequence[tuple[int, int, int, int]] | None = None,
         strip_vlan: bool = False,
         vlan_id: int | None = None,
-        blocks: bool = False,
         block_size: int = 1 << 20,
         block_count: int = 16,
     ) -> None:
         from vmsniff.filter.kernel import receive_program
 
         self.interface = interface
-        self.blocks = blocks
+        self.blocks = False
         program, self.kernel_filtered = receive_program(
             kernel_program(sources), inner, strip_vlan=strip_vlan, vlan_id=vlan_id
         )
@@ -227,10 +222,11 @@ class LiveSource:
     def kernel_dropped(self) -> int:
         return self.ring.statistics()[1]
 
+    real_rings = True
+
     def batches(self) -> Iterator[Batch]:
         if self.blocks:
-            for block in self.ring.raw_blocks():
-                yield RING_BLOCK, block  # type: ignore[misc]
+            yield from self.ring.raw_blocks()  # type: ignore[misc]
             return
         for frames in self.ring.blocks():
             yield LINKTYPE_RAW, frames  # type: ignore[misc]

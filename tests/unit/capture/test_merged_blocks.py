@@ -1,5 +1,5 @@
 """Several rings through the block fast path, end to end without a kernel: RingSource in
-blocks mode, block_fast_path, drive and a real FileSink, over fake rings that hand out real
+blocks mode, capture_stage, drive and a real FileSink, over fake rings that hand out real
 TPACKET_V3 blocks and scribble over each block once it is handed back."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import pytest
 from tests.unit.pipeline.blocks import block
 from tests.unit.pipeline.helpers import icmp_frame
 from tests.unit.pipeline.test_fastpath import pcapng_view
-from vmsniff.capture.live import block_fast_path
+from vmsniff.capture.live import capture_stage
 from vmsniff.capture.source import RingSource
 from vmsniff.capture.stage import CaptureStage, StagePoint
 from vmsniff.formats.packet import PACKET_OUTGOING
 from vmsniff.model import Direction
 from vmsniff.pipeline.merge import MergedFramePaths
-from vmsniff.pipeline.run import drive
+from vmsniff.pipeline.run import BlockStage, PacketStage, drive
 from vmsniff.pipeline.sinks import FileSink
 
 SIZE = 1 << 16
@@ -128,13 +128,14 @@ def run(
     out = tmp_path / f"out-{seed}-{count}-{blocks}.pcapng"
     sink = FileSink(str(out), "pcapng", 262144, application="vmsniff capture")
     cap: Any = types.SimpleNamespace(source=source, stage=stage)
-    fast = block_fast_path(cap, sink, Direction.BOTH) if blocks else None
-    if fast is not None:
-        assert isinstance(fast, MergedFramePaths)
-        fast.hold_ns = HOLD * MS
-    stats = drive(source, stage, sink, fast=fast, count=count, stop=source.drained_flag)
-    if fast is not None:
-        fast.close()
+    if blocks:
+        run_stage = capture_stage(cap, sink, Direction.BOTH)
+        assert isinstance(run_stage, BlockStage) and isinstance(run_stage.path, MergedFramePaths)
+        run_stage.path.hold_ns = HOLD * MS
+    else:
+        run_stage = PacketStage(stage)
+    stats = drive(source, run_stage, sink, count=count, stop=source.drained_flag)
+    run_stage.close()
     sink.close()
     source.close()
     return pcapng_view(out.read_bytes()), stats, total

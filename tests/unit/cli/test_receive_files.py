@@ -419,3 +419,56 @@ def test_a_device_that_is_always_full_is_exit_11(tmp_path: Path) -> None:
     assert done.returncode == 11, done.stderr
     assert f"writing {full}: No space left on device".encode() in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+# -- a FIFO nobody reads (issue #14's review: the open blocked forever, past Ctrl-C) ------------
+
+
+@pytest.mark.parametrize("sig", ["INT", "TERM"])
+def test_a_fifo_without_reader_is_waited_for_until_a_signal(tmp_path: Path, sig: str) -> None:
+    """tcpdump waits for a FIFO's reader; so does vmsniff, but a signal ends the wait (before,
+    the open blocked in the kernel and the handler, which only sets a flag, could not end it)."""
+    import signal
+    import time
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    src = gre_pcap(tmp_path / "in.pcap")
+    proc = subprocess.Popen([*VMSNIFF, "receive", "-r", str(src), "-w", str(fifo)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        time.sleep(2.0)  # interpreter start, imports, then the wait
+        assert proc.poll() is None, "it should wait for a reader"
+        proc.send_signal(getattr(signal, f"SIG{sig}"))
+        _out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 11, err
+    assert b"nobody opened the FIFO" in err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # left as it was
+
+
+def test_a_fifo_is_written_once_its_reader_comes(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    src = gre_pcap(tmp_path / "in.pcap", count=5)
+    got: list[bytes] = []
+
+    def reader() -> None:
+        time.sleep(1.5)  # after vmsniff started waiting
+        with open(fifo, "rb") as fh:
+            got.append(fh.read())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    result = receive("-r", str(src), "-w", str(fifo))
+    thread.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out.pcap"
+    out.write_bytes(got[0])
+    assert len(tshark_fields(out, "frame.number")) == 5

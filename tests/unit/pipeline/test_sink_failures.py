@@ -20,6 +20,7 @@ from tests.unit.pipeline.helpers import tshark_fields
 from vmsniff.errors import FileError
 from vmsniff.pcap.encoder import new_encoder, whole_prefix
 from vmsniff.pcap.reader import CaptureReader
+from vmsniff.pipeline.run import Records
 from vmsniff.pipeline.scatter import Scatter
 from vmsniff.pipeline.sinks import FileSink
 
@@ -74,8 +75,9 @@ def test_packet_path_cut_back_to_last_whole_record(
 
 @pytest.mark.parametrize("scatter", [False, True])
 def test_fast_path_records_cut_back_to_a_whole_record(tmp_path: Path, scatter: bool) -> None:
-    """write_records: writev of bytes records, or Scatter stretches from memory (the iovecs
-    a short write resumed from are a copy: the stretch still reads back whole)."""
+    """Records (the block paths' batches): writev of bytes records, or Scatter stretches from
+    memory (the iovecs a short write resumed from are a copy: the stretch still reads back
+    whole)."""
     path = tmp_path / "x.pcap"
     records = [new_encoder("pcap", 65535).encode(pkt(n, size=300)) for n in range(100)]
 
@@ -87,11 +89,11 @@ def test_fast_path_records_cut_back_to_a_whole_record(tmp_path: Path, scatter: b
             starts = np.cumsum([0, *sizes[:-1]]) + backing.ctypes.data
             iov = np.array(list(zip(starts.tolist(), sizes, strict=True)), dtype=np.uint64)
             half = len(records) // 8
-            sink.write_records([Scatter(iov[:half].copy(), sum(sizes[:half]), backing),
-                                Scatter(iov[half:].copy(), sum(sizes[half:]), backing)],
-                               len(records))  # fmt: skip
+            pieces = [Scatter(iov[:half].copy(), sum(sizes[:half]), backing),
+                      Scatter(iov[half:].copy(), sum(sizes[half:]), backing)]  # fmt: skip
+            sink.write(Records(pieces, len(records)))
         else:
-            sink.write_records(records, len(records))
+            sink.write(Records(records, len(records)))
         sink.close()
 
     assert _in_child_with_limit(work) == 0

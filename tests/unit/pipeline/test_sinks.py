@@ -15,6 +15,7 @@ from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.encoder import interface_name
 from vmsniff.pcap.reader import CaptureReader, read_records
 from vmsniff.pipeline.core import Packet
+from vmsniff.pipeline.run import Records
 from vmsniff.pipeline.sinks import FileSink, KeyedSink, PrintSink, Rotation, summary
 
 T0 = 1_700_000_000_123_456_789
@@ -202,10 +203,10 @@ def test_write_records_keeps_the_order_of_bytes_and_scatter_pieces(tmp_path: Pat
     header = (tmp_path / "x.pcap").read_bytes()
     pieces: list[object] = [b"head|", Scatter(iov, 7, backing), b"|mid|", bytes(300_000),
                             b"|tail"]  # fmt: skip
-    sink.write_records(pieces, 3)
+    sink.write(Records(pieces, 3))
     sink.close()
     body = (tmp_path / "x.pcap").read_bytes()[len(header) :]
     assert body == b"head|ABCABCD|mid|" + bytes(300_000) + b"|tail"
     with pytest.raises(ValueError):
         FileSink(str(tmp_path / "r.pcap"), "pcap", 65535,
-                 rotation=Rotation(size=1000)).write_records([b"x"], 1)  # fmt: skip
+                 rotation=Rotation(size=1000)).write(Records([b"x"], 1))  # fmt: skip

@@ -1,0 +1,208 @@
+"""The receive workflow as a library: typed options in, a running pipeline out.
+
+``vmsniff receive`` is a thin shell over this module, as ``capture`` is over
+:func:`vmsniff.capture.live.open_capture`::
+
+    opts = ReceiveOptions(interface="eth0", write="vm.pcapng", keys=(100,), direction="both")
+    with open_receive(opts) as rx:
+        stats = rx.run(stop=flag)
+
+The order of :func:`open_receive` is what a failure may leave behind: options and the filter
+are checked first, then the source is opened (the ring needs CAP_NET_RAW; ``-r`` reads the
+file's header, so a non-capture fails before any output exists), then ``-Z`` drops privileges,
+then the output is created (as the new user, as tcpdump does), and only then is the stage
+chosen (:func:`vmsniff.pipeline.run.choose_stage`). Leaving the ``with`` closes the stage,
+the sink and the source, in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from vmsniff.errors import UsageError
+from vmsniff.formats.packet import MAX_SNAPLEN
+from vmsniff.pipeline.core import PipelineConfig, Stats, parse_sources
+from vmsniff.pipeline.run import Stage, choose_stage, drive
+from vmsniff.pipeline.sinks import Rotation, Sink
+
+__all__ = ["Receive", "ReceiveOptions", "open_receive", "parse_strip_vlan"]
+
+
+def parse_strip_vlan(value: str | None) -> tuple[bool, int | None]:
+    """``--strip-vlan [ID]``: (strip at all, only this VLAN id or any)."""
+    if value is None:
+        return False, None
+    if value in ("", "any"):
+        return True, None
+    try:
+        vid = int(value)
+    except ValueError:
+        raise UsageError(f"--strip-vlan {value!r}: a VLAN id (0-4095) or 'any'") from None
+    if not 0 <= vid <= 4095:
+        raise UsageError(f"--strip-vlan {value}: a VLAN id is 0-4095")
+    return True, vid
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveOptions:
+    """What ``vmsniff receive`` was asked for (docs/receive.md); checked when made."""
+
+    interface: str | None = None  #: -i: listen on this interface only (None: all)
+    read_file: str | None = None  #: -r: a capture file (``-`` stdin) instead of the network
+    write: str | None = None  #: -w: FILE, ``-`` (stdout) or a ``{key}`` template
+    print_to: IO[str] | None = None  #: --print: the stream the one-line summaries go to
+    fmt: str | None = None  #: pcap or pcapng; None: pcapng when direction marks, else pcap
+    force: bool = False
+    keys: tuple[int, ...] = ()
+    direction: str | None = None
+    strip_vlan: bool = False
+    vlan_id: int | None = None
+    sources: tuple[str, ...] = ()  #: --from ADDR[/LEN]
+    expression: str = ""  #: the tcpdump filter on the inner frame
+    snaplen: int = MAX_SNAPLEN
+    buffer_kib: int = 16384  #: -B: the kernel ring, in KiB
+    rotation: Rotation = field(default_factory=Rotation)
+    packet_buffered: bool = False  #: -U
+    user: str | None = None  #: -Z: drop privileges to this user after opening the sockets
+
+    def __post_init__(self) -> None:
+        if self.write is None and self.print_to is None:
+            raise UsageError("nothing to do: give -w FILE, -w - or --print")
+        if self.write == "-" and self.print_to is not None:
+            raise UsageError("-w - and --print both want stdout; pick one")
+        if self.read_file and (self.interface or self.user):
+            raise UsageError("-r reads a file: -i and -Z do not apply")
+        if self.write is None and self.rotation.active:
+            raise UsageError("-C/-G/-W need -w FILE")
+
+    def pipeline_config(self) -> PipelineConfig:
+        """The pipeline's configuration; a bad filter is a :class:`UsageError` (libpcap's
+        message), raised before anything is opened."""
+        inner = None
+        if self.expression:
+            from vmsniff.filter import InnerFilter
+
+            inner = InnerFilter(self.expression)
+        return PipelineConfig(
+            keys=self.keys,
+            direction=self.direction,
+            strip_vlan=self.strip_vlan,
+            vlan_id=self.vlan_id,
+            filter=inner,
+            snaplen=self.snaplen,
+            sources=parse_sources(self.sources),
+        )
+
+
+@dataclass
+class Receive:
+    """An open receive run: :meth:`run` it, then read :attr:`stats` and :attr:`files`."""
+
+    source: Any  #: FileSource or LiveSource
+    stage: Stage
+    sink: Sink
+
+    @property
+    def stats(self) -> Stats:
+        """The counters so far (also after a failed run)."""
+        return self.stage.stats
+
+    @property
+    def files(self) -> list[str]:
+        """The files written, in order (rotation, ``{key}``)."""
+        from vmsniff.pipeline.sinks import written_files
+
+        return written_files(self.sink)
+
+    @property
+    def damage(self) -> str | None:
+        """What was wrong with a ``-r`` file after its header (the records before it were
+        processed), else None."""
+        return getattr(self.source, "damage", None)
+
+    def run(
+        self,
+        *,
+        count: int | None = None,
+        duration: float | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        on_tick: Callable[[Stats], None] | None = None,
+    ) -> Stats:
+        """Receive until the source ends, ``count`` packets are written, ``duration`` seconds
+        pass or ``stop()``; the stats, kernel drops included."""
+        return drive(self.source, self.stage, self.sink, count=count, duration=duration,
+                     stop=stop, on_tick=on_tick)  # fmt: skip
+
+
+@contextmanager
+def open_receive(
+    opts: ReceiveOptions,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    application: str = "vmsniff receive",
+) -> Iterator[Receive]:
+    """Open the source, the output and the stage of ``opts``; close them all after.
+    ``stop`` ends a wait for a FIFO's reader (see :func:`~vmsniff.pipeline.sinks.open_sink`)."""
+    from vmsniff.pipeline.core import Pipeline
+    from vmsniff.pipeline.sinks import open_sink
+
+    config = opts.pipeline_config()  # a bad filter fails here, before any capture
+    fmt = opts.fmt or ("pcapng" if config.marks_direction else "pcap")
+    with ExitStack() as stack:
+        source = stack.enter_context(_closing(_open_source(opts, config)))
+        block_path: Callable[[], Any] | None = None
+        if opts.read_file is None:
+            # Imported before -Z: after it the interpreter may no longer read numpy's files.
+            from vmsniff.pipeline.fastpath import FastPath
+
+            def block_path() -> Any:
+                return FastPath(source.ring.memory, source.ring.block_size, pipeline,
+                                sink.encoder, kernel_filtered=source.kernel_filtered)  # fmt: skip
+
+        if opts.user:
+            from vmsniff.pipeline.sources import drop_privileges
+
+            drop_privileges(opts.user)
+        identity = getattr(source, "identity", None)
+        sink = stack.enter_context(_closing(open_sink(
+            opts.write, fmt, opts.snaplen, application=application, rotation=opts.rotation,
+            flush_each=opts.packet_buffered, force=opts.force, print_to=opts.print_to,
+            keep=frozenset() if identity is None else frozenset({identity}), stop=stop,
+        )))  # fmt: skip
+        pipeline = Pipeline(config)
+        stage = stack.enter_context(_closing(choose_stage(source, sink, pipeline, block_path)))
+        yield Receive(source, stage, sink)
+
+
+def _open_source(opts: ReceiveOptions, config: PipelineConfig) -> Any:
+    if opts.read_file:
+        from vmsniff.pipeline.sources import FileSource
+
+        return FileSource(opts.read_file)
+    from vmsniff.pipeline.sources import LiveSource
+
+    inner = None
+    if opts.expression:
+        from vmsniff.filter import bpf_instructions
+        from vmsniff.formats.capture import LINKTYPE_ETHERNET
+
+        inner = bpf_instructions(opts.expression, LINKTYPE_ETHERNET)
+    return LiveSource(
+        opts.interface,
+        [str(n) for n in config.sources],
+        inner=inner,
+        strip_vlan=opts.strip_vlan,
+        vlan_id=opts.vlan_id,
+        block_count=max(1, round(opts.buffer_kib / 1024)),
+    )
+
+
+@contextmanager
+def _closing(thing: Any) -> Iterator[Any]:
+    try:
+        yield thing
+    finally:
+        thing.close()
