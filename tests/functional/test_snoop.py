@@ -501,3 +501,36 @@ def test_ovs_with_an_ssl_controller_goes_through_tls_and_is_restored(
     assert tshark.problems(synth) == []
     types = {t for row in tshark.fields(synth, "openflow_v6.type") for t in row[0].split(",")}
     assert {"0", "5", "6"} <= types, types
+
+
+def test_an_ovs_snoop_waiting_for_a_fifo_reader_restores_the_bridge_on_a_signal(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """-w FIFO with nobody reading: the bridge is already redirected to the relay when the
+    file is opened. Before, the open blocked in the kernel past SIGTERM (the handler only sets
+    a flag): the process hung and the switch kept a controller target nobody served. Now the
+    wait ends on the signal, the bridge is restored, exit 11."""
+    original = "tcp:127.0.0.1:6633"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with controller(lab, "6633"), bridges(lab, names("f", 1), original) as (br,):
+        proc = in_ns(lab, sys.executable, "-m", "vmsniff", "snoop", "--ovs", br, "--ovsdb",
+                     lab.ovsdb_remote, "-w", str(fifo), stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while controller_row(lab, br)[0] == original and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert controller_row(lab, br)[0] != original, "never redirected"
+            time.sleep(1.0)
+            assert proc.poll() is None, "it should wait for the FIFO's reader"
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 11, err
+        assert "nobody opened the FIFO" in err
+        assert controller_row(lab, br) == (original, "{}")
+        wait_connected(lab, br)

@@ -119,7 +119,7 @@ def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
         routes, redirect = _routes(env, opts, accept_tls, connect_tls)
         stats, sink = serve(
             routes,
-            lambda: _sink(opts, write),  # after the listeners: a busy port leaves no file
+            lambda: _sink(opts, write, flag),  # after the listeners: a busy port leaves no file
             stop=flag,
             redirect=redirect,
             printer=printer,
@@ -192,7 +192,9 @@ def _tls(opts: dict[str, Any]) -> tuple[Any, Any]:
     return accept, connect
 
 
-def _sink(opts: dict[str, Any], write: str | None) -> Any:
+def _sink(opts: dict[str, Any], write: str | None, stop: Any) -> Any:
+    """The -w file; ``stop`` (the run's flag) ends a wait for a FIFO's reader, so that the
+    bridge redirected by --ovs is never left pointing at a relay that does not run."""
     from vmsniff.formats.packet import MAX_SNAPLEN
     from vmsniff.pipeline.sinks import FileSink, Rotation
 
@@ -213,6 +215,7 @@ def _sink(opts: dict[str, Any], write: str | None) -> Any:
         flush_each=opts["packet_buffered"],
         force=opts["force"],
         application="vmsniff snoop",
+        stop=stop,
     )
 
 

@@ -28,8 +28,27 @@ from typing import Any
 import numpy as np
 
 from vmsniff.errors import MalformedPacket
-from vmsniff.pcap.encoder import Encoder, PcapEncoder, PcapngEncoder
-from vmsniff.pipeline.core import Packet
+from vmsniff.formats.capture import (
+    BT_EPB,
+    EPB_FLAGS,
+    EPB_FLAGS_OPTION,
+    EPB_HEAD,
+    EPB_TRAILER_LEN,
+    PCAP_RECORD_HEADER,
+)
+from vmsniff.formats.packet import (
+    BLOCK_HEADER,
+    BLOCK_LEN_OFFSET,
+    SLL_PKTTYPE_OFFSET,
+    SLOT_HEADER,
+    SLOT_READ,
+    TP_LEN_WORD,
+    TP_MAC_WORD,
+    TP_NSEC_WORD,
+    TP_SEC_WORD,
+    TP_SNAPLEN_WORD,
+)
+from vmsniff.pcap.encoder import Encoder, Packet, PcapEncoder, PcapngEncoder
 from vmsniff.pipeline.scatter import Scatter
 
 __all__ = ["Array", "BlockRecords", "Describe", "groups"]
@@ -37,14 +56,27 @@ __all__ = ["Array", "BlockRecords", "Describe", "groups"]
 Array = np.ndarray[Any, Any]
 #: code -> (session, link type, erspan, interface name): how packets of one code are filed.
 Describe = Callable[[int], tuple[int | None, int, bool, str | None]]
-SLOT_HEADER = 48  # sizeof(tpacket3_hdr), TPACKET_ALIGN'ed
-BLOCK_HEADER = 48  # tpacket_block_desc, aligned: the first slot is no nearer the block's start
-_SLOT_READ = SLOT_HEADER + 20  # what header_fields reads of a slot: up to sockaddr_ll's end
+_SLOT_READ = SLOT_READ  # what header_fields reads of a slot: up to sockaddr_ll's end
 _SCAN = 64  # packets in a block from which :meth:`BlockRecords._scan` pays off
 _RUN = 16  # packets a guessed stride (or a run of same-shaped records) must cover to pay off
 _WALK = 64  # packets walked one by one after a stride guess failed
 _TAIL = 4  # equal steps at the end of a walk that make a stride worth guessing again
-_OPT_FLAGS = 2 | 4 << 16  # epb_flags option: code 2, length 4 (pcapng section 4.3.1)
+_OPT_FLAGS = EPB_FLAGS | 4 << 16  # the epb_flags option's code and length, as one LE word
+# A pcapng record around its frame: the EPB head before it; after it the padding, then the
+# epb_flags option and opt_endofopt (marked packets only) and the trailing total length.
+_EPB_BEFORE = EPB_HEAD.size
+_EPB_OPTION = EPB_FLAGS_OPTION.size
+_EPB_FIXED = EPB_HEAD.size + EPB_TRAILER_LEN  # the block's length but for frame, pad, option
+_PCAP_BEFORE = PCAP_RECORD_HEADER.size
+# The 32-bit words of a tpacket3_hdr that header_fields reads, from the slot's first word.
+_NEXT, _SEC, _NSEC, _SNAP, _LEN, _MAC = (
+    0,
+    TP_SEC_WORD,
+    TP_NSEC_WORD,
+    TP_SNAPLEN_WORD,
+    TP_LEN_WORD,
+    TP_MAC_WORD,
+)
 
 
 class BlockRecords:
@@ -124,9 +156,9 @@ class BlockRecords:
             steps = np.diff(offs)
             if (steps <= 0).any() or (steps & 7).any():
                 return False
-        o4 = offs >> 2
-        snap = self.u32[o4 + 3].astype(np.int64)
-        mac = (self.u32[o4 + 6] & 0xFFFF).astype(np.int64)
+        words = offs >> 2
+        snap = self.u32[words + _SNAP].astype(np.int64)
+        mac = (self.u32[words + _MAC] & 0xFFFF).astype(np.int64)
         self._checked = (offs, snap, mac)  # header_fields reads them again: hand them over
         return not (offs + mac + snap > end).any()
 
@@ -173,18 +205,19 @@ class BlockRecords:
         if start & 3 or base & 3 or count < 2:
             return None
         u32 = self.u32
-        used = int(u32[(base + 20) >> 2])  # tpacket_hdr_v1.blk_len
+        used = int(u32[(base + BLOCK_LEN_OFFSET) >> 2])  # tpacket_hdr_v1.blk_len
         end = base + (used if first < used <= self.block_size else self.block_size)
-        places = (end - 28 - start) // 8 + 1  # room for tp_mac/tp_net (bytes 24..27)
+        mac_at = 4 * _MAC  # tp_mac/tp_net: bytes 24..27 of a slot
+        places = (end - (mac_at + 4) - start) // 8 + 1  # 8-aligned places with room for them
         if places < count:
             return None
-        at = (start + 24) >> 2
+        at = (start + mac_at) >> 2
         marks = u32[at : at + 2 * places : 2]
         mark = int(marks[0])
         hits = np.flatnonzero(marks == mark) * 8 + start
         word = hits >> 2
         nxt = u32[word]
-        hits = hits[nxt == ((mark & 0xFFFF) + u32[word + 3] + 7) & 0xFFFFFFF8]  # tp_snaplen: word 3
+        hits = hits[nxt == ((mark & 0xFFFF) + u32[word + _SNAP] + 7) & 0xFFFFFFF8]
         if len(hits) < count - 1:
             return None
         slots = np.empty(count, dtype=np.int64)
@@ -247,14 +280,14 @@ class BlockRecords:
     def header_fields(self, offs: Array) -> tuple[Array, Array, Array, Array, Array]:
         """``(timestamp_ns, snaplen, len, mac, pkttype)`` of each packet."""
         u32 = self.u32
-        o4 = offs >> 2
-        ts = u32[o4 + 1].astype(np.int64) * 1_000_000_000 + u32[o4 + 2]
+        words = offs >> 2
+        ts = u32[words + _SEC].astype(np.int64) * 1_000_000_000 + u32[words + _NSEC]
         checked, snap, mac = self._checked
         if checked is not offs:  # not the answer of the last offsets(): read them
-            snap = u32[o4 + 3].astype(np.int64)
-            mac = (u32[o4 + 6] & 0xFFFF).astype(np.int64)
-        wire = u32[o4 + 4].astype(np.int64)
-        pkttype = self.a[offs + 58]
+            snap = u32[words + _SNAP].astype(np.int64)
+            mac = (u32[words + _MAC] & 0xFFFF).astype(np.int64)
+        wire = u32[words + _LEN].astype(np.int64)
+        pkttype = self.a[offs + SLL_PKTTYPE_OFFSET]
         return ts, snap, wire, mac, pkttype
 
     def encode(
@@ -305,23 +338,24 @@ class BlockRecords:
         did not fit in its slot (encoded the ordinary way)."""
         whole = len(sel) == len(offs)  # every packet (sel is sorted): no need to pick
         pick: Any = slice(None) if whole else sel
-        s = start[pick]
-        c = cap[pick]
-        o = np.maximum(orig[pick], c)
-        t = ts[pick]
-        d = direction[pick]
+        # per record, in order: where its frame starts, the bytes kept and the original length
+        frame_at = start[pick]
+        kept = cap[pick]
+        orig_len = np.maximum(orig[pick], kept)
+        stamp = ts[pick]
+        flags = direction[pick]  # epb_flags direction bits (0: unmarked, no option)
         codes = code[pick]
         idbs: list[bytes] = []
         if self.pcapng:
-            ifidx = self._interfaces(codes, d, idbs)
-            pad = -c % 4
-            opt = np.where(d != 0, 12, 0)
-            total = 32 + c + pad + opt
-            heads = s - 28
-            ends = s + c + pad + opt + 4
+            ifidx = self._interfaces(codes, flags, idbs)
+            pad = -kept % 4
+            option = np.where(flags != 0, _EPB_OPTION, 0)
+            total = _EPB_FIXED + kept + pad + option
+            heads = frame_at - _EPB_BEFORE
+            ends = frame_at + kept + pad + option + EPB_TRAILER_LEN
         else:
-            heads = s - 16
-            ends = s + c
+            heads = frame_at - _PCAP_BEFORE
+            ends = frame_at + kept
         # a record may use its slot from SLOT_HEADER in, up to SLOT_HEADER into the next one
         room = np.empty(len(offs), dtype=np.int64)
         room[:-1] = offs[1:]
@@ -331,32 +365,36 @@ class BlockRecords:
         copies: dict[int, bytes] = {}
         if not fits.all():
             for j in np.flatnonzero(~fits).tolist():
-                copies[j] = self._copy(int(s[j]), int(c[j]), int(o[j]), int(t[j]),
-                                       int(codes[j]), int(d[j]))  # fmt: skip
+                copies[j] = self._copy(int(frame_at[j]), int(kept[j]), int(orig_len[j]),
+                                       int(stamp[j]), int(codes[j]), int(flags[j]))  # fmt: skip
             self.copied += len(copies)
-        k = np.flatnonzero(fits) if copies else slice(None)
+        # the records written in place: those that fit
+        inplace = np.flatnonzero(fits) if copies else slice(None)
         if self.pcapng:
-            tk = t[k]
-            tot = total[k]
-            ifk = ifidx[k] if isinstance(ifidx, np.ndarray) else ifidx
-            self._put(heads[k], (6, tot, ifk, tk >> 32, tk & 0xFFFFFFFF, c[k], o[k]))
-            end = s[k] + c[k]
+            ts_in = stamp[inplace]
+            total_in = total[inplace]
+            ifidx_in = ifidx[inplace] if isinstance(ifidx, np.ndarray) else ifidx
+            head = (BT_EPB, total_in, ifidx_in, ts_in >> 32, ts_in & 0xFFFFFFFF, kept[inplace],
+                    orig_len[inplace])  # fmt: skip
+            self._put(heads[inplace], head)
+            frame_end = frame_at[inplace] + kept[inplace]
             a = self.a
             for j in range(3):  # padding: zero, the trailer overwrites what is not padding
-                a[end + j] = 0
-            at = end + pad[k]
-            dk = d[k]
-            marked = dk != 0
+                a[frame_end + j] = 0
+            after = frame_end + pad[inplace]
+            flags_in = flags[inplace]
+            marked = flags_in != 0
             if marked.all():
-                self._put(at, (_OPT_FLAGS, dk, 0, tot))
+                self._put(after, (_OPT_FLAGS, flags_in, 0, total_in))
             else:
-                w = np.flatnonzero(marked)
-                self._put(at[w], (_OPT_FLAGS, dk[w], 0, tot[w]))
-                w = np.flatnonzero(~marked)
-                self._put(at[w], (tot[w],))
+                which = np.flatnonzero(marked)
+                self._put(after[which], (_OPT_FLAGS, flags_in[which], 0, total_in[which]))
+                which = np.flatnonzero(~marked)
+                self._put(after[which], (total_in[which],))
         else:
-            tk = t[k]
-            self._put(heads[k], (tk // 1_000_000_000, tk % 1_000_000_000, c[k], o[k]))
+            ts_in = stamp[inplace]
+            self._put(heads[inplace], (ts_in // 1_000_000_000, ts_in % 1_000_000_000,
+                                       kept[inplace], orig_len[inplace]))  # fmt: skip
         return idbs, heads, ends, copies
 
     def _interfaces(self, codes: Array, direction: Array, idbs: list[bytes]) -> Array | int:
