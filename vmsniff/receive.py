@@ -3,7 +3,8 @@
 ``vmsniff receive`` is a thin shell over this module, as ``capture`` is over
 :func:`vmsniff.capture.live.open_capture`::
 
-    opts = ReceiveOptions(interface="eth0", write="vm.pcapng", keys=(100,), direction="both")
+    opts = ReceiveOptions(OutputOptions(write="vm.pcapng"), interface="eth0", keys=(100,),
+                          direction="both")
     with open_receive(opts) as rx:
         stats = rx.run(stop=flag)
 
@@ -19,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import Any
 
 from vmsniff.errors import UsageError
 from vmsniff.formats.packet import MAX_SNAPLEN
 from vmsniff.pipeline.core import PipelineConfig, Stats, parse_sources
 from vmsniff.pipeline.run import Stage, choose_stage, drive
-from vmsniff.pipeline.sinks import Rotation, Sink
+from vmsniff.pipeline.sinks import OutputOptions, Sink
 
 __all__ = ["Receive", "ReceiveOptions", "open_receive", "parse_strip_vlan"]
 
@@ -50,12 +51,9 @@ def parse_strip_vlan(value: str | None) -> tuple[bool, int | None]:
 class ReceiveOptions:
     """What ``vmsniff receive`` was asked for (docs/receive.md); checked when made."""
 
+    output: OutputOptions  #: -w, --print, --format (default: pcapng when marking direction)
     interface: str | None = None  #: -i: listen on this interface only (None: all)
     read_file: str | None = None  #: -r: a capture file (``-`` stdin) instead of the network
-    write: str | None = None  #: -w: FILE, ``-`` (stdout) or a ``{key}`` template
-    print_to: IO[str] | None = None  #: --print: the stream the one-line summaries go to
-    fmt: str | None = None  #: pcap or pcapng; None: pcapng when direction marks, else pcap
-    force: bool = False
     keys: tuple[int, ...] = ()
     direction: str | None = None
     strip_vlan: bool = False
@@ -64,19 +62,11 @@ class ReceiveOptions:
     expression: str = ""  #: the tcpdump filter on the inner frame
     snaplen: int = MAX_SNAPLEN
     buffer_kib: int = 16384  #: -B: the kernel ring, in KiB
-    rotation: Rotation = field(default_factory=Rotation)
-    packet_buffered: bool = False  #: -U
     user: str | None = None  #: -Z: drop privileges to this user after opening the sockets
 
     def __post_init__(self) -> None:
-        if self.write is None and self.print_to is None:
-            raise UsageError("nothing to do: give -w FILE, -w - or --print")
-        if self.write == "-" and self.print_to is not None:
-            raise UsageError("-w - and --print both want stdout; pick one")
         if self.read_file and (self.interface or self.user):
             raise UsageError("-r reads a file: -i and -Z do not apply")
-        if self.write is None and self.rotation.active:
-            raise UsageError("-C/-G/-W need -w FILE")
 
     def pipeline_config(self) -> PipelineConfig:
         """The pipeline's configuration; a bad filter is a :class:`UsageError` (libpcap's
@@ -147,10 +137,9 @@ def open_receive(
     """Open the source, the output and the stage of ``opts``; close them all after.
     ``stop`` ends a wait for a FIFO's reader (see :func:`~vmsniff.pipeline.sinks.open_sink`)."""
     from vmsniff.pipeline.core import Pipeline
-    from vmsniff.pipeline.sinks import open_sink
 
     config = opts.pipeline_config()  # a bad filter fails here, before any capture
-    fmt = opts.fmt or ("pcapng" if config.marks_direction else "pcap")
+    fmt = "pcapng" if config.marks_direction else "pcap"
     with ExitStack() as stack:
         source = stack.enter_context(_closing(_open_source(opts, config)))
         block_path: Callable[[], Any] | None = None
@@ -167,11 +156,9 @@ def open_receive(
 
             drop_privileges(opts.user)
         identity = getattr(source, "identity", None)
-        sink = stack.enter_context(_closing(open_sink(
-            opts.write, fmt, opts.snaplen, application=application, rotation=opts.rotation,
-            flush_each=opts.packet_buffered, force=opts.force, print_to=opts.print_to,
-            keep=frozenset() if identity is None else frozenset({identity}), stop=stop,
-        )))  # fmt: skip
+        keep = frozenset() if identity is None else frozenset({identity})
+        sink = stack.enter_context(_closing(opts.output.open(
+            fmt, opts.snaplen, application=application, keep=keep, stop=stop)))  # fmt: skip
         pipeline = Pipeline(config)
         stage = stack.enter_context(_closing(choose_stage(source, sink, pipeline, block_path)))
         yield Receive(source, stage, sink)

@@ -87,7 +87,32 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
-def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
+def capture(  # one parameter per option; the shared resolve group stays **resolve
+    env: Env,
+    /,
+    vm: str,
+    at: str | None,
+    write_file: str | None,
+    fmt: str,
+    force: bool,
+    direction: str,
+    filter_opt: str | None,
+    snaplen: int,
+    buffer_size: int,
+    count: int | None,
+    duration: float | None,
+    file_size: float | None,
+    rotate_seconds: int | None,
+    file_count: int | None,
+    packet_buffered: bool,
+    print_: bool,
+    ttl: float,
+    reason: str | None,
+    bridge: str | None,
+    as_json: bool,
+    expression: tuple[str, ...],
+    **resolve: Any,
+) -> None:
     """Capture VM's traffic on this host, from its tap or a local OVS mirror.
 
     The VM must run on this host (`vmsniff mirror` sends a remote VM's traffic here). --at
@@ -98,120 +123,69 @@ def capture(env: Env, /, vm: str, **opts: Any) -> None:  # fmt: skip
     writes every NIC into one pcapng, one interface per NIC. Stats go to stderr at the end
     (Ctrl-C, SIGTERM, SIGHUP, -c, --duration). Needs CAP_NET_RAW (and root for --at ovs).
     """
-    from dataclasses import replace
     from datetime import timedelta
 
-    from vmsniff.capture import CaptureOptions, plan_points, require_local
-    from vmsniff.capture.live import (
-        capture_stage,
-        compile_filter,
-        open_capture,
-        require_packet_sockets,
-    )
-    from vmsniff.capture.netdev import link_exists
-    from vmsniff.cli._render_receive import render_failed_run, render_stats
+    from vmsniff.capture import CaptureOptions
+    from vmsniff.capture.session import open_capture_run, plan_capture
+    from vmsniff.cli._render_receive import live_line, render_failed_run, render_stats
     from vmsniff.model import Direction
-    from vmsniff.pipeline.run import StopFlag, drive, stop_on_signals
-    from vmsniff.pipeline.sinks import Rotation, open_sink
-    from vmsniff.resolve import resolve, single_nic
-    from vmsniff.resolve.endpoints import local_host
+    from vmsniff.pipeline.run import StopFlag, stop_on_signals
+    from vmsniff.pipeline.sinks import OutputOptions, Rotation
 
-    expression = " ".join(opts.pop("expression")).strip()
-    filter_opt = opts.pop("filter_opt")
-    if filter_opt and expression:
+    joined = " ".join(expression).strip()
+    if filter_opt and joined:
         raise UsageError("give the filter either with -f or as arguments, not both")
-    expression = filter_opt or expression
-    write, print_, as_json = opts.pop("write_file"), opts.pop("print_"), opts.pop("as_json")
-    if write is None and not print_:
-        raise UsageError("nothing to do: give -w FILE, -w - or --print")
-    if write == "-" and print_:
-        raise UsageError("-w - and --print both want stdout; pick one")
-    duration: float | None = opts.pop("duration")
-    ttl = opts.pop("ttl")
+    rotation = Rotation(size=int(file_size * 1_000_000) if file_size else None,
+                        seconds=rotate_seconds, files=file_count)  # fmt: skip
+    # With --json, stdout holds the one JSON document: --print lines go to stderr.
+    print_to = (env.stderr if as_json else env.stdout) if print_ else None
+    output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
+                           rotation=rotation, packet_buffered=packet_buffered)  # fmt: skip
     if duration is not None:
         ttl = max(ttl, duration + 60)  # the rows must outlive the capture they serve
     copts = CaptureOptions(
-        at=opts.pop("at"),
-        direction=Direction(opts.pop("direction")),
-        filter=expression,
-        snaplen=opts["snaplen"],
-        ttl=timedelta(seconds=ttl),
-        reason=opts.pop("reason"),
-        bridge=opts.pop("bridge"),
-        buffer_kib=opts.pop("buffer_size"),
-    )
-    compile_filter(expression)  # a bad filter fails here, before anything is resolved or made
-    require_packet_sockets()  # and so does a missing CAP_NET_RAW
-    all_nics = (opts.get("nic") or "").lower() == "all"
-    if all_nics:
-        opts["nic"] = None
-    target = resolve(resolve_options_from(vm, opts))
-    require_local(target, local_host())
-    if not all_nics:
-        target = replace(target, nics=(single_nic(target.nics),))
-    for warning in target.warnings:
+        at=at, direction=Direction(direction), filter=filter_opt or joined, snaplen=snaplen,
+        ttl=timedelta(seconds=ttl), reason=reason, bridge=bridge, buffer_kib=buffer_size,
+    )  # fmt: skip
+    all_nics = (resolve.get("nic") or "").lower() == "all"
+    planned = plan_capture(resolve_options_from(vm, resolve), copts, all_nics=all_nics)
+    for warning in planned.target.warnings:
         env.warn(warning)
-    points = plan_points(target, copts, me=local_host(), device_exists=link_exists)
-    if opts["fmt"] == "pcap" and (len(points) > 1 or write == "-"):
+    if fmt == "pcap" and (len(planned.points) > 1 or write_file == "-"):
         env.warn("pcap keeps neither the direction nor which NIC a frame came from; use pcapng")
+    on_tick = None
+    if env.stderr.isatty() and not as_json and env.verbosity >= 0:
+        on_tick = live_line(env, FIELDS)
     flag = StopFlag()
-    with stop_on_signals(flag), open_capture(target, points, copts, stop=flag) as cap:
-        for sid in cap.removed_expired:
+    with stop_on_signals(flag), open_capture_run(planned, copts, output, stop=flag,
+                                                 duration=duration) as run:  # fmt: skip
+        for sid in run.cap.removed_expired:
             env.info(f"removed expired vmsniff session {sid}")
-        # Opened once the points are: a refused point leaves no file. A FIFO's reader is
-        # waited for with the rows renewed and watched, and a signal ends the wait.
-        sink = open_sink(
-            write, opts["fmt"], opts["snaplen"], application="vmsniff capture",
-            rotation=Rotation(size=int(opts["file_size"] * 1_000_000) if opts["file_size"]
-                              else None, seconds=opts["rotate_seconds"],
-                              files=opts["file_count"]),
-            flush_each=opts["packet_buffered"], force=opts["force"],
-            print_to=(env.stderr if as_json else env.stdout) if print_ else None, stop=flag,
-        )  # fmt: skip
+        at_names = "/".join(sorted({p.at for p in planned.points}))
+        env.info(f"capturing {planned.target.server.name} ({at_names}) on "
+                 f"{', '.join(run.cap.devices)}")  # fmt: skip
         try:
-            import time
-
-            if duration is not None:
-                cap.source.deadline = time.monotonic() + duration
-            at = "/".join(sorted({p.at for p in points}))
-            env.info(f"capturing {target.server.name} ({at}) on {', '.join(cap.devices)}")
-            on_tick = None
-            if env.stderr.isatty() and not as_json and env.verbosity >= 0:
-                from vmsniff.cli._render_receive import live_line
-
-                on_tick = live_line(env, FIELDS)
-            stage = capture_stage(cap, sink, copts.direction)
-            try:
-                stats = drive(cap.source, stage, sink, count=opts["count"],
-                              stop=cap.source.drained_flag, on_tick=on_tick)  # fmt: skip
-            except VmsniffError:
-                # Disk full, an I/O error, a rotation file refused: the counts so far, then
-                # the error (exit 11 for the disk);
-                # leaving open_capture's block removes the --at ovs rows on the way out.
-                render_failed_run(env, cap.stage.stats, FIELDS)
-                raise
-            finally:
-                stage.close()
-        finally:
-            sink.close()
-        sessions = [plan.session for plan in cap.sessions]
-        devices_of = cap.devices_of
+            stats = run.run(count=count, on_tick=on_tick)
+        except VmsniffError:
+            # Disk full, an I/O error, a rotation file refused: the counts so far, then the
+            # error (exit 11 for the disk); leaving the run removes the --at ovs rows.
+            render_failed_run(env, run.stats, FIELDS)
+            raise
+        sessions = [plan.session for plan in run.cap.sessions]
+        devices_of = run.cap.devices_of
+        files = run.files
     if sessions:
         env.info(f"removed the capture's mirror rows (session {', '.join(sessions)})")
-    from vmsniff.pipeline.sinks import written_files
-
     extra = {
-        "vm": target.server.name,
+        "vm": planned.target.server.name,
         "nics": [
             {"mac": p.nic.mac, "interface": p.name, "at": p.at, "devices": devices_of[p.name]}
-            for p in points
+            for p in planned.points
         ],
         "sessions": sessions,
     }
-    render_stats(
-        env, stats, as_json=as_json, json_to_stderr=write == "-", files=written_files(sink),
-        fields=FIELDS, extra=extra,
-    )  # fmt: skip
+    render_stats(env, stats, as_json=as_json, json_to_stderr=write_file == "-", files=files,
+                 fields=FIELDS, extra=extra)  # fmt: skip
 
 
 # --nic is shared with every resolving command; capture also takes "all".

@@ -90,7 +90,7 @@ from vmsniff.errors import UsageError, VmsniffError
 )
 @click.argument("expression", nargs=-1)
 @click.pass_obj
-def receive(  # noqa: PLR0913 - one parameter per option, as click passes them
+def receive(  # one parameter per option, as click passes them
     env: Env,
     /,
     interface: str | None,
@@ -126,7 +126,7 @@ def receive(  # noqa: PLR0913 - one parameter per option, as click passes them
     # Imported before -Z, as everything the run's end needs (see _errors.py).
     from vmsniff.cli._render_receive import live_line, render_failed_run, render_stats
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
-    from vmsniff.pipeline.sinks import Rotation
+    from vmsniff.pipeline.sinks import OutputOptions, Rotation
     from vmsniff.receive import ReceiveOptions, open_receive, parse_strip_vlan
 
     joined = " ".join(expression).strip()
@@ -138,11 +138,12 @@ def receive(  # noqa: PLR0913 - one parameter per option, as click passes them
     print_to = (env.stderr if as_json else env.stdout) if print_ else None
     rotation = Rotation(size=int(file_size * 1_000_000) if file_size else None,
                         seconds=rotate_seconds, files=file_count)  # fmt: skip
+    output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
+                           rotation=rotation, packet_buffered=packet_buffered)  # fmt: skip
     opts = ReceiveOptions(
-        interface=interface, read_file=read_file, write=write_file, print_to=print_to, fmt=fmt,
-        force=force, keys=keys, direction=direction, strip_vlan=strip, vlan_id=vlan_id,
-        sources=sources, expression=filter_opt or joined, snaplen=snaplen,
-        buffer_kib=buffer_size, rotation=rotation, packet_buffered=packet_buffered, user=user,
+        output, interface=interface, read_file=read_file, keys=keys, direction=direction,
+        strip_vlan=strip, vlan_id=vlan_id, sources=sources, expression=filter_opt or joined,
+        snaplen=snaplen, buffer_kib=buffer_size, user=user,
     )  # fmt: skip
     on_tick = None
     if env.stderr.isatty() and not as_json and env.verbosity >= 0:

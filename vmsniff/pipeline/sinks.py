@@ -54,6 +54,7 @@ __all__ = [
     "Sink",
     "TeeSink",
     "open_capture_file",
+    "OutputOptions",
     "open_sink",
     "summary",
     "written_files",
@@ -677,6 +678,51 @@ def written_files(sink: Sink) -> list[str]:
     """The capture files ``sink`` (a file sink, a per-session one, or a tee of them) wrote."""
     sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
     return [f for s in sinks for f in getattr(s, "files", [])]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputOptions:
+    """Where a run's packets go, as ``receive``, ``capture`` and ``snoop`` take it: ``-w``
+    (FILE, ``-`` for stdout, a ``{key}`` template), ``--print`` (the stream its lines go to),
+    ``--format``, ``--force``, tcpdump's ``-C``/``-G``/``-W`` and ``-U``. Checked when made."""
+
+    write: str | None = None
+    print_to: IO[str] | None = None
+    fmt: str | None = None  #: pcap or pcapng; None: the command's default
+    force: bool = False
+    rotation: Rotation = Rotation()
+    packet_buffered: bool = False
+
+    def __post_init__(self) -> None:
+        if self.write is None and self.print_to is None:
+            raise UsageError("nothing to do: give -w FILE, -w - or --print")
+        if self.write == "-" and self.print_to is not None:
+            raise UsageError("-w - and --print both want stdout; pick one")
+        if self.write is None and self.rotation.active:
+            raise UsageError("-C/-G/-W need -w FILE")
+
+    def open(
+        self,
+        default_fmt: str,
+        snaplen: int,
+        *,
+        application: str,
+        keep: frozenset[Identity] = frozenset(),
+        stop: Callable[[], bool] = lambda: False,
+    ) -> Sink:
+        """The sink (see :func:`open_sink`)."""
+        return open_sink(
+            self.write,
+            self.fmt or default_fmt,
+            snaplen,
+            application=application,
+            rotation=self.rotation,
+            flush_each=self.packet_buffered,
+            force=self.force,
+            print_to=self.print_to,
+            keep=keep,
+            stop=stop,
+        )
 
 
 def open_sink(
