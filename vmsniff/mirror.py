@@ -8,7 +8,7 @@ carrying vmsniff's ownership marks are ever removed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -291,6 +291,35 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
                 packets += int(stats.get("tx_packets", 0))
                 bytes_ += int(stats.get("tx_bytes", 0))
         return packets, bytes_
+
+    def hold(
+        self,
+        *,
+        duration: float | None,
+        signalled: Callable[[], int | None],
+        on_tick: Callable[[float, int, int], None] | None = None,
+        tick: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> str:
+        """Keep the started session until ``duration`` seconds pass or ``signalled()`` gives a
+        signal number (the handlers only record it); return why it ended: ``duration``,
+        ``interrupted`` (SIGINT) or the signal's name. Raises :class:`SessionLost` as soon as
+        the keeper sees the rows gone. ``on_tick(elapsed, packets, bytes)`` every ``tick``."""
+        import signal
+
+        start = clock()
+        while True:
+            elapsed = clock() - start
+            signum = signalled()
+            if signum is not None:
+                name = signal.Signals(signum).name
+                return "interrupted" if name == "SIGINT" else name
+            if duration is not None and elapsed >= duration:
+                return "duration"
+            self.check()
+            if on_tick is not None:
+                on_tick(elapsed, *self.stats())
+            time.sleep(min(tick, duration - elapsed) if duration is not None else tick)
 
     def stop(self) -> None:
         """Tear the session down in one transaction (idempotent).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from typing import Any
@@ -165,7 +164,7 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
                 env.json({**plan.to_dict(), "detached": True})
             return
         began = time.monotonic()
-        reason = _run(env, session, duration, flag)
+        reason = _hold(env, session, duration, flag)
         packets, bytes_ = session.stats()
         lasted = time.monotonic() - began
     if packets == 0 and lasted < _OVS_STATS_INTERVAL_S + 1:
@@ -197,27 +196,21 @@ def _started(env: Env, plan: Any, *, as_json: bool, detach: bool) -> None:
     stream.flush()
 
 
-def _run(env: Env, session: Any, duration: float | None, flag: Any) -> str:
-    """Wait for --duration or a signal (``flag``, set by the handlers); why it ended."""
-    start = time.monotonic()
+def _hold(env: Env, session: Any, duration: float | None, flag: Any) -> str:
+    """Hold the session (the library's loop), with a progress line on a terminal."""
+    on_tick = None
     live = env.stderr.isatty() and env.verbosity >= 0
+    if live:
+
+        def on_tick(elapsed: float, packets: int, bytes_: int) -> None:
+            env.stderr.write(f"\r  {elapsed:6.0f} s  {packets} packets  {bytes_} bytes   ")
+            env.stderr.flush()
+
     try:
-        while True:
-            elapsed = time.monotonic() - start
-            if flag.signal is not None:
-                name = signal.Signals(flag.signal).name
-                return "interrupted" if name == "SIGINT" else name
-            if duration is not None and elapsed >= duration:
-                return "duration"
-            session.check()  # SessionLost once its rows are gone (the keeper watches)
-            if live:
-                packets, bytes_ = session.stats()
-                sys.stderr.write(f"\r  {elapsed:6.0f} s  {packets} packets  {bytes_} bytes   ")
-                sys.stderr.flush()
-            time.sleep(min(0.25, duration - elapsed) if duration is not None else 0.25)
+        return str(session.hold(duration=duration, signalled=lambda: flag.signal, on_tick=on_tick))
     finally:
         if live:
-            sys.stderr.write("\n")
+            env.stderr.write("\n")
 
 
 @click.command("list")
