@@ -25,6 +25,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, str] = {
     "capture": "vmsniff.cli.capture:capture",
     "cleanup": "vmsniff.cli.mirror:cleanup",
+    "flows": "vmsniff.cli.flows:flows",
     "lab": "vmsniff.cli.lab:lab",
     "receive": "vmsniff.cli.receive:receive",
     "list": "vmsniff.cli.mirror:list_command",

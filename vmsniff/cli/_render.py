@@ -149,3 +149,51 @@ def sessions_table(env: Env, sessions: Any) -> None:
     for s in sessions:
         for problem in s.problems:
             env.warn(f"session {s.id[:8]}: {problem}")
+
+
+def flows_table(env: Env, result: Any) -> None:
+    """``vmsniff flows``: one row per flow (originator first), then totals per protocol."""
+    import time
+
+    from rich.table import Table
+
+    from vmsniff.flows.report import ends, protocol_name
+
+    title = f"{result.flows} flows, {result.packets} packets"
+    if len(result.rows) < result.flows:
+        title += f" (showing {len(result.rows)})"
+    table = Table(title=title)
+    for col, right in (("proto", False), ("orig", False), ("resp", False), ("vlan", True),
+                       ("net/key", True), ("pkts >", True), ("bytes >", True), ("pkts <", True),
+                       ("bytes <", True), ("first", False), ("duration", True),
+                       ("state", False), ("history", False)):  # fmt: skip
+        table.add_column(col, justify="right" if right else "left")
+    for f in result.rows:
+        orig, resp = ends(f)
+        sec, ns = divmod(f.first_ns, 1_000_000_000)
+        first = time.strftime("%H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
+        table.add_row(*map(plain, (
+            protocol_name(f), orig, resp, "-" if f.vlan is None else str(f.vlan),
+            _net(f), str(f.orig_packets), str(f.orig_bytes),
+            str(f.resp_packets), str(f.resp_bytes), first, f"{f.duration_ns / 1e9:.3f}",
+            f.state, f.history or "-",
+        )))  # fmt: skip
+    env.out.print(table)
+    totals = Table(title="totals")
+    for col in ("protocol", "flows", "packets", "bytes"):
+        totals.add_column(col, justify="left" if col == "protocol" else "right")
+    for name, t in result.totals.items():
+        totals.add_row(plain(name), str(t["flows"]), str(t["packets"]), str(t["bytes"]))
+    env.out.print(totals)
+    if result.not_flows:
+        env.warn(f"{result.not_flows} packets were cut short or malformed: in no flow")
+
+
+def _net(flow: Any) -> str:
+    """The flow's overlay network (``vni 42``) and mirror keys (``key 100,101``), or ``-``."""
+    parts = []
+    if flow.vni is not None:
+        parts.append(f"vni {flow.vni}")
+    if flow.mirror_keys:
+        parts.append("key " + ",".join(map(str, flow.mirror_keys)))
+    return " ".join(parts) or "-"
