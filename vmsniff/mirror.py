@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from vmsniff.ovs.apply import (
     wait_egress,
     wait_tunnels,
 )
+from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.keeper import Keeper, idl_ready, session_rows
 from vmsniff.ovs.ownership import liveness_ids, parse_time
 from vmsniff.ovs.plan import (
@@ -51,6 +52,18 @@ TEARDOWN_WAIT_S = 3.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def _switch(remote: str, backend: OvsBackend | None) -> Iterator[OvsBackend]:
+    """The switch at ``remote`` (a shared ovsdbapp connection), or ``backend`` when given."""
+    if backend is not None:
+        yield backend
+        return
+    from vmsniff.ovs.connection import ovsdb
+
+    with ovsdb(remote) as api:
+        yield api
 
 
 def mtu_warning(
@@ -115,10 +128,12 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
     With ``detach`` the rows stay after the ``with`` (they carry their expiry). While a
     foreground session runs, a :class:`~vmsniff.ovs.keeper.Keeper` renews its expiry and
     watches its rows; :meth:`check` raises :class:`SessionLost` once they are gone.
+    ``backend`` stands in for the switch at ``remote`` (tests pass a FakeOvs).
     """
 
-    def __init__(self, remote: str) -> None:
+    def __init__(self, remote: str, backend: OvsBackend | None = None) -> None:
         self.remote = remote
+        self._backend = backend
         self._stack = ExitStack()
         self.api: Any = None
         self.plan: MirrorPlan | None = None
@@ -128,9 +143,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         self._stopped = False
 
     def __enter__(self) -> MirrorSession:
-        from vmsniff.ovs.connection import ovsdb
-
-        self.api = self._stack.enter_context(ovsdb(self.remote))
+        self.api = self._stack.enter_context(_switch(self.remote, self._backend))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -323,11 +336,9 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         self._stopped = True
 
 
-def list_sessions(remote: str) -> list[Session]:
-    """Every vmsniff session on the switch at ``remote``."""
-    from vmsniff.ovs.connection import ovsdb
-
-    with ovsdb(remote) as api:
+def list_sessions(remote: str, backend: OvsBackend | None = None) -> list[Session]:
+    """Every vmsniff session on the switch at ``remote`` (or on ``backend``)."""
+    with _switch(remote, backend) as api:
         return find_sessions(api, _now())
 
 
@@ -348,11 +359,11 @@ def cleanup(
     expired: bool = False,
     everything: bool = False,
     dry_run: bool = False,
+    backend: OvsBackend | None = None,
 ) -> CleanupReport:
-    """Remove vmsniff sessions matching the selectors (OR-ed) in one transaction."""
-    from vmsniff.ovs.connection import ovsdb
-
-    with ovsdb(remote) as api:
+    """Remove vmsniff sessions matching the selectors (OR-ed) in one transaction (on the
+    switch at ``remote``, or on ``backend``)."""
+    with _switch(remote, backend) as api:
         found = find_sessions(api, _now())
         chosen = list(_select(found, sessions, vm, expired, everything))
         missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in found)]

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from vmsniff.ovs.apply import remove_rows
+from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.ownership import (
     SESSION_KEY,
     Host,
@@ -129,7 +130,7 @@ _LIVENESS = ("vmsniff-host", "vmsniff-pid", "vmsniff-pid-start", "vmsniff-boot-i
 
 
 def find_sessions(
-    api: Any,
+    api: OvsBackend,
     now: datetime,
     host: Host | None = None,
     start_of: Callable[[int], str | None] = process_start,
@@ -204,7 +205,9 @@ def find_sessions(
     return sorted(found.values(), key=lambda s: s.created or "")
 
 
-def remove_sessions(api: Any, sessions: Sequence[Session], timeout: float | None = None) -> None:
+def remove_sessions(
+    api: OvsBackend, sessions: Sequence[Session], timeout: float | None = None
+) -> None:
     """Remove every row of ``sessions`` in one transaction (idempotent for gone rows)."""
     bridge_of: dict[str, str] = {}
     mirrors = []
