@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -115,28 +115,26 @@ class FakeRow:
         return [rows[u] for u in value if u in rows]
 
     def __setattr__(self, column: str, value: Any) -> None:
-        self._db._require_txn()
+        self._db._write("update", self, column)
         self._data[column] = self._db._stored(self._col(column), value)
 
     def addvalue(self, column: str, value: Any) -> None:
-        self._db._require_txn()
+        self._db._write("mutate", self, column)
         stored = self._db._stored(self._col(column), [value])[0]
         if stored not in self._data[column]:
             self._data[column] = [*self._data[column], stored]
 
     def delvalue(self, column: str, value: Any) -> None:
-        self._db._require_txn()
+        self._db._write("mutate", self, column)
         stored = self._db._stored(self._col(column), [value])[0]
         self._data[column] = [v for v in self._data[column] if v != stored]
 
     def setkey(self, column: str, key: str, value: Any) -> None:
-        self._db._require_txn()
-        self._col(column)
+        self._db._write("mutate", self, column)
         self._data[column] = {**self._data[column], key: value}
 
     def delkey(self, column: str, key: str, value: Any = None) -> None:
-        self._db._require_txn()
-        self._col(column)
+        self._db._write("mutate", self, column)
         current = self._data[column]
         if key in current and (value is None or current[key] == value):
             self._data[column] = {k: v for k, v in current.items() if k != key}
@@ -146,7 +144,7 @@ class FakeRow:
         self._col(column)
 
     def delete(self) -> None:
-        self._db._require_txn()
+        self._db._write("delete", self, None)
         self._db._rows(self._table).pop(self.uuid, None)
 
     def __eq__(self, other: object) -> bool:
@@ -226,6 +224,13 @@ class FakeOvs:
         self.idl = _Idl(self)
         self.connected = True
         self.commits = 0  #: transactions committed (a failed one does not count)
+        #: every committed write: ("update" | "mutate" | "delete", table, row name, column)
+        #: (OVSDB's update replaces a column, mutate adds or removes single values)
+        self.writes: list[tuple[str, str, str, str | None]] = []
+        #: called after each commit, e.g. to play ovs-vswitchd (may run transactions)
+        self.on_commit: list[Callable[[FakeOvs], None]] = []
+        self._pending: list[tuple[str, str, str, str | None]] = []
+        self._in_hooks = False
         self.lock = threading.RLock()
         self._in_txn = False
         self._fail: BaseException | None = None
@@ -411,9 +416,12 @@ class FakeOvs:
     def _rows(self, table: str) -> dict[uuid.UUID, FakeRow]:
         return self.tables[table].rows
 
-    def _require_txn(self) -> None:
+    def _write(self, op: str, row: FakeRow, column: str | None) -> None:
         if not self._in_txn:
             raise RuntimeError("rows change only inside a transaction")
+        if column is not None:
+            row._col(column)
+        self._pending.append((op, row._table, row._data.get("name") or str(row.uuid), column))
 
     def _insert(self, table: str) -> FakeRow:
         data = {
@@ -474,6 +482,7 @@ class FakeOvs:
                 for t, table in self.tables.items()
             }
             self._in_txn = True
+            self._pending = []
             try:
                 if not self.connected:
                     raise TimeoutException("Commands exceeded timeout")
@@ -493,9 +502,17 @@ class FakeOvs:
             finally:
                 self._in_txn = False
             self.commits += 1
+            self.writes += self._pending
         for command in commands:
             if hasattr(command, "post_commit"):
                 command.post_commit(None)
+        if not self._in_hooks:
+            self._in_hooks = True
+            try:
+                for hook in self.on_commit:
+                    hook(self)
+            finally:
+                self._in_hooks = False
 
     def _check_and_collect(self) -> None:
         """ovsdb-server's checks at commit: constraints, referential integrity, garbage
