@@ -42,14 +42,14 @@ class TunnelState:
 
 def switch_facts(api: OvsBackend, bridge: str) -> tuple[list[Tunnel], int, list[str]]:
     """Existing tunnels (all bridges), the bridge's mirror count and its mirrors' owners."""
-    bridges = {b.name: b for b in api.tables["Bridge"].rows.values()}
+    bridges = {b.name: b for b in list(api.tables["Bridge"].rows.values())}
     if bridge not in bridges:
         raise NotFound(
             f"bridge {bridge} does not exist on this switch",
             hint=f"bridges: {', '.join(sorted(bridges)) or 'none'}; pass --bridge",
         )
     tunnels = []
-    for row in api.tables["Interface"].rows.values():
+    for row in list(api.tables["Interface"].rows.values()):
         if row.type in ("gre", "erspan", "ip6gre", "ip6erspan", "vxlan", "geneve", "stt"):
             opts = dict(row.options)
             tunnels.append(
@@ -73,13 +73,13 @@ def local_tunnel_ips(api: OvsBackend) -> dict[str, str]:
     ``Open_vSwitch external_ids:ovn-encap-ip`` (comma-separated when several).
     """
     own: dict[str, str] = {}
-    for row in api.tables["Interface"].rows.values():
+    for row in list(api.tables["Interface"].rows.values()):
         local = dict(row.options).get("local_ip")
         if local and local != "flow":
             own.setdefault(
                 local, f"this hypervisor's own tunnel endpoint (local_ip of tunnel port {row.name})"
             )
-    for row in api.tables["Open_vSwitch"].rows.values():
+    for row in list(api.tables["Open_vSwitch"].rows.values()):
         for ip in dict(row.external_ids).get("ovn-encap-ip", "").split(","):
             if ip.strip():
                 own.setdefault(

@@ -141,15 +141,17 @@ def find_sessions(
     pass their own.
     """
     host = host or this_host()
+    # Each table is read from a copy of its rows: ovsdbapp's IDL thread may change the
+    # tables while we read them ("dictionary changed size during iteration").
     found: dict[str, Session] = {}
     bridge_of_port: dict[Any, str] = {}
     bridge_of_mirror: dict[Any, str] = {}
-    for bridge in api.tables["Bridge"].rows.values():
+    for bridge in list(api.tables["Bridge"].rows.values()):
         for port in bridge.ports:
             bridge_of_port[port.uuid] = bridge.name
         for mirror in bridge.mirrors:
             bridge_of_mirror[mirror.uuid] = bridge.name
-    for port in api.tables["Port"].rows.values():
+    for port in list(api.tables["Port"].rows.values()):
         ids = dict(port.external_ids)
         sid = ids.get(SESSION_KEY)
         if not sid:
@@ -164,7 +166,7 @@ def find_sessions(
             direction = ids.get("vmsniff-role", "").removeprefix("tunnel-")
             if opts.get("key", "").isdigit() and direction:
                 s.keys[direction] = int(opts["key"])
-    for mirror in api.tables["Mirror"].rows.values():
+    for mirror in list(api.tables["Mirror"].rows.values()):
         ids = dict(mirror.external_ids)
         sid = ids.get(SESSION_KEY)
         if not sid:
