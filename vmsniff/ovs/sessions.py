@@ -191,7 +191,7 @@ def find_sessions(
         if bridge_of_mirror.get(mirror.uuid) is None:
             s.problems.append(f"mirror {mirror.name} is on no bridge")
     for s in found.values():
-        s.directions.sort(reverse=True)  # from-vm before to-vm
+        s.directions.sort()  # from-vm before to-vm
         if not s.mirrors:
             s.problems.append("tunnel ports without a mirror")
         if not s.ports:

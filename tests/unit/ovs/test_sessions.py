@@ -53,6 +53,7 @@ def test_a_session_gathers_its_rows_and_facts_and_foreign_rows_are_not_read() ->
     assert sorted(m["name"] for m in s.mirrors) == sorted(m.name for m in p.mirrors)
     assert {(x["name"], x["bridge"]) for x in s.ports} == {(t.name, "br-int") for t in p.tunnels}
     assert all(m["bridge"] == "br-int" for m in s.mirrors)
+    assert s.directions == ["from-vm", "to-vm"]
     assert s.to_dict()["direction"] == "both"
     assert s.state == "active" and not s.stale and s.problems == [] and s.alive is None
 
