@@ -21,8 +21,8 @@ from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.ownership import (
     SESSION_KEY,
     Host,
+    is_expired,
     owner_alive,
-    parse_time,
     process_start,
     this_host,
 )
@@ -197,8 +197,7 @@ def find_sessions(
         if not s.ports:
             s.problems.append("mirrors without a tunnel port")
         s.orphaned = bool(s.problems)
-        expires = parse_time(s.expires)
-        s.expired = expires is not None and expires <= now
+        s.expired = is_expired({SESSION_KEY: s.id, "vmsniff-expires": s.expires or ""}, now)
         s.host = s.marks.get("vmsniff-host")
         pid = s.marks.get("vmsniff-pid", "")
         s.pid = int(pid) if pid.isdigit() else None

@@ -50,3 +50,16 @@ def test_a_command_name_with_parentheses_and_spaces_is_skipped(tmp_path: object)
         assert process_start(42) == "22"
     finally:
         own._read = real  # type: ignore[assignment]
+
+
+def test_a_row_expires_at_its_expiry_and_only_when_it_is_ours_and_readable() -> None:
+    from datetime import UTC, datetime
+
+    from vmsniff.ovs.ownership import is_expired
+
+    at = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
+    ids = {"vmsniff-session": "s1", "vmsniff-expires": "2026-12-01T13:00:00Z"}
+    assert is_expired(ids, at)
+    assert not is_expired(ids, at.replace(second=0, minute=0, hour=12))
+    assert not is_expired({**ids, "vmsniff-expires": "soon"}, at)
+    assert not is_expired({"vmsniff-expires": "2026-12-01T13:00:00Z"}, at)  # not ours
