@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from vmsniff.errors import NotFound, SessionLost, SwitchError, Unreachable, UsageError
 from vmsniff.model import Direction, Nic, Server
@@ -24,6 +23,7 @@ from vmsniff.ovs.apply import (
     wait_egress,
     wait_tunnels,
 )
+from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.keeper import Keeper, idl_ready, session_rows
 from vmsniff.ovs.ownership import liveness_ids, parse_time
 from vmsniff.ovs.plan import (
@@ -51,6 +51,18 @@ TEARDOWN_WAIT_S = 3.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def _switch(remote: str, backend: OvsBackend | None) -> Iterator[OvsBackend]:
+    """The switch at ``remote`` (a shared ovsdbapp connection), or ``backend`` when given."""
+    if backend is not None:
+        yield backend
+        return
+    from vmsniff.ovs.connection import ovsdb
+
+    with ovsdb(remote) as api:
+        yield api
 
 
 def mtu_warning(
@@ -115,12 +127,14 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
     With ``detach`` the rows stay after the ``with`` (they carry their expiry). While a
     foreground session runs, a :class:`~vmsniff.ovs.keeper.Keeper` renews its expiry and
     watches its rows; :meth:`check` raises :class:`SessionLost` once they are gone.
+    ``backend`` stands in for the switch at ``remote`` (tests pass a FakeOvs).
     """
 
-    def __init__(self, remote: str) -> None:
+    def __init__(self, remote: str, backend: OvsBackend | None = None) -> None:
         self.remote = remote
+        self._backend = backend
         self._stack = ExitStack()
-        self.api: Any = None
+        self.api: OvsBackend | None = None  #: the switch, while in the ``with``
         self.plan: MirrorPlan | None = None
         self.detach = False
         self.keeper: Keeper | None = None
@@ -128,10 +142,14 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         self._stopped = False
 
     def __enter__(self) -> MirrorSession:
-        from vmsniff.ovs.connection import ovsdb
-
-        self.api = self._stack.enter_context(ovsdb(self.remote))
+        self.api = self._stack.enter_context(_switch(self.remote, self._backend))
         return self
+
+    @property
+    def _api(self) -> OvsBackend:
+        if self.api is None:
+            raise RuntimeError("MirrorSession is used outside its with block")
+        return self.api
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -144,7 +162,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         """Remove vmsniff's expired and dead sessions with a row on ``bridge``; their ids."""
         expired = [
             s
-            for s in find_sessions(self.api, now)
+            for s in find_sessions(self._api, now)
             if s.stale
             and (
                 any(m["bridge"] == bridge for m in s.mirrors)
@@ -152,7 +170,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
             )
         ]
         if expired:
-            remove_sessions(self.api, expired)
+            remove_sessions(self._api, expired)
         self.removed_why.update({s.id: "dead" if s.dead else "expired" for s in expired})
         return [s.id for s in expired]
 
@@ -172,7 +190,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         bridge = bridge or nic.bridge or ""
         now = _now()
         removed = self._remove_expired(bridge, now)
-        _tunnels, count, owners = switch_facts(self.api, bridge)
+        _tunnels, count, owners = switch_facts(self._api, bridge)
         plan = plan_local_mirror(
             server, nic, direction=direction, ttl=ttl, reason=reason, bridge=bridge,
             mirrors_on_bridge=count, owners=owners, now=now,
@@ -187,7 +205,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         bridge = opts.bridge or nic.bridge or ""
         now = _now()
         removed = self._remove_expired(bridge, now)
-        tunnels, count, owners = switch_facts(self.api, bridge)
+        tunnels, count, owners = switch_facts(self._api, bridge)
         plan = plan_mirror(
             server, nic, opts, tunnels=tunnels, mirrors_on_bridge=count, now=now, owners=owners,
             refused_receivers=self._refused_receivers(),
@@ -201,7 +219,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
 
         table = read_routes(self.remote)
         refused = unusable_receivers(parse_routes(table)) if table else {}
-        return {**refused, **local_tunnel_ips(self.api)}
+        return {**refused, **local_tunnel_ips(self._api)}
 
     def start(
         self, plan: MirrorPlan, nic: Nic, snaplen: int | None, *, detach: bool = False
@@ -211,8 +229,8 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         plan = with_marks(plan, liveness_ids(detached=detach))
         self.plan = plan  # set first: an interrupt during the commit still tears down
         self.detach = detach
-        apply_plan(self.api, plan)
-        states = wait_tunnels(self.api, [t.name for t in plan.tunnels])
+        apply_plan(self._api, plan)
+        states = wait_tunnels(self._api, [t.name for t in plan.tunnels])
         bad = [s for s in states if s.error or not s.ofport]
         if bad:
             detail = "; ".join(f"{s.name}: {s.error or 'no OpenFlow port'}" for s in bad)
@@ -223,7 +241,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
                 "--to is routable from its tunnel endpoint",
             )
         if plan.remote_ip:  # a tunnel (capture --at ovs makes internal ports: no route)
-            states = wait_egress(self.api, states)
+            states = wait_egress(self._api, states)
             self._require_route(plan, states)
         warnings = []
         egress = next((s for s in states if s.egress_mtu), None)
@@ -233,7 +251,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
                 warnings.append(text)
         if not detach:
             self.keeper = Keeper(
-                self.api, session_rows(self.api, plan), session=plan.session,
+                self._api, session_rows(self._api, plan), session=plan.session,
                 bridge=plan.bridge, ttl=_ttl_of(plan),
             ).start()  # fmt: skip
         return Started(plan, states, warnings=warnings)
@@ -285,7 +303,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
             return 0, 0
         packets = bytes_ = 0
         for m in self.plan.mirrors:
-            row = self.api.lookup("Mirror", m.name, default=None)
+            row = self._api.lookup("Mirror", m.name, default=None)
             if row is not None:
                 stats = dict(getattr(row, "statistics", {}))
                 packets += int(stats.get("tx_packets", 0))
@@ -352,11 +370,9 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         self._stopped = True
 
 
-def list_sessions(remote: str) -> list[Session]:
-    """Every vmsniff session on the switch at ``remote``."""
-    from vmsniff.ovs.connection import ovsdb
-
-    with ovsdb(remote) as api:
+def list_sessions(remote: str, backend: OvsBackend | None = None) -> list[Session]:
+    """Every vmsniff session on the switch at ``remote`` (or on ``backend``)."""
+    with _switch(remote, backend) as api:
         return find_sessions(api, _now())
 
 
@@ -377,11 +393,11 @@ def cleanup(
     expired: bool = False,
     everything: bool = False,
     dry_run: bool = False,
+    backend: OvsBackend | None = None,
 ) -> CleanupReport:
-    """Remove vmsniff sessions matching the selectors (OR-ed) in one transaction."""
-    from vmsniff.ovs.connection import ovsdb
-
-    with ovsdb(remote) as api:
+    """Remove vmsniff sessions matching the selectors (OR-ed) in one transaction (on the
+    switch at ``remote``, or on ``backend``)."""
+    with _switch(remote, backend) as api:
         found = find_sessions(api, _now())
         chosen = list(_select(found, sessions, vm, expired, everything))
         missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in found)]

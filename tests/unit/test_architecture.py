@@ -14,7 +14,7 @@ DOC = (ROOT / "docs" / "architecture.md").read_text()
 LAYERS = [
     {"exitcodes", "errors", "model", "durations", "formats"},
     {"wire", "pcap", "filter"},
-    {"pipeline", "ovs", "resolve"},
+    {"pipeline", "ovs", "resolve", "flows"},
     {"receive", "capture", "mirror", "snoop"},
     {"cli", "__main__"},
 ]

@@ -7,19 +7,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vmsniff.flows.table import Flow
+from vmsniff.formats.ethernet import ETHERTYPE_NAMES
 from vmsniff.formats.ip import IP_PROTOCOL_NAMES
 
 __all__ = ["SORT_KEYS", "Report", "address", "protocol_name", "report"]
 
 SORT_KEYS = ("bytes", "packets", "duration", "start")
-_ETHERTYPE_NAMES = {0x0806: "ARP", 0x88CC: "LLDP", 0x8035: "RARP", 0x88A8: "802.1ad"}
 
 
 def protocol_name(flow: Flow) -> str:
     """``TCP``, ``UDP``, ``ICMP``…, ``ARP`` or ``ethertype 0x88cc``."""
     if flow.ip:
         return IP_PROTOCOL_NAMES.get(flow.proto, f"proto {flow.proto}")
-    return _ETHERTYPE_NAMES.get(flow.proto, f"ethertype 0x{flow.proto:04x}")
+    return ETHERTYPE_NAMES.get(flow.proto, f"ethertype 0x{flow.proto:04x}")
 
 
 def address(raw: bytes) -> str:

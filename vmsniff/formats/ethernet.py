@@ -8,6 +8,9 @@ __all__ = [
     "ETHERTYPE_ERSPAN_III",
     "ETHERTYPE_IPV4",
     "ETHERTYPE_IPV6",
+    "ETHERTYPE_LLDP",
+    "ETHERTYPE_NAMES",
+    "ETHERTYPE_RARP",
     "ETHERTYPE_QINQ",
     "ETHERTYPE_QINQ_OLD",
     "ETHERTYPE_TEB",
@@ -31,6 +34,8 @@ MIN_ETHERTYPE = 0x0600
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
+ETHERTYPE_RARP = 0x8035
+ETHERTYPE_LLDP = 0x88CC
 ETHERTYPE_IPV6 = 0x86DD
 ETHERTYPE_VLAN = 0x8100  #: IEEE 802.1Q C-tag
 ETHERTYPE_QINQ = 0x88A8  #: IEEE 802.1ad S-tag
@@ -39,6 +44,17 @@ ETHERTYPE_QINQ_OLD = 0x9100  #: the pre-802.1ad QinQ tag some switches still sen
 ETHERTYPE_TEB = 0x6558
 ETHERTYPE_ERSPAN_II = 0x88BE  #: ERSPAN types I and II, as a GRE protocol
 ETHERTYPE_ERSPAN_III = 0x22EB  #: ERSPAN type III, as a GRE protocol
+
+#: EtherTypes named in summaries and flow tables.
+ETHERTYPE_NAMES = {
+    ETHERTYPE_IPV4: "IPv4",
+    ETHERTYPE_ARP: "ARP",
+    ETHERTYPE_RARP: "RARP",
+    ETHERTYPE_IPV6: "IPv6",
+    ETHERTYPE_VLAN: "802.1Q",
+    ETHERTYPE_QINQ: "802.1ad",
+    ETHERTYPE_LLDP: "LLDP",
+}
 
 #: Every tag protocol identifier a VLAN tag may start with, in the order most seen.
 TPIDS = (ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD)

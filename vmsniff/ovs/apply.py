@@ -15,6 +15,7 @@ from typing import Any
 
 from vmsniff.errors import NotFound, SwitchError, Unreachable
 from vmsniff.model import Direction
+from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.plan import MirrorPlan, Tunnel
 
 __all__ = [
@@ -39,16 +40,16 @@ class TunnelState:
     egress_mtu: int | None
 
 
-def switch_facts(api: Any, bridge: str) -> tuple[list[Tunnel], int, list[str]]:
+def switch_facts(api: OvsBackend, bridge: str) -> tuple[list[Tunnel], int, list[str]]:
     """Existing tunnels (all bridges), the bridge's mirror count and its mirrors' owners."""
-    bridges = {b.name: b for b in api.tables["Bridge"].rows.values()}
+    bridges = {b.name: b for b in list(api.tables["Bridge"].rows.values())}
     if bridge not in bridges:
         raise NotFound(
             f"bridge {bridge} does not exist on this switch",
             hint=f"bridges: {', '.join(sorted(bridges)) or 'none'}; pass --bridge",
         )
     tunnels = []
-    for row in api.tables["Interface"].rows.values():
+    for row in list(api.tables["Interface"].rows.values()):
         if row.type in ("gre", "erspan", "ip6gre", "ip6erspan", "vxlan", "geneve", "stt"):
             opts = dict(row.options)
             tunnels.append(
@@ -65,20 +66,20 @@ def switch_facts(api: Any, bridge: str) -> tuple[list[Tunnel], int, list[str]]:
     return tunnels, len(mirrors), owners
 
 
-def local_tunnel_ips(api: Any) -> dict[str, str]:
+def local_tunnel_ips(api: OvsBackend) -> dict[str, str]:
     """This switch's own tunnel endpoint addresses, as OVSDB records them, and where.
 
     Neutron's tunnel ports carry ``options:local_ip``; OVN's chassis records
     ``Open_vSwitch external_ids:ovn-encap-ip`` (comma-separated when several).
     """
     own: dict[str, str] = {}
-    for row in api.tables["Interface"].rows.values():
+    for row in list(api.tables["Interface"].rows.values()):
         local = dict(row.options).get("local_ip")
         if local and local != "flow":
             own.setdefault(
                 local, f"this hypervisor's own tunnel endpoint (local_ip of tunnel port {row.name})"
             )
-    for row in api.tables["Open_vSwitch"].rows.values():
+    for row in list(api.tables["Open_vSwitch"].rows.values()):
         for ip in dict(row.external_ids).get("ovn-encap-ip", "").split(","):
             if ip.strip():
                 own.setdefault(
@@ -94,7 +95,7 @@ def _translate(exc: Exception, what: str, hint: str) -> SwitchError | Unreachabl
     return SwitchError(f"Open vSwitch refused to {what}: {exc}", hint=hint)
 
 
-def apply_plan(api: Any, plan: MirrorPlan) -> None:
+def apply_plan(api: OvsBackend, plan: MirrorPlan) -> None:
     """Create the plan's tunnel ports and mirrors in one transaction."""
     vm_port = api.lookup("Port", plan.vm_port, default=None)
     if vm_port is None:
@@ -139,7 +140,7 @@ def apply_plan(api: Any, plan: MirrorPlan) -> None:
         ) from None  # fmt: skip
 
 
-def wait_tunnels(api: Any, names: Iterable[str], timeout: float = 5.0) -> list[TunnelState]:
+def wait_tunnels(api: OvsBackend, names: Iterable[str], timeout: float = 5.0) -> list[TunnelState]:
     """Wait until each tunnel interface has an OpenFlow port (or an error); report both."""
     deadline = time.monotonic() + timeout
     names = list(names)
@@ -156,7 +157,7 @@ EGRESS_WAIT_S = 1.0
 
 
 def wait_egress(
-    api: Any, states: list[TunnelState], timeout: float = EGRESS_WAIT_S
+    api: OvsBackend, states: list[TunnelState], timeout: float = EGRESS_WAIT_S
 ) -> list[TunnelState]:
     """Re-read tunnels without ``status:tunnel_egress_iface`` until they show one, or timeout.
 
@@ -174,7 +175,7 @@ def _one(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else (None if value == [] else value)
 
 
-def _state(api: Any, name: str) -> TunnelState:
+def _state(api: OvsBackend, name: str) -> TunnelState:
     row = api.lookup("Interface", name, default=None)
     if row is None:
         return TunnelState(name, None, "interface vanished", None, None)
@@ -190,7 +191,7 @@ def _state(api: Any, name: str) -> TunnelState:
 
 
 def remove_rows(
-    api: Any,
+    api: OvsBackend,
     bridge_of: dict[str, str],
     mirrors: list[Any],
     ports: list[str],

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.ownership import SESSION_KEY, rfc3339
 
 __all__ = ["CHECK_INTERVAL_S", "Keeper", "RowRef", "check_rows", "renew", "session_rows"]
@@ -45,7 +46,7 @@ class RowRef:
     name: str
 
 
-def session_rows(api: Any, plan: Any) -> list[RowRef]:
+def session_rows(api: OvsBackend, plan: Any) -> list[RowRef]:
     """The session's Port, Interface and Mirror rows as the IDL sees them right after apply."""
     refs = []
     for t in plan.tunnels:
@@ -61,7 +62,7 @@ def _uuids(rows: Any) -> set[Any]:
     return {r.uuid for r in rows}
 
 
-def check_rows(api: Any, refs: list[RowRef], session: str, bridge: str) -> str | None:
+def check_rows(api: OvsBackend, refs: list[RowRef], session: str, bridge: str) -> str | None:
     """What is wrong with the session's rows (in words), or None when all is well."""
     found = {}
     for ref in refs:
@@ -93,7 +94,9 @@ class _Gone(Exception):
     """Raised inside the renewal transaction when a row is no longer the session's."""
 
 
-def renew(api: Any, refs: list[RowRef], session: str, expires: str, timeout: float = 3.0) -> None:
+def renew(
+    api: OvsBackend, refs: list[RowRef], session: str, expires: str, timeout: float = 3.0
+) -> None:
     """Set ``vmsniff-expires`` on the session's rows, one transaction, mutating that key only.
 
     Each row is verified (OVSDB ``wait``) so that a row removed or rewritten meanwhile fails
@@ -115,7 +118,7 @@ def renew(api: Any, refs: list[RowRef], session: str, expires: str, timeout: flo
         txn.add(Renew(api))
 
 
-def idl_ready(api: Any) -> bool:
+def idl_ready(api: OvsBackend) -> bool:
     """The IDL is connected and monitoring: its tables are a whole copy of the database."""
     idl = api.idl
     # ovs.db.idl.Idl has no public "connected"; its jsonrpc session knows (ovs 3.x/4.x).
@@ -127,7 +130,7 @@ class Keeper:
 
     def __init__(
         self,
-        api: Any,
+        api: OvsBackend,
         refs: list[RowRef],
         *,
         session: str,

@@ -132,8 +132,14 @@ def this_host() -> Host:
     return Host(socket.gethostname(), _read("/proc/sys/kernel/random/boot_id"), pidns)
 
 
+#: States of field 3 of ``/proc/PID/stat`` whose process has exited (proc(5)): a zombie
+#: waits only to be reaped and will never remove its session's rows.
+_EXITED_STATES = frozenset("ZXx")
+
+
 def process_start(pid: int) -> str | None:
-    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks after boot); None if gone.
+    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks after boot); None if gone,
+    or exited and not yet reaped (a zombie).
 
     The command name (field 2) may hold spaces and parentheses: fields are counted after
     its last ``)`` (proc(5)).
@@ -142,6 +148,8 @@ def process_start(pid: int) -> str | None:
     if text is None or ")" not in text:
         return None
     fields = text[text.rindex(")") + 1 :].split()  # fields 3, 4, ...
+    if not fields or fields[0] in _EXITED_STATES:
+        return None
     return fields[22 - 3] if len(fields) > 22 - 3 else None
 
 

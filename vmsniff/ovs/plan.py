@@ -292,6 +292,96 @@ def require_mirrorable(nic: Nic) -> None:
         )
 
 
+def _ways(direction: Direction) -> list[Direction]:
+    """The directions one Mirror row each: ``both`` is from-vm and to-vm."""
+    return [Direction.FROM_VM, Direction.TO_VM] if direction is Direction.BOTH else [direction]
+
+
+def _require_room(
+    bridge: str, mirrors_on_bridge: int, owners: Sequence[str], ways: int, what: str, hint: str
+) -> None:
+    """Refuse a session that would pass Open vSwitch's per-bridge mirror limit."""
+    if mirrors_on_bridge + ways > MAX_MIRRORS:
+        ours = sum(1 for o in owners if o.startswith("vmsniff"))
+        raise SwitchError(
+            f"bridge {bridge} has {mirrors_on_bridge} of Open vSwitch's {MAX_MIRRORS} mirrors in "
+            f"use ({ours} by vmsniff sessions, {mirrors_on_bridge - ours} by others); this "
+            f"{what} needs {ways} more",
+            hint=hint,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """What every row of one session carries: who made it, for which VM NIC, until when."""
+
+    session: str
+    server: Server
+    nic: Nic
+    vm_port: str
+    now: datetime
+    ttl: timedelta
+    reason: str | None
+
+    @property
+    def short(self) -> str:
+        return self.session.replace("-", "")[:8]
+
+
+def _rows(
+    who: _Owner,
+    way: Direction,
+    *,
+    role: str,
+    type_: str,
+    options: dict[str, str],
+    key: int,
+    snaplen: int | None,
+) -> tuple[TunnelPort, MirrorRow]:
+    """One direction's output port (``vms`` + 8 hex digits + ``-f``/``-t``) and the Mirror
+    selecting the VM's port into it, both owned (``role``: ``tunnel`` or ``capture``)."""
+    port = f"vms{who.short}-{'f' if way is Direction.FROM_VM else 't'}"
+    ids = ownership_ids(
+        session=who.session, vm_name=who.server.name, vm_id=who.server.id, now=who.now,
+        ttl=who.ttl, reason=who.reason, role=f"{role}-{way.value}", nic=who.nic.mac,
+    )  # fmt: skip
+    mirror = MirrorRow(
+        name=f"vmsniff-{who.short}-{way.value}",
+        direction=way,
+        vm_port=who.vm_port,
+        output_port=port,
+        snaplen=snaplen,
+        external_ids={**ids, "vmsniff-role": f"mirror-{way.value}"},
+    )
+    return TunnelPort(port, type_, options, ids, way, key), mirror
+
+
+def _plan(
+    who: _Owner,
+    bridge: str,
+    rows: list[tuple[TunnelPort, MirrorRow]],
+    *,
+    remote_ip: str,
+    encap: str,
+    direction: Direction,
+    keys: dict[str, int],
+) -> MirrorPlan:
+    ports = tuple(port for port, _mirror in rows)
+    return MirrorPlan(
+        session=who.session,
+        bridge=bridge,
+        vm_port=who.vm_port,
+        remote_ip=remote_ip,
+        encap=encap,
+        direction=direction,
+        keys=keys,
+        tag=who.nic.tag,
+        tunnels=ports,
+        mirrors=tuple(mirror for _port, mirror in rows),
+        expires=ports[0].external_ids["vmsniff-expires"],
+    )
+
+
 def plan_local_mirror(
     server: Server,
     nic: Nic,
@@ -314,50 +404,17 @@ def plan_local_mirror(
     require_mirrorable(nic)
     assert nic.ovs_port is not None  # checked just above
     bridge = _bridge_of(nic, bridge)
-    directions = (
-        [Direction.FROM_VM, Direction.TO_VM] if direction is Direction.BOTH else [direction]
-    )
-    if mirrors_on_bridge + len(directions) > MAX_MIRRORS:
-        ours = sum(1 for o in owners if o.startswith("vmsniff"))
-        raise SwitchError(
-            f"bridge {bridge} has {mirrors_on_bridge} of Open vSwitch's {MAX_MIRRORS} mirrors in "
-            f"use ({ours} by vmsniff sessions, {mirrors_on_bridge - ours} by others); this "
-            f"capture needs {len(directions)} more",
-            hint="see `vmsniff list`; capture one direction only, or use --at tap",
-        )
-    sid = session or str(uuid.uuid4())
-    short = sid.replace("-", "")[:8]
-    ports, mirrors = [], []
-    for way in directions:
-        name = f"vms{short}-{'f' if way is Direction.FROM_VM else 't'}"
-        ids = ownership_ids(
-            session=sid, vm_name=server.name, vm_id=server.id, now=now, ttl=ttl,
-            reason=reason, role=f"capture-{way.value}", nic=nic.mac,
-        )  # fmt: skip
-        ports.append(TunnelPort(name, "internal", {}, ids, way, 0))
-        mirrors.append(
-            MirrorRow(
-                name=f"vmsniff-{short}-{way.value}",
-                direction=way,
-                vm_port=nic.ovs_port,
-                output_port=name,
-                snaplen=None,
-                external_ids={**ids, "vmsniff-role": f"mirror-{way.value}"},
-            )
-        )
-    return MirrorPlan(
-        session=sid,
-        bridge=bridge,
-        vm_port=nic.ovs_port,
-        remote_ip="",
-        encap="internal",
-        direction=direction,
-        keys={},
-        tag=nic.tag,
-        tunnels=tuple(ports),
-        mirrors=tuple(mirrors),
-        expires=ports[0].external_ids["vmsniff-expires"],
-    )
+    ways = _ways(direction)
+    _require_room(
+        bridge, mirrors_on_bridge, owners, len(ways), "capture",
+        "see `vmsniff list`; capture one direction only, or use --at tap",
+    )  # fmt: skip
+    who = _Owner(session or str(uuid.uuid4()), server, nic, nic.ovs_port, now, ttl, reason)
+    rows = [
+        _rows(who, way, role="capture", type_="internal", options={}, key=0, snaplen=None)
+        for way in ways
+    ]
+    return _plan(who, bridge, rows, remote_ip="", encap="internal", direction=direction, keys={})
 
 
 def plan_mirror(
@@ -388,36 +445,22 @@ def plan_mirror(
             f"--to {remote} cannot receive this mirror: it is {why[0]}",
             hint="give the address of the host that runs `vmsniff receive`",
         )
-    directions = (
-        [Direction.FROM_VM, Direction.TO_VM]
-        if opts.direction is Direction.BOTH
-        else [opts.direction]
-    )
-    if mirrors_on_bridge + len(directions) > MAX_MIRRORS:
-        ours = sum(1 for o in owners if o.startswith("vmsniff"))
-        raise SwitchError(
-            f"bridge {bridge} has {mirrors_on_bridge} of Open vSwitch's {MAX_MIRRORS} mirrors in "
-            f"use ({ours} by vmsniff sessions, {mirrors_on_bridge - ours} by others); this "
-            f"session needs {len(directions)} more",
-            hint="see `vmsniff list` for vmsniff's own sessions; mirror one direction only "
-            "(--direction from-vm or to-vm), or remove unused mirrors",
-        )
+    ways = _ways(opts.direction)
+    _require_room(
+        bridge, mirrors_on_bridge, owners, len(ways), "session",
+        "see `vmsniff list` for vmsniff's own sessions; mirror one direction only "
+        "(--direction from-vm or to-vm), or remove unused mirrors",
+    )  # fmt: skip
     rng = rng or random.SystemRandom()
-    sid = session or str(uuid.uuid4())
+    who = _Owner(session or str(uuid.uuid4()), server, nic, nic.ovs_port, now, opts.ttl,
+                 opts.reason)  # fmt: skip
     base = _pick_keys(opts, 2, tunnels, remote, rng)
-    short = sid.replace("-", "")[:8]
-    tunnels_out, mirrors_out, keys = [], [], {}
-    for direction in directions:
+    rows, keys = [], {}
+    for way in ways:
         # K for from-vm, K+1 for to-vm (DESIGN.md contract 3), also when only one direction
         # is mirrored, so that `receive --key K` always knows which way a packet went.
-        key = base + (0 if direction is Direction.FROM_VM else 1)
-        keys[direction.value] = key
-        suffix = "f" if direction is Direction.FROM_VM else "t"
-        port = f"vms{short}-{suffix}"
-        ids = ownership_ids(
-            session=sid, vm_name=server.name, vm_id=server.id, now=now, ttl=opts.ttl,
-            reason=opts.reason, role=f"tunnel-{direction.value}", nic=nic.mac,
-        )  # fmt: skip
+        key = base + (0 if way is Direction.FROM_VM else 1)
+        keys[way.value] = key
         options = {"remote_ip": remote, "key": str(key)}
         if opts.encap == "erspan":
             version = opts.erspan_version or 1
@@ -426,30 +469,12 @@ def plan_mirror(
                 index = 1 if opts.erspan_index is None else opts.erspan_index
                 options["erspan_idx"] = f"0x{index:x}"  # hexadecimal: see ERSPAN_INDEX_MAX
             else:
-                options["erspan_dir"] = "0" if direction is Direction.FROM_VM else "1"
+                options["erspan_dir"] = "0" if way is Direction.FROM_VM else "1"
                 options["erspan_hwid"] = "1"
-        tunnels_out.append(TunnelPort(port, opts.encap, options, ids, direction, key))
-        mirrors_out.append(
-            MirrorRow(
-                name=f"vmsniff-{short}-{direction.value}",
-                direction=direction,
-                vm_port=nic.ovs_port,
-                output_port=port,
-                snaplen=opts.snaplen,
-                external_ids={**ids, "vmsniff-role": f"mirror-{direction.value}"},
-            )
-        )
-    expires = tunnels_out[0].external_ids["vmsniff-expires"]
-    return MirrorPlan(
-        session=sid,
-        bridge=bridge,
-        vm_port=nic.ovs_port,
-        remote_ip=remote,
-        encap=opts.encap,
-        direction=opts.direction,
-        keys=keys,
-        tag=nic.tag,
-        tunnels=tuple(tunnels_out),
-        mirrors=tuple(mirrors_out),
-        expires=expires,
+        rows.append(
+            _rows(who, way, role="tunnel", type_=opts.encap, options=options, key=key,
+                  snaplen=opts.snaplen)
+        )  # fmt: skip
+    return _plan(
+        who, bridge, rows, remote_ip=remote, encap=opts.encap, direction=opts.direction, keys=keys
     )

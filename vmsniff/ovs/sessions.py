@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from vmsniff.ovs.apply import remove_rows
+from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.ownership import (
     SESSION_KEY,
     Host,
+    is_expired,
     owner_alive,
-    parse_time,
     process_start,
     this_host,
 )
@@ -129,7 +130,7 @@ _LIVENESS = ("vmsniff-host", "vmsniff-pid", "vmsniff-pid-start", "vmsniff-boot-i
 
 
 def find_sessions(
-    api: Any,
+    api: OvsBackend,
     now: datetime,
     host: Host | None = None,
     start_of: Callable[[int], str | None] = process_start,
@@ -140,15 +141,17 @@ def find_sessions(
     pass their own.
     """
     host = host or this_host()
+    # Each table is read from a copy of its rows: ovsdbapp's IDL thread may change the
+    # tables while we read them ("dictionary changed size during iteration").
     found: dict[str, Session] = {}
     bridge_of_port: dict[Any, str] = {}
     bridge_of_mirror: dict[Any, str] = {}
-    for bridge in api.tables["Bridge"].rows.values():
+    for bridge in list(api.tables["Bridge"].rows.values()):
         for port in bridge.ports:
             bridge_of_port[port.uuid] = bridge.name
         for mirror in bridge.mirrors:
             bridge_of_mirror[mirror.uuid] = bridge.name
-    for port in api.tables["Port"].rows.values():
+    for port in list(api.tables["Port"].rows.values()):
         ids = dict(port.external_ids)
         sid = ids.get(SESSION_KEY)
         if not sid:
@@ -163,7 +166,7 @@ def find_sessions(
             direction = ids.get("vmsniff-role", "").removeprefix("tunnel-")
             if opts.get("key", "").isdigit() and direction:
                 s.keys[direction] = int(opts["key"])
-    for mirror in api.tables["Mirror"].rows.values():
+    for mirror in list(api.tables["Mirror"].rows.values()):
         ids = dict(mirror.external_ids)
         sid = ids.get(SESSION_KEY)
         if not sid:
@@ -188,14 +191,13 @@ def find_sessions(
         if bridge_of_mirror.get(mirror.uuid) is None:
             s.problems.append(f"mirror {mirror.name} is on no bridge")
     for s in found.values():
-        s.directions.sort(reverse=True)  # from-vm before to-vm
+        s.directions.sort()  # from-vm before to-vm
         if not s.mirrors:
             s.problems.append("tunnel ports without a mirror")
         if not s.ports:
             s.problems.append("mirrors without a tunnel port")
         s.orphaned = bool(s.problems)
-        expires = parse_time(s.expires)
-        s.expired = expires is not None and expires <= now
+        s.expired = is_expired({SESSION_KEY: s.id, "vmsniff-expires": s.expires or ""}, now)
         s.host = s.marks.get("vmsniff-host")
         pid = s.marks.get("vmsniff-pid", "")
         s.pid = int(pid) if pid.isdigit() else None
@@ -204,7 +206,9 @@ def find_sessions(
     return sorted(found.values(), key=lambda s: s.created or "")
 
 
-def remove_sessions(api: Any, sessions: Sequence[Session], timeout: float | None = None) -> None:
+def remove_sessions(
+    api: OvsBackend, sessions: Sequence[Session], timeout: float | None = None
+) -> None:
     """Remove every row of ``sessions`` in one transaction (idempotent for gone rows)."""
     bridge_of: dict[str, str] = {}
     mirrors = []

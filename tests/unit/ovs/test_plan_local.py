@@ -48,3 +48,17 @@ def test_one_direction_needs_one_port_and_the_mirror_limit_is_kept() -> None:
 def test_a_nic_off_the_switch_is_refused() -> None:
     with pytest.raises(InvalidState):
         plan_local_mirror(SERVER, Nic(mac="fa:16:3e:00:00:09", plug=PlugKind.SRIOV), now=NOW)
+
+
+def test_the_plan_says_the_tag_roles_and_what_to_do_at_the_mirror_limit() -> None:
+    p = plan_local_mirror(SERVER, NIC, now=NOW, session=SID)
+    assert p.tag == 3  # mirrored frames carry the VM port's VLAN tag
+    assert [t.external_ids["vmsniff-role"] for t in p.tunnels] == [
+        "capture-from-vm", "capture-to-vm",
+    ]  # fmt: skip
+    assert [m.external_ids["vmsniff-role"] for m in p.mirrors] == ["mirror-from-vm", "mirror-to-vm"]
+    with pytest.raises(SwitchError, match="this capture needs 2 more") as info:
+        plan_local_mirror(SERVER, NIC, now=NOW, mirrors_on_bridge=MAX_MIRRORS - 1,
+                          owners=["vmsniff 1234", "foreign x"])  # fmt: skip
+    assert "(1 by vmsniff sessions, 30 by others)" in str(info.value)
+    assert "--at tap" in (info.value.hint or "")
