@@ -59,12 +59,13 @@ def pcap_header(head: bytes) -> tuple[str, int, int] | None:
 
 
 def table_of_pcap(
-    fh: BinaryIO, header: tuple[str, int, int], table: FlowTable, chunk: int = CHUNK
+    fh: BinaryIO, header: tuple[str, int, int], table: FlowTable, chunk: int | None = None
 ) -> None:
-    """Count the records after the file header (already read) of ``fh`` into ``table``."""
+    """Count the records after the file header (already read) of ``fh`` into ``table``,
+    ``chunk`` bytes at a time (default :data:`CHUNK`)."""
     order, unit, linktype = header
     caplen_of = struct.Struct(order + "I").unpack_from
-    buf = bytearray(chunk)
+    buf = bytearray(chunk or CHUNK)
     held = 0  # bytes at the start of buf: a record the last chunk cut
     while True:
         if held == len(buf):  # one record bigger than the buffer: grow it
@@ -175,9 +176,11 @@ def _merge(
     forward = (src < dst) | ((src == dst) & (sport <= dport))
     lo_addr, hi_addr = np.where(forward, src, dst), np.where(forward, dst, src)
     lo_port, hi_port = np.where(forward, sport, dport), np.where(forward, dport, sport)
-    addrs = lo_addr << 32 | hi_addr  # both fit: 32 bits each, as uint64 below
-    rest = proto << 32 | lo_port << 16 | hi_port
-    order = np.lexsort((rest.astype(np.uint64), addrs.astype(np.uint64)))  # stable: in time
+    # the flow's key, as FlowTable packs a plain IPv4 flow's: two unsigned 64-bit integers
+    u64 = np.uint64
+    addrs = lo_addr.astype(u64) << u64(32) | hi_addr.astype(u64)
+    rest = proto.astype(u64) << u64(32) | lo_port.astype(u64) << u64(16) | hi_port.astype(u64)
+    order = np.lexsort((rest, addrs))  # stable: in time order within a flow
     addrs_s, rest_s = addrs[order], rest[order]
     new = np.empty(len(order), dtype=bool)
     new[0] = True
@@ -193,33 +196,29 @@ def _merge(
     bytes_ab = np.bincount(group, weights=len_s * fwd_s, minlength=groups).astype(np.int64)
     pkts_ba = np.bincount(group, minlength=groups) - pkts_ab
     bytes_ba = np.bincount(group, weights=len_s, minlength=groups).astype(np.int64) - bytes_ab
-    keys = [
-        (True, p, None, None, la.to_bytes(4, "big"), lp, ha.to_bytes(4, "big"), hp)
-        for la, ha, p, lp, hp in zip(lo_addr[first].tolist(), hi_addr[first].tolist(),
-                                     proto[first].tolist(), lo_port[first].tolist(),
-                                     hi_port[first].tolist(), strict=True)
-    ]  # fmt: skip
+    keys = list(zip(addrs_s[starts].tolist(), rest_s[starts].tolist(), strict=True))
     synack = flags[first] & 0x12 == 0x12
-    orig_is_a = table.orig_sides(keys, forward[first] != synack)
-    # history letters: for each flow, side and letter, the first packet that showed it
+    ids, orig_is_a = table.merge_block(keys, ts[first], ts[last], forward[first] != synack,
+                                       pkts_ab, bytes_ab, pkts_ba, bytes_ba)  # fmt: skip
+    # history: each flow's letters (per side) it shows here for the first time, in order
     bits_s = letters_of(flags, payload)[order]
-    firsts: list[list[tuple[int, int, bool]]] = [[] for _ in range(groups)]
-    lettered = np.flatnonzero(bits_s)
-    if len(lettered):
-        side_orig = fwd_s[lettered] == orig_is_a[group[lettered]]
-        for bit in (1, 2, 4, 8, 16, 32):
-            has = bits_s[lettered] & bit != 0
-            for is_orig in (True, False):
-                where = lettered[has & (side_orig == is_orig)]
-                if not len(where):
-                    continue
-                g, at = np.unique(group[where], return_index=True)
-                for flow, pos in zip(g.tolist(), where[at].tolist(), strict=True):
-                    firsts[flow].append((pos, bit, is_orig))
-    first_ts, last_ts = ts[first].tolist(), ts[last].tolist()
-    sums = zip(pkts_ab.tolist(), bytes_ab.tolist(), pkts_ba.tolist(), bytes_ba.tolist(),
-               strict=True)  # fmt: skip
-    merge = table.merge
-    for f, (key, (pab, bab, pba, bba)) in enumerate(zip(keys, sums, strict=True)):
-        merge(key, first_ts[f], last_ts[f], bool(orig_is_a[f]), pab, bab, pba, bba,
-              sorted(firsts[f]))  # fmt: skip
+    side_orig = fwd_s == orig_is_a[group]
+    shifted = np.where(side_orig, bits_s, bits_s << 8)
+    shown = np.bitwise_or.reduceat(shifted, starts)
+    fresh = table.new_letters(ids, shown)
+    if not fresh.any():
+        return
+    news = np.flatnonzero(fresh)
+    firsts: dict[int, list[tuple[int, int, bool]]] = {f: [] for f in news.tolist()}
+    lettered = np.flatnonzero((bits_s != 0) & (fresh[group] != 0))
+    for bit in (1, 2, 4, 8, 16, 32):
+        has = bits_s[lettered] & bit != 0
+        for is_orig in (True, False):
+            where = lettered[has & (side_orig[lettered] == is_orig)]
+            if not len(where):
+                continue
+            g, at = np.unique(group[where], return_index=True)
+            for flow, pos in zip(g.tolist(), where[at].tolist(), strict=True):
+                firsts[flow].append((pos, bit, is_orig))
+    for f, letters in firsts.items():
+        table.add_letters(int(ids[f]), sorted(letters))

@@ -18,7 +18,7 @@ an answer and ``SF`` with one; other protocols ``OTH``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -73,21 +73,6 @@ class Observation(NamedTuple):
 
 _LETTERS = (("S", 1), ("H", 2), ("A", 4), ("D", 8), ("F", 16), ("R", 32))
 _LETTER = {bit: letter for letter, bit in _LETTERS}
-
-
-class _Entry:
-    """A flow while it is counted; ``a`` is the lesser end of its key."""
-
-    __slots__ = ("first", "last", "pkts_ab", "bytes_ab", "pkts_ba", "bytes_ba", "orig_is_a",
-                 "seen", "history", "mirrors")  # fmt: skip
-
-    def __init__(self, ts_ns: int, orig_is_a: bool) -> None:
-        self.first = self.last = ts_ns
-        self.pkts_ab = self.bytes_ab = self.pkts_ba = self.bytes_ba = 0
-        self.orig_is_a = orig_is_a
-        self.seen = 0  #: history bits: the originator's in bits 0-5, the responder's in 8-13
-        self.history = ""
-        self.mirrors: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,19 +171,66 @@ def conn_state(proto: int, orig: int, resp: int, answered: bool) -> str:
 
 
 class FlowTable:
-    """Add :class:`Observation` values with their timestamps; read :meth:`flows`."""
+    """Add :class:`Observation` values with their timestamps (:meth:`add`), or a block of a
+    flow's packets at once (:meth:`merge_block`); read :meth:`flows`.
+
+    One entry per flow, in columns (numpy arrays, grown by doubling) so that the block path
+    updates thousands of flows in a few numpy operations. A plain IPv4 flow (no VLAN, no
+    overlay) is keyed by two integers, its ends packed, as the block path computes them; any
+    other by a tuple of its fields."""
 
     #: fragments whose first fragment's ports are remembered (the oldest forgotten first)
     MAX_FRAGMENTED = 4096
+    # the columns (numpy arrays, one element per flow; see _grow)
+    _first: Any
+    _last: Any
+    _pab: Any
+    _bab: Any
+    _pba: Any
+    _bba: Any
+    _seen: Any  #: history bits: the originator's in bits 0-5, the responder's in 8-13
+    _orig_a: Any  #: the originator is the flow's ``a`` end (its lesser)
 
     def __init__(self) -> None:
-        self._flows: dict[tuple[object, ...], _Entry] = {}
+        import numpy as np
+
+        self._np = np
+        self._ids: dict[tuple[object, ...], int] = {}
+        self._keys: list[tuple[object, ...]] = []
+        self._history: list[str] = []
+        self._mirrors: list[tuple[int, ...]] = []
+        self._cap = 0
+        self._grow(1024)
         self._fragmented: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
         self.packets = 0
         self.not_flows = 0  #: packets that said nothing about a flow (cut short, malformed)
 
+    def _grow(self, cap: int) -> None:
+        np = self._np
+        old = self._cap
+        for name, dtype in (("first", np.int64), ("last", np.int64), ("pab", np.int64),
+                            ("bab", np.int64), ("pba", np.int64), ("bba", np.int64),
+                            ("seen", np.int64), ("orig_a", np.bool_)):  # fmt: skip
+            column = np.zeros(cap, dtype=dtype)
+            if old:
+                column[:old] = getattr(self, "_" + name)[:old]
+            setattr(self, "_" + name, column)
+        self._cap = cap
+
     def __len__(self) -> int:
-        return len(self._flows)
+        return len(self._keys)
+
+    def _new(self, key: tuple[object, ...], ts_ns: int, orig_is_a: bool) -> int:
+        i = len(self._keys)
+        if i == self._cap:
+            self._grow(2 * self._cap)
+        self._ids[key] = i
+        self._keys.append(key)
+        self._history.append("")
+        self._mirrors.append(())
+        self._first[i] = self._last[i] = ts_ns
+        self._orig_a[i] = orig_is_a
+        return i
 
     def add(self, ts_ns: int, obs: Observation | None) -> None:
         self.packets += 1
@@ -210,75 +242,87 @@ class FlowTable:
         a = (obs.src, obs.sport)
         b = (obs.dst, obs.dport)
         forward = a <= b
-        key = (obs.ip, obs.proto, obs.vlan, obs.vni, *(a + b if forward else b + a))
-        entry = self._flows.get(key)
-        if entry is None:
+        key: tuple[object, ...]
+        if obs.ip and len(obs.src) == 4 and obs.vlan is None and obs.vni is None:
+            lo, hi = (a, b) if forward else (b, a)
+            key = (int.from_bytes(lo[0], "big") << 32 | int.from_bytes(hi[0], "big"),
+                   obs.proto << 32 | lo[1] << 16 | hi[1])  # fmt: skip
+        else:
+            key = (obs.ip, obs.proto, obs.vlan, obs.vni, *(a + b if forward else b + a))
+        i = self._ids.get(key)
+        if i is None:
             # the sender of the first packet is the originator, unless that was a SYN-ACK
             synack = obs.tcp_flags & (_SYN | _ACK) == (_SYN | _ACK)
-            entry = self._flows[key] = _Entry(ts_ns, forward != synack)
-        if ts_ns > entry.last:
-            entry.last = ts_ns
-        elif ts_ns < entry.first:
-            entry.first = ts_ns
-        if obs.mirror is not None and obs.mirror not in entry.mirrors:
-            entry.mirrors += (obs.mirror,)
+            i = self._new(key, ts_ns, forward != synack)
+        elif ts_ns > self._last[i]:
+            self._last[i] = ts_ns
+        elif ts_ns < self._first[i]:
+            self._first[i] = ts_ns
+        if obs.mirror is not None and obs.mirror not in self._mirrors[i]:
+            self._mirrors[i] += (obs.mirror,)
         if forward:
-            entry.pkts_ab += 1
-            entry.bytes_ab += obs.length
+            self._pab[i] += 1
+            self._bab[i] += obs.length
         else:
-            entry.pkts_ba += 1
-            entry.bytes_ba += obs.length
+            self._pba[i] += 1
+            self._bba[i] += obs.length
         if obs.proto == IPPROTO_TCP and obs.ip:
-            from_orig = forward == entry.orig_is_a
+            from_orig = forward == self._orig_a[i]
             shift = 0 if from_orig else 8
-            new = _letters(obs) << shift & ~entry.seen
+            seen = int(self._seen[i])
+            new = _letters(obs) << shift & ~seen
             if new:
-                entry.seen |= new
+                self._seen[i] = seen | new
                 for letter, bit in _LETTERS:
                     if new >> shift & bit:
-                        entry.history += letter if from_orig else letter.lower()
+                        self._history[i] += letter if from_orig else letter.lower()
 
-    def orig_sides(self, keys: Sequence[tuple[object, ...]], first_is_a: Any) -> Any:
-        """For the block path: whether each flow's originator is its ``a`` end: as its entry
-        says when it has one, else ``first_is_a`` (what its first packet here implies)."""
-        out = first_is_a.copy()
-        get = self._flows.get
-        for i, key in enumerate(keys):
-            entry = get(key)
-            if entry is not None:
-                out[i] = entry.orig_is_a
-        return out
-
-    def merge(
+    def merge_block(
         self,
-        key: tuple[object, ...],
-        first_ns: int,
-        last_ns: int,
-        orig_is_a: bool,
-        pkts_ab: int,
-        bytes_ab: int,
-        pkts_ba: int,
-        bytes_ba: int,
-        letters: list[tuple[int, int, bool]],
-    ) -> None:
-        """Add the sums of many packets of one flow (the block path): ``letters`` are the
-        history bits shown, as ``(packet position, bit, by the originator)`` in order."""
-        self.packets += pkts_ab + pkts_ba
-        entry = self._flows.get(key)
-        if entry is None:
-            entry = self._flows[key] = _Entry(first_ns, orig_is_a)
-        entry.first = min(entry.first, first_ns)
-        entry.last = max(entry.last, last_ns)
-        entry.pkts_ab += pkts_ab
-        entry.bytes_ab += bytes_ab
-        entry.pkts_ba += pkts_ba
-        entry.bytes_ba += bytes_ba
+        keys: list[tuple[int, int]],
+        first_ns: Any,
+        last_ns: Any,
+        first_is_a: Any,
+        pkts_ab: Any,
+        bytes_ab: Any,
+        pkts_ba: Any,
+        bytes_ba: Any,
+    ) -> tuple[Any, Any]:
+        """Add the sums of a block's plain-IPv4 flows (the block path; arrays, one element
+        per flow of ``keys``). A new flow's originator is its ``a`` end when ``first_is_a``.
+        Returns each flow's index and whether its originator is its ``a`` end, for
+        :meth:`add_letters`."""
+        np = self._np
+        get = self._ids.get
+        ids = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        fresh = np.flatnonzero(ids < 0)
+        if len(fresh):
+            firsts, sides = first_ns[fresh].tolist(), first_is_a[fresh].tolist()
+            for j, f in enumerate(fresh.tolist()):
+                ids[f] = self._new(keys[f], firsts[j], sides[j])
+        self._first[ids] = np.minimum(self._first[ids], first_ns)
+        self._last[ids] = np.maximum(self._last[ids], last_ns)
+        self._pab[ids] += pkts_ab
+        self._bab[ids] += bytes_ab
+        self._pba[ids] += pkts_ba
+        self._bba[ids] += bytes_ba
+        self.packets += int(pkts_ab.sum() + pkts_ba.sum())
+        return ids, self._orig_a[ids]
+
+    def new_letters(self, ids: Any, bits: Any) -> Any:
+        """Of the history bits ``bits`` (originator's in bits 0-5, responder's in 8-13) shown
+        by the flows ``ids``, those they had not shown before (the block path)."""
+        return bits & ~self._seen[ids]
+
+    def add_letters(self, flow: int, letters: list[tuple[int, int, bool]]) -> None:
+        """Append the history letters a flow showed for the first time, given as ``(packet
+        position, bit, by the originator)`` in order (the block path)."""
         for _pos, bit, by_orig in letters:
-            shift = 0 if by_orig else 8
-            if not entry.seen & bit << shift:
-                entry.seen |= bit << shift
+            shifted = bit if by_orig else bit << 8
+            if not int(self._seen[flow]) & shifted:
+                self._seen[flow] |= shifted
                 letter = _LETTER[bit]
-                entry.history += letter if by_orig else letter.lower()
+                self._history[flow] += letter if by_orig else letter.lower()
 
     def _fragment(self, obs: Observation) -> Observation:
         """A fragment's ports: its own when first, else the first's (0 when not seen)."""
@@ -298,19 +342,31 @@ class FlowTable:
 
     def flows(self) -> Iterator[Flow]:
         """Every flow, in the order first seen."""
-        for key, e in self._flows.items():
-            ip, proto, vlan, vni, a_addr, a_port, b_addr, b_port = key
+        names = ("first", "last", "pab", "bab", "pba", "bba", "seen", "orig_a")
+        columns = [getattr(self, "_" + n)[: len(self._keys)].tolist() for n in names]
+        for i, key in enumerate(self._keys):
+            first, last, pab, bab, pba, bba, seen, orig_a = (c[i] for c in columns)
+            if len(key) == 2:  # a plain IPv4 flow: its ends packed in two integers
+                addrs, rest = key
+                assert isinstance(addrs, int) and isinstance(rest, int)
+                ip, proto, vlan, vni = True, rest >> 32, None, None
+                a_addr, b_addr = (
+                    (addrs >> 32).to_bytes(4, "big"),
+                    (addrs & 0xFFFFFFFF).to_bytes(4, "big"),
+                )
+                a_port, b_port = rest >> 16 & 0xFFFF, rest & 0xFFFF
+            else:
+                ip, proto, vlan, vni, a_addr, a_port, b_addr, b_port = key  # type: ignore[assignment]
             assert isinstance(proto, int) and isinstance(a_addr, bytes)
             assert isinstance(b_addr, bytes) and isinstance(a_port, int) and isinstance(b_port, int)
             assert vlan is None or isinstance(vlan, int)
             assert vni is None or isinstance(vni, int)
-            if e.orig_is_a:
-                orig, orig_port, resp, resp_port = a_addr, a_port, b_addr, b_port
-                op, ob, rp, rb = e.pkts_ab, e.bytes_ab, e.pkts_ba, e.bytes_ba
+            if orig_a:
+                ends = (a_addr, a_port, b_addr, b_port)
+                op, ob, rp, rb = pab, bab, pba, bba
             else:
-                orig, orig_port, resp, resp_port = b_addr, b_port, a_addr, a_port
-                op, ob, rp, rb = e.pkts_ba, e.bytes_ba, e.pkts_ab, e.bytes_ab
-            state = conn_state(proto, e.seen & 0xFF, e.seen >> 8, rp > 0) if ip else "OTH"
-            yield Flow(proto, bool(ip), orig, orig_port, resp, resp_port, vlan, vni,
-                       tuple(sorted(e.mirrors)), op, ob, rp, rb, e.first, e.last, state,
-                       e.history)  # fmt: skip
+                ends = (b_addr, b_port, a_addr, a_port)
+                op, ob, rp, rb = pba, bba, pab, bab
+            state = conn_state(proto, seen & 0xFF, seen >> 8, rp > 0) if ip else "OTH"
+            yield Flow(proto, bool(ip), *ends, vlan, vni, tuple(sorted(self._mirrors[i])), op,
+                       ob, rp, rb, first, last, state, self._history[i])  # fmt: skip

@@ -238,3 +238,35 @@ def test_cli_refuses_a_missing_file_and_a_bad_filter(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "vmsniff", "flows", *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)  # fmt: skip
         assert done.returncode == code, done.stderr
+
+
+def _bench_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_flows", ROOT / "bench" / "flows.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("chunk", [1 << 12, 1 << 16, 1 << 23])
+def test_the_block_path_gives_the_per_packet_table(
+    tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same flows, counts, times, states and histories from both paths: on interleaved
+    TCP/UDP flows (the benchmark's traffic) with the crafted scenarios appended (VLAN, IPv6,
+    VXLAN, ICMP: the per-packet path inside the block path), cut into chunks of several
+    sizes (records cut across chunks)."""
+    import vmsniff.flows.fast as fast
+
+    path = tmp_path / "mixed.pcap"
+    _bench_module().write_pcap(path, 6000, 300)
+    extra = _scenarios()
+    data = path.read_bytes() + b"".join(record(10**12 + i, f) for i, f in enumerate(extra))
+    path.write_bytes(data)
+    monkeypatch.setattr(fast, "CHUNK", chunk)
+    slow = sorted(table_of_files([str(path)], block_path=False).flows(), key=repr)
+    quick = sorted(table_of_files([str(path)]).flows(), key=repr)
+    assert len(quick) == 300 + 13
+    assert quick == slow
