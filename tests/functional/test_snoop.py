@@ -116,7 +116,10 @@ def snoop(lab: Lab, *args: str) -> Iterator[Snoop]:
 def ground_truth(lab: Lab, path: Path, *ports: str) -> Iterator[None]:
     """tcpdump on the namespace's loopback for ``ports`` (the real connections)."""
     expr = " or ".join(f"tcp port {p}" for p in ports)
-    proc = in_ns(lab, "tcpdump", "-n", "-i", "lo", "-U", "-w", str(path), expr,
+    # --immediate-mode: without it libpcap hands packets over when a ring block retires
+    # (tcpdump's 1 s timeout), and those of the last second before SIGINT were lost: the
+    # relay's capture then held an ECHO the ground truth did not.
+    proc = in_ns(lab, "tcpdump", "-n", "-i", "lo", "-U", "--immediate-mode", "-w", str(path), expr,
                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     assert proc.stderr is not None
     line = proc.stderr.readline()
