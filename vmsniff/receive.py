@@ -4,7 +4,7 @@
 :func:`vmsniff.capture.live.open_capture`::
 
     opts = ReceiveOptions(OutputOptions(write="vm.pcapng"), interface="eth0", keys=(100,),
-                          direction="both")
+                          direction=Direction.BOTH)
     with open_receive(opts) as rx:
         stats = rx.run(stop=flag)
 
@@ -25,6 +25,7 @@ from typing import Any
 
 from vmsniff.errors import UsageError
 from vmsniff.formats.packet import MAX_SNAPLEN
+from vmsniff.model import Direction
 from vmsniff.pipeline.core import PipelineConfig, Stats, parse_sources
 from vmsniff.pipeline.run import Stage, choose_stage, drive
 from vmsniff.pipeline.sinks import OutputOptions, Sink
@@ -55,7 +56,7 @@ class ReceiveOptions:
     interface: str | None = None  #: -i: listen on this interface only (None: all)
     read_file: str | None = None  #: -r: a capture file (``-`` stdin) instead of the network
     keys: tuple[int, ...] = ()
-    direction: str | None = None
+    direction: Direction | None = None
     strip_vlan: bool = False
     vlan_id: int | None = None
     sources: tuple[str, ...] = ()  #: --from ADDR[/LEN]

@@ -125,6 +125,7 @@ def receive(  # one parameter per option, as click passes them
     """
     # Imported before -Z, as everything the run's end needs (see _errors.py).
     from vmsniff.cli._render_receive import live_line, render_failed_run, render_stats
+    from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
     from vmsniff.pipeline.sinks import OutputOptions, Rotation
     from vmsniff.receive import ReceiveOptions, open_receive, parse_strip_vlan
@@ -141,7 +142,8 @@ def receive(  # one parameter per option, as click passes them
     output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
                            rotation=rotation, packet_buffered=packet_buffered)  # fmt: skip
     opts = ReceiveOptions(
-        output, interface=interface, read_file=read_file, keys=keys, direction=direction,
+        output, interface=interface, read_file=read_file, keys=keys,
+        direction=None if direction is None else Direction(direction),
         strip_vlan=strip, vlan_id=vlan_id, sources=sources, expression=filter_opt or joined,
         snaplen=snaplen, buffer_kib=buffer_size, user=user,
     )  # fmt: skip

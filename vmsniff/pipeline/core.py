@@ -116,7 +116,8 @@ class PipelineConfig:
     """What the user asked for, checked (build it with the CLI's options)."""
 
     keys: tuple[int, ...] = ()
-    direction: str | None = None
+    direction: Direction | None = None
+    """``--direction``; a string is taken for its :class:`~vmsniff.model.Direction`."""
     strip_vlan: bool = False
     vlan_id: int | None = None
     filter: InnerFilter | None = None
@@ -124,27 +125,27 @@ class PipelineConfig:
     sources: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.direction is not None and self.direction not in DIRECTIONS:
-            raise UsageError(f"--direction must be one of {', '.join(DIRECTIONS)}")
+        if self.direction is not None and not isinstance(self.direction, Direction):
+            if self.direction not in DIRECTIONS:
+                raise UsageError(f"--direction must be one of {', '.join(DIRECTIONS)}")
+            object.__setattr__(self, "direction", Direction(self.direction))
         if self.direction is not None and not self.keys:
             raise UsageError("--direction needs --key: the GRE keys say which way a packet went")
         if self.snaplen < 1:
             raise UsageError("-s must be at least 1")
         for k in self.keys:
-            if not 0 <= k <= 0xFFFFFFFF or (self.direction == "both" and k == 0xFFFFFFFF):
+            if not 0 <= k <= 0xFFFFFFFF or (self.direction is Direction.BOTH and k == 0xFFFFFFFF):
                 raise UsageError(f"--key {k}: out of range")
 
     def key_directions(self) -> dict[int, int]:
         """Accepted session key -> direction bits (empty: every key, unmarked)."""
         table: dict[int, int] = {}
         for k in self.keys:
-            if self.direction == Direction.BOTH:
+            if self.direction is Direction.BOTH:
                 table[k] = EPB_FROM_VM
                 table.setdefault(k + 1, EPB_TO_VM)
             else:
-                table[k] = epb_flags_of(
-                    None if self.direction is None else Direction(self.direction)
-                )
+                table[k] = epb_flags_of(self.direction)
         return table
 
     @property
