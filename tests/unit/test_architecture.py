@@ -13,7 +13,7 @@ DOC = (ROOT / "docs" / "architecture.md").read_text()
 
 LAYERS = [
     {"exitcodes", "errors", "model", "durations", "formats"},
-    {"wire", "pcap", "filter"},
+    {"wire", "pcap", "filter", "dissect"},
     {"pipeline", "ovs", "resolve", "flows"},
     {"receive", "capture", "mirror", "snoop"},
     {"cli", "__main__"},

@@ -27,6 +27,8 @@ from vmsniff.formats.capture import (
     BT_PB,
     BT_SHB,
     BT_SPB,
+    EPB_FLAGS,
+    IF_NAME,
     IF_TSOFFSET,
     IF_TSRESOL,
     PCAP_MAGIC_MICROSECONDS,
@@ -54,6 +56,8 @@ class Record(NamedTuple):
     data: bytes
     origlen: int
     interface: int
+    flags: int = 0
+    """pcapng ``epb_flags`` (direction in bits 0-1); 0 when absent or in classic pcap."""
 
 
 class _Interface(NamedTuple):
@@ -63,6 +67,7 @@ class _Interface(NamedTuple):
     mul: int
     div: int
     offset_ns: int
+    name: str | None = None
 
 
 class CaptureReader:
@@ -222,7 +227,10 @@ class CaptureReader:
                 raise MalformedPacket("pcapng: interface description block too short")
             linktype, _, snaplen = struct.unpack_from(e + "HHI", body)
             mul, div, offset = 1000, 1, 0  # default resolution: microseconds
+            name = None
             for code, value in _iter_options(body[8:], e):
+                if code == IF_NAME:
+                    name = bytes(value).decode("utf-8", "replace").rstrip("\x00")
                 if code == IF_TSRESOL and len(value) >= 1:
                     r = value[0]
                     if r & 0x80:
@@ -233,7 +241,7 @@ class CaptureReader:
                         mul, div = 1, 10 ** (r - 9)
                 elif code == IF_TSOFFSET and len(value) >= 8:
                     offset = struct.unpack_from(e + "q", value)[0] * 1_000_000_000
-            self._interfaces.append(_Interface(linktype, snaplen, mul, div, offset))
+            self._interfaces.append(_Interface(linktype, snaplen, mul, div, offset, name))
             return _SKIP
         if btype == BT_EPB or btype == BT_PB:
             if len(body) < 20:
@@ -247,7 +255,13 @@ class CaptureReader:
             itf = self._interface(iface)
             ts = (hi << 32 | lo) * itf.mul // itf.div + itf.offset_ns
             data = bytes(body[20 : 20 + caplen])
-            return Record(ts, itf.linktype, data, max(origlen, caplen), iface)
+            flags = 0
+            opts_at = 20 + caplen + (-caplen % 4)
+            if btype == BT_EPB and len(body) >= opts_at + 8:
+                for code, value in _iter_options(body[opts_at:], e):
+                    if code == EPB_FLAGS and len(value) >= 4:
+                        flags = struct.unpack_from(e + "I", value)[0]
+            return Record(ts, itf.linktype, data, max(origlen, caplen), iface, flags)
         if btype == BT_SPB:
             if len(body) < 4:
                 raise MalformedPacket("pcapng: simple packet block too short")
@@ -258,6 +272,10 @@ class CaptureReader:
                 caplen = min(caplen, itf.snaplen)
             return Record(None, itf.linktype, bytes(body[4 : 4 + caplen]), origlen, 0)
         return _SKIP  # any other block: name resolution, statistics, custom, ...
+
+    def interface_name(self, index: int) -> str | None:
+        """The ``if_name`` of the current section's interface ``index`` (None: not named)."""
+        return self._interfaces[index].name if 0 <= index < len(self._interfaces) else None
 
     def _interface(self, index: int) -> _Interface:
         if index >= len(self._interfaces):

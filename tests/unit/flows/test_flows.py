@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.wire.conftest import captures_path, require_captures
 from vmsniff.flows.files import table_of_files
 from vmsniff.flows.observe import observe
 from vmsniff.flows.table import FlowTable
@@ -18,7 +19,7 @@ from vmsniff.formats.capture import LINKTYPE_ETHERNET
 from vmsniff.pcap.pcap import file_header, record
 
 ROOT = Path(__file__).resolve().parents[3]
-CAPTURES = Path("/work/shared/captures")
+CAPTURES = captures_path()
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
 
@@ -211,9 +212,9 @@ NOT_COMPARABLE = {
 }
 
 
-@pytest.mark.skipif(not CAPTURES.is_dir(), reason="../shared/captures is not on this machine")
-@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", REAL or [Path("absent")], ids=lambda p: p.name)
 def test_conversations_match_tshark_on_real_captures(path: Path) -> None:
+    require_captures()
     if path.name in NOT_COMPARABLE:
         pytest.skip(NOT_COMPARABLE[path.name])
     _compare_with_tshark(path)
