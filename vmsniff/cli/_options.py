@@ -11,6 +11,8 @@ from vmsniff.formats.packet import MAX_SNAPLEN
 
 __all__ = [
     "DURATION",
+    "print_options_from",
+    "printing_options",
     "json_option",
     "resolve_options",
     "resolve_options_from",
@@ -137,6 +139,40 @@ def stop_and_file_options(func: F) -> F:
     for decorator in reversed(options):
         decorated = decorator(decorated)
     return cast(F, decorated)
+
+
+def printing_options(func: F) -> F:
+    """tcpdump's printing flags, for the lines printed when there is no ``-w`` (or with
+    ``--print``): ``-e``, ``-x``/``-xx``, ``-X``/``-XX``, ``-A``, ``-t`` to ``-ttttt``, ``-l``,
+    ``-n``/``-nn``."""
+    option = click.option
+    options = [
+        option("-e", "link_header", is_flag=True, help="Print the link-level header."),
+        option("-x", "hex_dump", count=True, help="Print the bytes in hex (-xx: with the "
+               "link header)."),
+        option("-X", "hex_ascii", count=True, help="Print the bytes in hex and ASCII (-XX: "
+               "with the link header)."),
+        option("-A", "ascii_dump", is_flag=True, help="Print the bytes in ASCII."),
+        option("-t", "time_format", count=True, help="-t no time, -tt seconds since the epoch, "
+               "-ttt since the previous packet, -tttt with the date, -ttttt since the first."),
+        option("-l", "line_buffered", is_flag=True, help="Line-buffered output (always so)."),
+        option("-n", "numeric", count=True, help="Accepted for tcpdump's sake: vmsniff never "
+               "looks names up."),
+    ]  # fmt: skip
+    decorated: Any = func
+    for decorator in reversed(options):
+        decorated = decorator(decorated)
+    return cast(F, decorated)
+
+
+def print_options_from(
+    link_header: bool, hex_dump: int, hex_ascii: int, ascii_dump: bool, time_format: int
+) -> Any:
+    """:class:`vmsniff.dissect.printer.PrintOptions` from :func:`printing_options`' values."""
+    from vmsniff.dissect.printer import PrintOptions
+
+    return PrintOptions(link=link_header, hex=hex_dump, hex_ascii=hex_ascii, ascii=ascii_dump,
+                        timestamps=min(time_format, 5))  # fmt: skip
 
 
 def resolve_options_from(vm: str, kwargs: dict[str, Any]) -> Any:

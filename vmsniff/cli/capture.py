@@ -14,6 +14,8 @@ from vmsniff.cli._context import Env
 from vmsniff.cli._options import (
     DURATION,
     frame_options,
+    print_options_from,
+    printing_options,
     resolve_options,
     resolve_options_from,
     stop_and_file_options,
@@ -67,6 +69,7 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
     "shared by the rings of several NICs or directions",
 )
 @stop_and_file_options
+@printing_options
 @click.option(
     "--ttl",
     type=DURATION,
@@ -106,6 +109,13 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     file_count: int | None,
     packet_buffered: bool,
     print_: bool,
+    link_header: bool,
+    hex_dump: int,
+    hex_ascii: int,
+    ascii_dump: bool,
+    time_format: int,
+    line_buffered: bool,
+    numeric: int,
     ttl: float,
     reason: str | None,
     bridge: str | None,
@@ -138,9 +148,14 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     rotation = Rotation(size=int(file_size * 1_000_000) if file_size else None,
                         seconds=rotate_seconds, files=file_count)  # fmt: skip
     # With --json, stdout holds the one JSON document: --print lines go to stderr.
-    print_to = (env.stderr if as_json else env.stdout) if print_ else None
+    # Without -w the packets are printed, as tcpdump does; --print prints them beside -w.
+    printing = print_ or write_file is None
+    print_to = (env.stderr if as_json else env.stdout) if printing else None
     output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
-                           rotation=rotation, packet_buffered=packet_buffered)  # fmt: skip
+                           rotation=rotation, packet_buffered=packet_buffered,
+                           print_options=print_options_from(link_header, hex_dump, hex_ascii,
+                                                            ascii_dump, time_format),
+                           json_lines=as_json)  # fmt: skip
     if duration is not None:
         ttl = max(ttl, duration + 60)  # the rows must outlive the capture they serve
     copts = CaptureOptions(

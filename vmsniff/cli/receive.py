@@ -9,7 +9,12 @@ from __future__ import annotations
 import click
 
 from vmsniff.cli._context import Env
-from vmsniff.cli._options import frame_options, stop_and_file_options
+from vmsniff.cli._options import (
+    frame_options,
+    print_options_from,
+    printing_options,
+    stop_and_file_options,
+)
 from vmsniff.errors import UsageError, VmsniffError
 
 
@@ -74,6 +79,7 @@ from vmsniff.errors import UsageError, VmsniffError
     "tcpdump filter on the inner frame (or give it as arguments).", "inner frame", 16384, "one ring"
 )
 @stop_and_file_options
+@printing_options
 @click.option(
     "-Z",
     "--relinquish-privileges",
@@ -112,6 +118,13 @@ def receive(  # one parameter per option, as click passes them
     file_count: int | None,
     packet_buffered: bool,
     print_: bool,
+    link_header: bool,
+    hex_dump: int,
+    hex_ascii: int,
+    ascii_dump: bool,
+    time_format: int,
+    line_buffered: bool,
+    numeric: int,
     user: str | None,
     as_json: bool,
     expression: tuple[str, ...],
@@ -136,11 +149,16 @@ def receive(  # one parameter per option, as click passes them
     strip, vlan_id = parse_strip_vlan(strip_vlan)
     # With --json, stdout holds the one JSON document: --print lines go to stderr, as
     # tcpdump's own messages do.
-    print_to = (env.stderr if as_json else env.stdout) if print_ else None
+    # Without -w the packets are printed, as tcpdump does; --print prints them beside -w.
+    printing = print_ or write_file is None
+    print_to = (env.stderr if as_json else env.stdout) if printing else None
     rotation = Rotation(size=int(file_size * 1_000_000) if file_size else None,
                         seconds=rotate_seconds, files=file_count)  # fmt: skip
     output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
-                           rotation=rotation, packet_buffered=packet_buffered)  # fmt: skip
+                           rotation=rotation, packet_buffered=packet_buffered,
+                           print_options=print_options_from(link_header, hex_dump, hex_ascii,
+                                                            ascii_dump, time_format),
+                           json_lines=as_json)  # fmt: skip
     opts = ReceiveOptions(
         output, interface=interface, read_file=read_file, keys=keys,
         direction=None if direction is None else Direction(direction),

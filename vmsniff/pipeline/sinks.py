@@ -22,29 +22,27 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
-from vmsniff.formats.capture import LINKTYPE_ETHERNET
-from vmsniff.formats.ethernet import (
-    ETH_HEADER_LEN,
-    ETH_TYPE_OFFSET,
-    ETHERTYPE_ARP,
-    ETHERTYPE_IPV4,
-    ETHERTYPE_IPV6,
-    TPIDS,
-    VLAN_TAG_LEN,
-    VLAN_VID_MASK,
-)
-from vmsniff.formats.ip import IP_PROTOCOL_NAMES
+from vmsniff.formats.capture import direction_from_epb
 from vmsniff.pcap.encoder import Encoder, new_encoder, whole_prefix
-from vmsniff.pipeline.core import Packet, direction_name
+from vmsniff.pipeline.core import Packet
 from vmsniff.pipeline.run import Records
 from vmsniff.pipeline.scatter import IOV_MAX, Scatter, joined, write_scatter
+
+if TYPE_CHECKING:
+    from vmsniff.dissect.printer import Printer, PrintOptions
+
+
+def _default_print_options() -> PrintOptions:
+    from vmsniff.dissect.printer import PrintOptions
+
+    return PrintOptions()
+
 
 __all__ = [
     "FileSink",
@@ -565,82 +563,48 @@ class KeyedSink(Sink):
             sink.close()
 
 
-_H = struct.Struct("!H")
+def summary(pkt: Packet, printer: Printer | None = None, *, json_lines: bool = False) -> str:
+    """One line for ``--print``: the packet dissected (:mod:`vmsniff.dissect`) and laid out as
+    tcpdump does, filed under its pcapng interface (the NIC, or ``gre-key-100`` for receive)
+    and marked with its direction; with ``json_lines`` the packet API's JSON instead."""
+    from vmsniff.dissect.frame import decode
+    from vmsniff.dissect.printer import Printer as _Printer
+    from vmsniff.pcap.encoder import interface_name
 
-
-def _ip_summary(data: bytes, off: int, version: int) -> str:
-    import ipaddress
-
-    if version == 4 and len(data) >= off + 20:
-        proto = data[off + 9]
-        src = str(ipaddress.IPv4Address(data[off + 12 : off + 16]))
-        dst = str(ipaddress.IPv4Address(data[off + 16 : off + 20]))
-        l4 = off + (data[off] & 0x0F) * 4
-        family = "IP"
-    elif version == 6 and len(data) >= off + 40:
-        proto = data[off + 6]
-        src = str(ipaddress.IPv6Address(data[off + 8 : off + 24]))
-        dst = str(ipaddress.IPv6Address(data[off + 24 : off + 40]))
-        l4 = off + 40
-        family = "IP6"
-    else:
-        return "IP (cut short)"
-    name = IP_PROTOCOL_NAMES.get(proto, f"proto {proto}")
-    if proto in (6, 17, 132) and len(data) >= l4 + 4:
-        sport, dport = struct.unpack_from("!HH", data, l4)
-        return f"{family} {src}.{sport} > {dst}.{dport}: {name}"
-    return f"{family} {src} > {dst}: {name}"
-
-
-def summary(pkt: Packet) -> str:
-    """One line for ``--print``: time, session, direction, what the inner frame is."""
-    sec, ns = divmod(pkt.ts_ns, 1_000_000_000)
-    stamp = time.strftime("%H:%M:%S", time.localtime(sec)) + f".{ns // 1000:06d}"
-    tags = []
-    if pkt.session is not None:
-        tags.append(f"{'session' if pkt.erspan else 'key'} {pkt.session}")
-    way = direction_name(pkt.direction)
-    if way:
-        tags.append(way)
-    data = pkt.data
-    what = "?"
-    if pkt.linktype == LINKTYPE_ETHERNET:
-        if len(data) >= ETH_HEADER_LEN:
-            off = ETH_TYPE_OFFSET
-            etype = _H.unpack_from(data, off)[0]
-            vlans = []
-            while etype in TPIDS and len(data) >= off + VLAN_TAG_LEN + 2:
-                vlans.append(str(_H.unpack_from(data, off + 2)[0] & VLAN_VID_MASK))
-                off += VLAN_TAG_LEN
-                etype = _H.unpack_from(data, off)[0]
-            prefix = f"vlan {','.join(vlans)} " if vlans else ""
-            if etype == ETHERTYPE_IPV4:
-                what = prefix + _ip_summary(data, off + 2, 4)
-            elif etype == ETHERTYPE_IPV6:
-                what = prefix + _ip_summary(data, off + 2, 6)
-            elif etype == ETHERTYPE_ARP:
-                what = prefix + "ARP"
-            else:
-                what = prefix + f"ethertype 0x{etype:04x}"
-        else:
-            what = "Ethernet (cut short)"
-    elif data:
-        what = _ip_summary(data, 0, data[0] >> 4)
-    head = f"{stamp} [{', '.join(tags)}] " if tags else f"{stamp} "
-    return f"{head}{what}, length {pkt.origlen}"
+    name = pkt.interface
+    if name is None and pkt.session is not None:
+        name = interface_name(pkt.session, 0, pkt.erspan)
+    frame = decode(pkt.data, pkt.linktype, ts_ns=pkt.ts_ns, length=pkt.origlen, interface=name,
+                   direction=direction_from_epb(pkt.direction))  # fmt: skip
+    printer = printer if printer is not None else _Printer()
+    return printer.json_line(frame) if json_lines else printer.line(frame)
 
 
 class PrintSink(Sink):
-    """``--print``: one summary line per packet on a text stream (no scapy)."""
+    """``--print`` (and no ``-w``): one line per packet on a text stream, as tcpdump prints
+    (:mod:`vmsniff.dissect.printer`), or JSON Lines."""
 
-    def __init__(self, stream: IO[str], *, flush_each: bool = True) -> None:
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        flush_each: bool = True,
+        options: PrintOptions | None = None,
+        json_lines: bool = False,
+    ) -> None:
+        from vmsniff.dissect.printer import Printer as _Printer
+
         self.stream = stream
         self.flush_each = flush_each
+        self.printer = _Printer(options or _default_print_options())
+        self.json_lines = json_lines
 
     def write(self, batch: list[Packet] | Records) -> None:
         assert not isinstance(batch, Records), "records go to a plain FileSink only"
         if batch:
-            self.stream.write("".join(summary(p) + "\n" for p in batch))
+            printer, json_lines = self.printer, self.json_lines
+            self.stream.write("".join(summary(p, printer, json_lines=json_lines) + "\n"
+                                      for p in batch))  # fmt: skip
             if self.flush_each:
                 self.stream.flush()
 
@@ -692,6 +656,8 @@ class OutputOptions:
     force: bool = False
     rotation: Rotation = Rotation()
     packet_buffered: bool = False
+    print_options: Any = None  #: PrintOptions for the printed lines (None: tcpdump's default)
+    json_lines: bool = False  #: printed lines as JSON Lines (with --json)
 
     def __post_init__(self) -> None:
         if self.write is None and self.print_to is None:
@@ -722,6 +688,8 @@ class OutputOptions:
             print_to=self.print_to,
             keep=keep,
             stop=stop,
+            print_options=self.print_options,
+            json_lines=self.json_lines,
         )
 
 
@@ -737,6 +705,8 @@ def open_sink(
     print_to: IO[str] | None = None,
     keep: frozenset[Identity] = frozenset(),
     stop: Callable[[], bool] = lambda: False,
+    print_options: Any = None,
+    json_lines: bool = False,
 ) -> Sink:
     """The sink for ``-w``/``--print`` as ``receive``, ``capture`` and ``snoop`` take them:
     a :class:`FileSink` (a :class:`KeyedSink` when ``write`` holds ``{key}``), a
@@ -756,5 +726,6 @@ def open_sink(
 
         sinks.append(KeyedSink(write, factory) if "{key}" in write else factory(write))
     if print_to is not None:
-        sinks.append(PrintSink(print_to, flush_each=True))
+        sinks.append(PrintSink(print_to, flush_each=True, options=print_options,
+                               json_lines=json_lines))  # fmt: skip
     return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

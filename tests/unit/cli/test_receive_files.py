@@ -346,10 +346,15 @@ def test_json_with_print_keeps_stdout_one_document(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         doc = json.loads(done.stdout)  # the whole of stdout: one document, nothing else
         assert doc["written"] == 4
-        lines = [x for x in done.stderr.decode().splitlines() if "[key 7]" in x]
-        assert len(lines) == 4 and all("ICMP" in x for x in lines)
+        # the printed packets: JSON Lines on stderr, the packet API's fields (issue #16)
+        lines = [json.loads(x) for x in done.stderr.decode().splitlines() if x.startswith("{")]
+        assert len(lines) == 4
+        assert all(x["interface"] == "gre-key-7" and x["layers"][-1]["name"] == "icmp"
+                   for x in lines)  # fmt: skip
     done = receive("-r", str(src), "--print")  # without --json, the lines stay on stdout
     assert len(done.stdout.splitlines()) == 4
+    done = receive("-r", str(src))  # no -w: printed, as tcpdump does
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 4
 
 
 # -- item 6: a closed pipe ----------------------------------------------------------------------

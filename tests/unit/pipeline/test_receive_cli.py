@@ -100,7 +100,12 @@ def test_print_and_count(tmp_path: Path) -> None:
     done = receive("-r", str(src), "--print", "-c", "3")
     assert done.returncode == 0
     lines = done.stdout.decode().splitlines()
-    assert len(lines) == 3 and all("[key 5] IP 192.168.0.1 > 192.168.0.2: ICMP" in x for x in lines)
+    assert len(lines) == 3
+    assert all(" gre-key-5 IP 192.168.0.1 > 192.168.0.2: ICMP echo request" in x for x in lines)
+    done = receive("-r", str(src), "-c", "1", "-tt", "-e", "-X")  # tcpdump's flags
+    out = done.stdout.decode().splitlines()
+    assert done.returncode == 0 and out[0].startswith("0.000000 gre-key-5 ")
+    assert "ethertype IPv4 (0x0800)" in out[0] and out[1].startswith("\t0x0000:  4500")
 
 
 def test_damaged_file_warns_and_keeps_what_came_before(tmp_path: Path) -> None:

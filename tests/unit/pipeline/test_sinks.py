@@ -158,7 +158,7 @@ def test_print_summary() -> None:
     import io
 
     line = summary(pkt(7, direction=2))
-    assert "[key 100, from-vm]" in line and "IP 192.168.0.1 > 192.168.0.2: ICMP" in line
+    assert " gre-key-100 from-vm IP 192.168.0.1 > 192.168.0.2: ICMP echo request" in line
     out = io.StringIO()
     PrintSink(out).write([pkt(1), pkt(2)])
     assert len(out.getvalue().splitlines()) == 2
