@@ -166,13 +166,19 @@ def printing_options(func: F) -> F:
 
 
 def print_options_from(
-    link_header: bool, hex_dump: int, hex_ascii: int, ascii_dump: bool, time_format: int
+    link_header: bool,
+    hex_dump: int,
+    hex_ascii: int,
+    ascii_dump: bool,
+    time_format: int,
+    verbose: int = 0,
 ) -> Any:
-    """:class:`vmsniff.dissect.printer.PrintOptions` from :func:`printing_options`' values."""
+    """:class:`vmsniff.dissect.printer.PrintOptions` from :func:`printing_options`' values
+    (``verbose``: vmsniff's ``-v`` count, which also adds tcpdump's ``-v`` detail)."""
     from vmsniff.dissect.printer import PrintOptions
 
     return PrintOptions(link=link_header, hex=hex_dump, hex_ascii=hex_ascii, ascii=ascii_dump,
-                        timestamps=min(time_format, 5))  # fmt: skip
+                        timestamps=min(time_format, 5), verbose=verbose)  # fmt: skip
 
 
 def resolve_options_from(vm: str, kwargs: dict[str, Any]) -> Any:

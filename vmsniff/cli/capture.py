@@ -154,7 +154,8 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
                            rotation=rotation, packet_buffered=packet_buffered,
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
-                                                            ascii_dump, time_format),
+                                                            ascii_dump, time_format,
+                                                            max(0, env.verbosity)),
                            json_lines=as_json)  # fmt: skip
     if duration is not None:
         ttl = max(ttl, duration + 60)  # the rows must outlive the capture they serve

@@ -157,7 +157,8 @@ def receive(  # one parameter per option, as click passes them
     output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
                            rotation=rotation, packet_buffered=packet_buffered,
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
-                                                            ascii_dump, time_format),
+                                                            ascii_dump, time_format,
+                                                            max(0, env.verbosity)),
                            json_lines=as_json)  # fmt: skip
     opts = ReceiveOptions(
         output, interface=interface, read_file=read_file, keys=keys,

@@ -99,8 +99,7 @@ def snoop(env: Env, /, **opts: Any) -> None:  # fmt: skip
     from vmsniff.snoop.session import message_lines, serve
 
     write, print_, as_json = opts["write_file"], opts["print_"], opts["as_json"]
-    if write is None and not print_:
-        raise UsageError("nothing to do: give -w FILE, -w - or --print")
+    print_ = print_ or write is None  # without -w the messages are printed, as tcpdump would
     if write == "-" and print_:
         raise UsageError("-w - and --print both want stdout; pick one")
     accept_tls, connect_tls = _tls(opts)
