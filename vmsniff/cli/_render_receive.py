@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from vmsniff.cli._context import Env
 
@@ -89,3 +89,17 @@ def render_failed_run(env: Env, stats: Stats, fields: Sequence[str] = _ORDER) ->
         env.stderr.write("\r\x1b[2K")
     env.stderr.write(_line(stats, fields) + "\n")
     env.stderr.flush()
+
+
+def flows_extra(env: Env, table: Any, as_json: bool) -> dict[str, object]:
+    """--flows: the table on stdout (after the stats), or its JSON for the document."""
+    if table is None:
+        return {}
+    from vmsniff.cli._render import flows_table
+    from vmsniff.flows.report import report
+
+    result = report(table.flows(), packets=table.packets, not_flows=table.not_flows)
+    if as_json:
+        return {"flows": result.to_dict()}
+    flows_table(env, result)
+    return {}

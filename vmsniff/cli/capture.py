@@ -70,6 +70,9 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
 )
 @stop_and_file_options
 @printing_options
+@click.option("--flows", "flows", is_flag=True,
+              help="Count the packets into a table of flows, printed at the end "
+              "(with --json: in the document); see vmsniff flows.")  # fmt: skip
 @click.option(
     "--ttl",
     type=DURATION,
@@ -116,6 +119,7 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     time_format: int,
     line_buffered: bool,
     numeric: int,
+    flows: bool,
     ttl: float,
     reason: str | None,
     bridge: str | None,
@@ -137,10 +141,15 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
 
     from vmsniff.capture import CaptureOptions
     from vmsniff.capture.session import open_capture_run, plan_capture
-    from vmsniff.cli._render_receive import live_line, render_failed_run, render_stats
+    from vmsniff.cli._render_receive import (
+        flows_extra,
+        live_line,
+        render_failed_run,
+        render_stats,
+    )
     from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
-    from vmsniff.pipeline.sinks import OutputOptions, Rotation
+    from vmsniff.pipeline.sinks import OutputOptions, Rotation, flow_table
 
     joined = " ".join(expression).strip()
     if filter_opt and joined:
@@ -149,14 +158,14 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
                         seconds=rotate_seconds, files=file_count)  # fmt: skip
     # With --json, stdout holds the one JSON document: --print lines go to stderr.
     # Without -w the packets are printed, as tcpdump does; --print prints them beside -w.
-    printing = print_ or write_file is None
+    printing = print_ or (write_file is None and not flows)
     print_to = (env.stderr if as_json else env.stdout) if printing else None
     output = OutputOptions(write=write_file, print_to=print_to, fmt=fmt, force=force,
                            rotation=rotation, packet_buffered=packet_buffered,
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
                                                             ascii_dump, time_format,
                                                             max(0, env.verbosity)),
-                           json_lines=as_json)  # fmt: skip
+                           json_lines=as_json, flows=flows)  # fmt: skip
     if duration is not None:
         ttl = max(ttl, duration + 60)  # the rows must outlive the capture they serve
     copts = CaptureOptions(
@@ -190,9 +199,10 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
         sessions = [plan.session for plan in run.cap.sessions]
         devices_of = run.cap.devices_of
         files = run.files
+        table = flow_table(run.sink)
     if sessions:
         env.info(f"removed the capture's mirror rows (session {', '.join(sessions)})")
-    extra = {
+    extra: dict[str, object] = {
         "vm": planned.target.server.name,
         "nics": [
             {"mac": p.nic.mac, "interface": p.name, "at": p.at, "devices": devices_of[p.name]}
@@ -200,6 +210,7 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
         ],
         "sessions": sessions,
     }
+    extra.update(flows_extra(env, table, as_json))
     render_stats(env, stats, as_json=as_json, json_to_stderr=write_file == "-", files=files,
                  fields=FIELDS, extra=extra)  # fmt: skip
 

@@ -80,6 +80,9 @@ from vmsniff.errors import UsageError, VmsniffError
 )
 @stop_and_file_options
 @printing_options
+@click.option("--flows", "flows", is_flag=True,
+              help="Count the packets into a table of flows, printed at the end "
+              "(with --json: in the document); see vmsniff flows.")  # fmt: skip
 @click.option(
     "-Z",
     "--relinquish-privileges",
@@ -125,6 +128,7 @@ def receive(  # one parameter per option, as click passes them
     time_format: int,
     line_buffered: bool,
     numeric: int,
+    flows: bool,
     user: str | None,
     as_json: bool,
     expression: tuple[str, ...],
@@ -137,10 +141,15 @@ def receive(  # one parameter per option, as click passes them
     the end (Ctrl-C, SIGTERM, -c, --duration). Live capture needs CAP_NET_RAW.
     """
     # Imported before -Z, as everything the run's end needs (see _errors.py).
-    from vmsniff.cli._render_receive import live_line, render_failed_run, render_stats
+    from vmsniff.cli._render_receive import (
+        flows_extra,
+        live_line,
+        render_failed_run,
+        render_stats,
+    )
     from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
-    from vmsniff.pipeline.sinks import OutputOptions, Rotation
+    from vmsniff.pipeline.sinks import OutputOptions, Rotation, flow_table
     from vmsniff.receive import ReceiveOptions, open_receive, parse_strip_vlan
 
     joined = " ".join(expression).strip()
@@ -150,7 +159,7 @@ def receive(  # one parameter per option, as click passes them
     # With --json, stdout holds the one JSON document: --print lines go to stderr, as
     # tcpdump's own messages do.
     # Without -w the packets are printed, as tcpdump does; --print prints them beside -w.
-    printing = print_ or write_file is None
+    printing = print_ or (write_file is None and not flows)
     print_to = (env.stderr if as_json else env.stdout) if printing else None
     rotation = Rotation(size=int(file_size * 1_000_000) if file_size else None,
                         seconds=rotate_seconds, files=file_count)  # fmt: skip
@@ -159,7 +168,7 @@ def receive(  # one parameter per option, as click passes them
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
                                                             ascii_dump, time_format,
                                                             max(0, env.verbosity)),
-                           json_lines=as_json)  # fmt: skip
+                           json_lines=as_json, flows=flows)  # fmt: skip
     opts = ReceiveOptions(
         output, interface=interface, read_file=read_file, keys=keys,
         direction=None if direction is None else Direction(direction),
@@ -180,7 +189,10 @@ def receive(  # one parameter per option, as click passes them
             render_failed_run(env, rx.stats)
             raise
         files = rx.files
+        table = flow_table(rx.sink)
         damage = rx.damage
     if damage:
         env.warn(f"{read_file}: {damage}; the records before it were processed")
-    render_stats(env, stats, as_json=as_json, json_to_stderr=write_file == "-", files=files)
+    extra = flows_extra(env, table, as_json)
+    render_stats(env, stats, as_json=as_json, json_to_stderr=write_file == "-", files=files,
+                 extra=extra)  # fmt: skip

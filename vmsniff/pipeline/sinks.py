@@ -46,6 +46,7 @@ def _default_print_options() -> PrintOptions:
 
 __all__ = [
     "FileSink",
+    "FlowsSink",
     "KeyedSink",
     "PrintSink",
     "Rotation",
@@ -53,6 +54,7 @@ __all__ = [
     "TeeSink",
     "open_capture_file",
     "OutputOptions",
+    "flow_table",
     "open_sink",
     "summary",
     "written_files",
@@ -638,6 +640,33 @@ class TeeSink(Sink):
             s.close()
 
 
+class FlowsSink(Sink):
+    """``--flows``: every packet counted into a flow table (:mod:`vmsniff.flows`), read at
+    the end (:func:`flow_table`)."""
+
+    def __init__(self) -> None:
+        from vmsniff.flows.table import FlowTable
+
+        self.table = FlowTable()
+
+    def write(self, batch: list[Packet] | Records) -> None:
+        from vmsniff.flows.observe import observe
+
+        assert not isinstance(batch, Records), "records go to a plain FileSink only"
+        add = self.table.add
+        for pkt in batch:
+            add(pkt.ts_ns, observe(pkt.data, pkt.linktype, pkt.origlen))
+
+    def close(self) -> None:
+        pass
+
+
+def flow_table(sink: Sink) -> Any:
+    """The :class:`~vmsniff.flows.table.FlowTable` of ``--flows`` in ``sink``, or None."""
+    sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
+    return next((s.table for s in sinks if isinstance(s, FlowsSink)), None)
+
+
 def written_files(sink: Sink) -> list[str]:
     """The capture files ``sink`` (a file sink, a per-session one, or a tee of them) wrote."""
     sinks = sink.sinks if isinstance(sink, TeeSink) else [sink]
@@ -658,9 +687,10 @@ class OutputOptions:
     packet_buffered: bool = False
     print_options: Any = None  #: PrintOptions for the printed lines (None: tcpdump's default)
     json_lines: bool = False  #: printed lines as JSON Lines (with --json)
+    flows: bool = False  #: --flows: count the packets into a flow table too
 
     def __post_init__(self) -> None:
-        if self.write is None and self.print_to is None:
+        if self.write is None and self.print_to is None and not self.flows:
             raise UsageError("nothing to do: give -w FILE, -w - or --print")
         if self.write == "-" and self.print_to is not None:
             raise UsageError("-w - and --print both want stdout; pick one")
@@ -690,6 +720,7 @@ class OutputOptions:
             stop=stop,
             print_options=self.print_options,
             json_lines=self.json_lines,
+            flows=self.flows,
         )
 
 
@@ -707,13 +738,14 @@ def open_sink(
     stop: Callable[[], bool] = lambda: False,
     print_options: Any = None,
     json_lines: bool = False,
+    flows: bool = False,
 ) -> Sink:
     """The sink for ``-w``/``--print`` as ``receive``, ``capture`` and ``snoop`` take them:
     a :class:`FileSink` (a :class:`KeyedSink` when ``write`` holds ``{key}``), a
     :class:`PrintSink` on ``print_to``, or both (:class:`TeeSink`). The file is created (or a
     FIFO's reader waited for) here, so call this before creating anything a failure would
     leave behind."""
-    if write is None and print_to is None:
+    if write is None and print_to is None and not flows:
         raise UsageError("nothing to do: give -w FILE, -w - or --print")
     if write is None and rotation.active:
         raise UsageError("-C/-G/-W need -w FILE")
@@ -728,4 +760,6 @@ def open_sink(
     if print_to is not None:
         sinks.append(PrintSink(print_to, flush_each=True, options=print_options,
                                json_lines=json_lines))  # fmt: skip
+    if flows:
+        sinks.append(FlowsSink())
     return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

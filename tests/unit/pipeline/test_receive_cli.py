@@ -115,3 +115,20 @@ def test_damaged_file_warns_and_keeps_what_came_before(tmp_path: Path) -> None:
     done = receive("-r", str(src), "-w", str(tmp_path / "o.pcap"))
     assert done.returncode == 0 and b"warning" in done.stderr
     assert len(list(read_records([(tmp_path / "o.pcap").read_bytes()]))) == 2
+
+
+def test_flows_table_at_the_end(tmp_path: Path) -> None:
+    """--flows: the packets counted into flows, as a table after the run (no packet lines
+    without --print), or in the --json document."""
+    import json
+
+    src = tmp_path / "in.pcap"
+    _gre_pcap(src, [gre(icmp_frame(n % 2), key=5) for n in range(6)])
+    done = receive("-r", str(src), "--flows", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["written"] == 6 and doc["flows"]["packets"] == 6
+    assert {r["icmp_id"] for r in doc["flows"]["rows"]} == {0, 1}
+    done = receive("-r", str(src), "--flows")
+    text = done.stdout.decode()
+    assert done.returncode == 0 and "2 flows, 6 packets" in text and "ICMP echo" not in text
