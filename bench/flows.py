@@ -75,6 +75,24 @@ def write_pcap(path: Path, packets: int, flows: int) -> None:
         fh.write(out)
 
 
+def write_gre_pcap(path: Path, plain: Path, packets: int) -> None:
+    """The first ``packets`` frames of ``plain`` inside GRE (key 100) in outer IPv4, as a
+    raw-IP pcap: what ``vmsniff receive -r`` reads."""
+    data = plain.read_bytes()
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
+    pos, n = 24, 0
+    while pos + 16 <= len(data) and n < packets:
+        sec, usec, cap, _orig = struct.unpack_from("<IIII", data, pos)
+        frame = data[pos + 16 : pos + 16 + cap]
+        gre = struct.pack("!HHI", 0x2000, 0x6558, 100) + frame
+        ip = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(gre), 0, 0, 64, 47, 0, 0xC0A80001,
+                         0xC0A80002) + gre  # fmt: skip
+        out += struct.pack("<IIII", sec, usec, len(ip), len(ip)) + ip
+        pos += 16 + cap
+        n += 1
+    path.write_bytes(out)
+
+
 def run(argv: list[str]) -> dict[str, float | str]:
     """Wall s, CPU s and peak RSS MiB of one command (stdout kept for the counts)."""
     start = time.perf_counter()
@@ -119,11 +137,22 @@ def main() -> None:
     ours = json.loads(str(rows["vmsniff flows"]["stdout"]))["totals"]
     counts = {"vmsniff": {p: ours.get(p.upper(), {}).get("flows", 0) for p in ("tcp", "udp")},
               "tshark": _tshark_counts(str(rows["tshark conv"]["stdout"]))}  # fmt: skip
+    # printing: vmsniff receive -r F -n > /dev/null against tcpdump -n -r F > /dev/null
+    gre = path.with_name(path.stem + "-gre100k.pcap")
+    if not gre.exists():
+        write_gre_pcap(gre, path, 100_000)
+    printing = {
+        "vmsniff receive -n": run(
+            [sys.executable, "-m", "vmsniff", "receive", "-r", str(gre), "-n"]
+        ),  # fmt: skip
+        "tcpdump -n": run(["tcpdump", "-n", "-r", str(gre)]),
+    }
     anchor = rows["tshark conv"]
     result = {
         "packets": args.packets, "flows": args.flows, "file_mib": path.stat().st_size / 2**20,
         "rows": {k: {m: v[m] for m in ("wall_s", "cpu_s", "rss_mib")} for k, v in rows.items()},
         "conversations": counts, "same_conversations": counts["vmsniff"] == counts["tshark"],
+        "printing_pps": {k: 100_000 / float(v["wall_s"]) for k, v in printing.items()},
         "ratio_wall_tshark_over_vmsniff": float(anchor["wall_s"]) / float(rows["vmsniff flows"]["wall_s"]),  # noqa: E501
     }  # fmt: skip
     if args.json:
@@ -140,6 +169,12 @@ def main() -> None:
         f"{'same' if result['same_conversations'] else 'DIFFERENT'}"
     )
     print(f"vmsniff flows is {result['ratio_wall_tshark_over_vmsniff']:.1f}x faster than tshark")
+    print("printing 100,000 GRE packets to /dev/null (wall):")
+    pps = result["printing_pps"]
+    assert isinstance(pps, dict)
+    for name, value in pps.items():
+        print(f"  {name:20} {value:10.0f} packets/s")
+    print(f"  ratio tcpdump/vmsniff: {pps['tcpdump -n'] / pps['vmsniff receive -n']:.1f}x")
 
 
 if __name__ == "__main__":
