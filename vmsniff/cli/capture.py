@@ -27,7 +27,9 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("vm")
+@click.argument("vm", required=False)
+@click.option("-D", "--list-interfaces", "list_only", is_flag=True,
+              help="List the VMs' NICs that can be captured on this host, then exit.")  # fmt: skip
 @click.option(
     "--at",
     type=click.Choice(["tap", "ovs"]),
@@ -96,7 +98,8 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
 def capture(  # one parameter per option; the shared resolve group stays **resolve
     env: Env,
     /,
-    vm: str,
+    vm: str | None,
+    list_only: bool,
     at: str | None,
     write_file: str | None,
     fmt: str,
@@ -151,6 +154,11 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
     from vmsniff.pipeline.sinks import OutputOptions, Rotation, flow_table
 
+    if list_only:
+        _list(env, resolve.get("libvirt"), as_json)
+        return
+    if vm is None:
+        raise UsageError("which VM? vmsniff capture VM [FILTER] (-D lists them)")
     joined = " ".join(expression).strip()
     if filter_opt and joined:
         raise UsageError("give the filter either with -f or as arguments, not both")
@@ -220,3 +228,18 @@ for _param in capture.params:
     if _param.name == "nic" and isinstance(_param, click.Option):
         _param.metavar = "MAC|PORT|NET|all"
         _param.help = "One NIC (MAC, Neutron port id, network), or 'all' into one pcapng."
+
+
+def _list(env: Env, libvirt_flag: str | None, as_json: bool) -> None:
+    """-D: the VMs' NICs libvirt runs on this host."""
+    from vmsniff.capture.listing import vm_nics
+    from vmsniff.resolve.endpoints import endpoints_for
+
+    uri = endpoints_for(None, libvirt_flag=libvirt_flag).libvirt
+    assert uri is not None  # this host always has one (a default)
+    found = vm_nics(uri)
+    if as_json:
+        env.json({"nics": [c.to_dict() for c in found]})
+        return
+    for i, c in enumerate(found, 1):
+        env.stdout.write(f"{i}.{c.name} ({c.detail}) [{c.state}]\n")

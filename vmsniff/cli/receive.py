@@ -97,6 +97,8 @@ from vmsniff.errors import UsageError, VmsniffError
     help="Print the final stats as one JSON document on stdout (stderr when -w -); "
     "--print lines then go to stderr.",
 )
+@click.option("-D", "--list-interfaces", "list_only", is_flag=True,
+              help="List the interfaces receive can listen on, then exit.")  # fmt: skip
 @click.argument("expression", nargs=-1)
 @click.pass_obj
 def receive(  # one parameter per option, as click passes them
@@ -131,6 +133,7 @@ def receive(  # one parameter per option, as click passes them
     flows: bool,
     user: str | None,
     as_json: bool,
+    list_only: bool,
     expression: tuple[str, ...],
 ) -> None:
     """Decapsulate mirrored GRE/ERSPAN traffic and write the VM's own frames.
@@ -152,6 +155,16 @@ def receive(  # one parameter per option, as click passes them
     from vmsniff.pipeline.sinks import OutputOptions, Rotation, flow_table
     from vmsniff.receive import ReceiveOptions, open_receive, parse_strip_vlan
 
+    if list_only:
+        from vmsniff.capture.listing import interfaces
+
+        found = interfaces()
+        if as_json:
+            env.json({"interfaces": [c.to_dict() for c in found]})
+            return
+        for i, c in enumerate(found, 1):
+            env.stdout.write(f"{i}.{c.name} [{c.state}{', ' + c.detail if c.detail else ''}]\n")
+        return
     joined = " ".join(expression).strip()
     if filter_opt and joined:
         raise UsageError("give the filter either with -f or as arguments, not both")

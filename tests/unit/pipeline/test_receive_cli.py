@@ -132,3 +132,20 @@ def test_flows_table_at_the_end(tmp_path: Path) -> None:
     done = receive("-r", str(src), "--flows")
     text = done.stdout.decode()
     assert done.returncode == 0 and "2 flows, 6 packets" in text and "ICMP echo" not in text
+
+
+def test_dash_d_lists_what_can_be_captured() -> None:
+    """tcpdump's -D: receive lists the interfaces, capture the VMs' NICs libvirt runs here
+    (libvirt's built-in test driver has one domain, "test", with one interface)."""
+    import json
+    import subprocess
+    import sys
+
+    done = receive("-D", "--json")
+    assert done.returncode == 0 and "lo" in [
+        i["name"] for i in json.loads(done.stdout)["interfaces"]
+    ]
+    argv = [sys.executable, "-m", "vmsniff", "capture", "-D", "--libvirt", "test:///default"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1.test/eth0 (") and "[running]" in done.stdout
