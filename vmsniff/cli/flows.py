@@ -23,11 +23,14 @@ _SORTS = ("bytes", "packets", "duration", "start")
 )
 @click.option("-f", "--filter", "filter_opt", metavar="FILTER", help="tcpdump filter.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("--list-fields", is_flag=True,
+              help="List every layer's fields and the named constants of the packet API "
+              "(docs/packet-api.md), then exit.")  # fmt: skip
 @click.argument("args", nargs=-1, metavar="FILE... [FILTER]")
 @click.pass_obj
 def flows(
     env: Env, /, top: int | None, sort: str, filter_opt: str | None, as_json: bool,
-    args: tuple[str, ...],
+    list_fields: bool, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Bidirectional flows of pcap/pcapng FILEs: ends, packets and bytes each way, times, and
     TCP state and history as Zeek's conn.log names them (S0, SF, REJ, RSTO...).
@@ -40,6 +43,14 @@ def flows(
     from vmsniff.flows.files import table_of_files
     from vmsniff.flows.report import report
 
+    if list_fields:
+        from vmsniff.dissect.reference import fields_document, render
+
+        if as_json:
+            env.json(fields_document())
+        else:
+            env.stdout.write(render())
+        return
     files: list[str] = []
     rest = list(args)
     while rest and (os.path.exists(rest[0]) or rest[0] == "-" and not files):

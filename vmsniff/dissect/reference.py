@@ -11,7 +11,7 @@ from pathlib import Path
 from vmsniff.dissect.constants import ArpOp, EtherType, Icmp6Type, IcmpType, IPProto, TcpFlags
 from vmsniff.dissect.layers import LAYERS
 
-__all__ = ["render"]
+__all__ = ["fields_document", "render"]
 
 _HEAD = """# The packet API (`vmsniff.dissect`)
 
@@ -73,6 +73,18 @@ def _constants() -> str:
             out.append(f"| `{member.name}` | {value} (0x{value:x}) |")
         out.append("")
     return "\n".join(out)
+
+
+def fields_document() -> dict[str, object]:
+    """Every layer's fields (name, type, meaning) and every constant, as data."""
+    layers = {
+        cls.name: [{"field": f.name, "type": str(f.type), "doc": f.metadata.get("doc", "")}
+                   for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        for cls in LAYERS
+    }  # fmt: skip
+    enums: list[type[Enum]] = [EtherType, IPProto, IcmpType, Icmp6Type, ArpOp, TcpFlags]
+    constants = {e.__name__: {m.name: m.value for m in e} for e in enums}
+    return {"layers": layers, "constants": constants}
 
 
 def render() -> str:

@@ -271,3 +271,15 @@ def test_the_block_path_gives_the_per_packet_table(
     quick = sorted(table_of_files([str(path)]).flows(), key=repr)
     assert len(quick) == 300 + 13
     assert quick == slow
+
+
+def test_list_fields_names_every_layer_and_constant() -> None:
+    done = subprocess.run([sys.executable, "-m", "vmsniff", "flows", "--list-fields", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    from vmsniff.dissect import LAYERS
+
+    assert list(doc["layers"]) == [cls.name for cls in LAYERS]
+    assert {"field": "sport", "type": "int", "doc": "source port"} in doc["layers"]["tcp"]
+    assert doc["constants"]["TcpFlags"]["SYN"] == 2
