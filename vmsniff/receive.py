@@ -27,8 +27,8 @@ from vmsniff.errors import UsageError
 from vmsniff.formats.packet import MAX_SNAPLEN
 from vmsniff.model import Direction
 from vmsniff.pipeline.core import PipelineConfig, Stats, parse_sources
-from vmsniff.pipeline.run import Stage, choose_stage, drive
-from vmsniff.pipeline.sinks import OutputOptions, Sink
+from vmsniff.pipeline.run import RunResult, choose_stage, drive
+from vmsniff.pipeline.sinks import OutputOptions
 
 __all__ = ["Receive", "ReceiveOptions", "open_receive", "parse_strip_vlan"]
 
@@ -89,24 +89,10 @@ class ReceiveOptions:
 
 
 @dataclass
-class Receive:
+class Receive(RunResult):
     """An open receive run: :meth:`run` it, then read :attr:`stats` and :attr:`files`."""
 
     source: Any  #: FileSource or LiveSource
-    stage: Stage
-    sink: Sink
-
-    @property
-    def stats(self) -> Stats:
-        """The counters so far (also after a failed run)."""
-        return self.stage.stats
-
-    @property
-    def files(self) -> list[str]:
-        """The files written, in order (rotation, ``{key}``)."""
-        from vmsniff.pipeline.sinks import written_files
-
-        return written_files(self.sink)
 
     @property
     def damage(self) -> str | None:
@@ -162,7 +148,7 @@ def open_receive(
             fmt, opts.snaplen, application=application, keep=keep, stop=stop)))  # fmt: skip
         pipeline = Pipeline(config)
         stage = stack.enter_context(_closing(choose_stage(source, sink, pipeline, block_path)))
-        yield Receive(source, stage, sink)
+        yield Receive(stage, sink, source)
 
 
 def _open_source(opts: ReceiveOptions, config: PipelineConfig) -> Any:

@@ -29,8 +29,8 @@ from vmsniff.capture.live import OpenCapture
 from vmsniff.capture.plan import CaptureOptions, CapturePoint, plan_points, require_local
 from vmsniff.model import Target
 from vmsniff.pipeline.core import Stats
-from vmsniff.pipeline.run import Stage, drive
-from vmsniff.pipeline.sinks import OutputOptions, Sink
+from vmsniff.pipeline.run import RunResult, drive
+from vmsniff.pipeline.sinks import OutputOptions
 
 __all__ = ["CaptureRun", "Planned", "open_capture_run", "plan_capture"]
 
@@ -65,24 +65,11 @@ def plan_capture(resolve_opts: Any, opts: CaptureOptions, *, all_nics: bool) -> 
 
 
 @dataclass
-class CaptureRun:
+class CaptureRun(RunResult):
     """An open capture: :meth:`run` it, then read :attr:`stats` and :attr:`files`."""
 
     planned: Planned
     cap: OpenCapture
-    stage: Stage
-    sink: Sink
-
-    @property
-    def stats(self) -> Stats:
-        """The counters so far (also after a failed run)."""
-        return self.stage.stats
-
-    @property
-    def files(self) -> list[str]:
-        from vmsniff.pipeline.sinks import written_files
-
-        return written_files(self.sink)
 
     def run(
         self, *, count: int | None = None, on_tick: Callable[[Stats], None] | None = None
@@ -114,7 +101,7 @@ def open_capture_run(
                 cap.source.deadline = time.monotonic() + duration
             stage = live.capture_stage(cap, sink, opts.direction)
             try:
-                yield CaptureRun(planned, cap, stage, sink)
+                yield CaptureRun(stage, sink, planned, cap)
             finally:
                 stage.close()
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vmsniff.dissect.frame import Frame, decode
-from vmsniff.errors import FileError, MalformedPacket, NotFound, PermissionDenied
+from vmsniff.errors import FileError, MalformedPacket
 from vmsniff.formats.capture import direction_from_epb
 
 __all__ = ["read_file"]
@@ -17,18 +17,10 @@ def read_file(path: str) -> Iterator[Frame]:
     """Every frame of the pcap or pcapng file at ``path``, dissected, in file order, with its
     time, original length, and (pcapng) interface name and direction. A file that is not a
     capture, or damaged, is a :class:`~vmsniff.errors.FileError` after the frames before it."""
-    from vmsniff.pcap.reader import CaptureReader
+    from vmsniff.pcap.reader import CaptureReader, open_input
 
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such file") from None
-    except PermissionError:
-        raise PermissionDenied(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise FileError(f"{path}: {exc.strerror}") from None
     reader = CaptureReader()
-    with fh:
+    with open_input(path) as fh:
         try:
             while chunk := fh.read(_CHUNK):
                 for rec in reader.feed(chunk):

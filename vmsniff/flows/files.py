@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from vmsniff.errors import FileError, MalformedPacket, NotFound, PermissionDenied
+from vmsniff.errors import FileError, MalformedPacket
 from vmsniff.flows.observe import observe
 from vmsniff.flows.table import FlowTable, Observation
 
@@ -25,21 +25,13 @@ def table_of_files(
     ``keep(frame, linktype)`` filters records (a compiled tcpdump filter); a file that is not
     a capture is a :class:`FileError`, one that cannot be opened names itself."""
     from vmsniff.flows.fast import pcap_header, table_of_pcap
-    from vmsniff.pcap.reader import CaptureReader
+    from vmsniff.pcap.reader import CaptureReader, open_input
 
     table = table if table is not None else FlowTable()
     add = table.add
     for path in paths:
         reader = CaptureReader()
-        try:
-            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise NotFound(f"{path}: no such file") from None
-        except PermissionError:
-            raise PermissionDenied(f"{path}: permission denied") from None
-        except OSError as exc:
-            raise FileError(f"{path}: {exc.strerror}") from None
-        with fh:
+        with open_input(path, buffering=0) as fh:
             try:
                 head = fh.read(24)
                 fast = pcap_header(head) if keep is None and block_path else None
@@ -57,6 +49,4 @@ def table_of_files(
                 reader.close()
             except MalformedPacket as exc:
                 raise FileError(f"{path}: {exc.message}") from None
-            except IsADirectoryError:
-                raise FileError(f"{path}: a directory, not a capture") from None
     return table

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from vmsniff.errors import MalformedPacket
 from vmsniff.formats.capture import (
@@ -36,7 +36,7 @@ from vmsniff.formats.capture import (
     SHB_MAGIC_BYTES,
 )
 
-__all__ = ["CaptureReader", "Record", "read_records"]
+__all__ = ["CaptureReader", "Record", "open_input", "read_records"]
 
 MAX_RECORD = 16 * 1024 * 1024  # refuse a length field above this rather than buffer it
 # The magic's bytes in either byte order -> (struct byte order, nanoseconds per unit).
@@ -304,3 +304,21 @@ def read_records(chunks: Iterable[bytes | bytearray | memoryview]) -> Iterator[R
     for chunk in chunks:
         yield from reader.feed(chunk)
     reader.close()
+
+
+def open_input(path: str, buffering: int = -1) -> BinaryIO:
+    """Open a capture file for reading (``-r``, ``vmsniff flows``, ``read_file``); a refusal
+    is a vmsniff error naming the path: NotFound, PermissionDenied, UsageError (a directory),
+    FileError (anything else)."""
+    from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
+
+    try:
+        return open(path, "rb", buffering=buffering)  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file") from None
+    except PermissionError:
+        raise PermissionDenied(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory") from None
+    except OSError as exc:
+        raise FileError(f"{path}: {exc.strerror}") from None

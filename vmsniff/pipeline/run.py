@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from vmsniff.pcap.encoder import Packet
@@ -32,6 +33,7 @@ __all__ = [
     "BlockStage",
     "PacketStage",
     "Records",
+    "RunResult",
     "Source",
     "Stage",
     "StopFlag",
@@ -160,6 +162,27 @@ def choose_stage(
         source.blocks = True  # type: ignore[attr-defined]
         return stage
     return PacketStage(per_packet)
+
+
+@dataclass
+class RunResult:
+    """What every run (receive, capture) holds open: its stage and sink; what it counted and
+    the files it wrote."""
+
+    stage: Stage
+    sink: Any
+
+    @property
+    def stats(self) -> Stats:
+        """The counters so far (also after a failed run)."""
+        return self.stage.stats
+
+    @property
+    def files(self) -> list[str]:
+        """The files written, in order (rotation, ``{key}``)."""
+        from vmsniff.pipeline.sinks import written_files
+
+        return written_files(self.sink)
 
 
 class StopFlag:

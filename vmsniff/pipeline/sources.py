@@ -21,9 +21,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
-from vmsniff.errors import FileError, MalformedPacket, NotFound, PermissionDenied, UsageError
+from vmsniff.errors import FileError, MalformedPacket, NotFound, PermissionDenied
 from vmsniff.formats.capture import LINKTYPE_RAW
-from vmsniff.pcap.reader import CaptureReader, Record
+from vmsniff.pcap.reader import CaptureReader, Record, open_input
 from vmsniff.pipeline.ring import Ring, attach_filter
 
 __all__ = [
@@ -54,14 +54,7 @@ class FileSource:
         if path == "-":
             self._fh: BinaryIO = sys.stdin.buffer
         else:
-            try:
-                self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
-            except FileNotFoundError:
-                raise NotFound(f"{path}: no such file") from None
-            except PermissionError:
-                raise PermissionDenied(f"{path}: permission denied") from None
-            except IsADirectoryError:
-                raise UsageError(f"{path} is a directory") from None
+            self._fh = open_input(path)  # closed in close()
         self.kernel_dropped = 0
         self.damage: str | None = None
         #: (device, inode) of the input when it is a regular file: the output must not be it.

@@ -1,13 +1,5 @@
-"""GRE header, RFC 2784 with the key and sequence extensions of RFC 2890.
-
-Layout (RFC 2784 section 2, RFC 2890 section 2)::
-
-     0                   1                   2                   3
-     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-    |C|R|K|S|s|Recur|  Flags  | Ver |         Protocol Type         |
-    |      Checksum (optional)      |       Reserved1 (optional)    |
-    |                         Key (optional)                        |
-    |                 Sequence Number (optional)                    |
+"""GRE header, RFC 2784 with the key and sequence extensions of RFC 2890 (the layout is drawn
+in :mod:`vmsniff.formats.gre`).
 
 Only version 0 is decoded. Version 1 is PPTP's enhanced GRE (RFC 2637): a different header
 with an acknowledgment field, never produced by a mirror; it raises :class:`MalformedPacket`.
