@@ -31,7 +31,6 @@ from vmsniff.formats.capture import (
     EPB_TO_VM,
     LINKTYPE_ETHERNET,
     LINKTYPE_RAW,
-    direction_from_epb,
     epb_flags_of,
 )
 from vmsniff.formats.erspan import DIRECTION_EGRESS as ERSPAN_EGRESS
@@ -48,7 +47,6 @@ __all__ = [
     "Pipeline",
     "PipelineConfig",
     "Stats",
-    "direction_name",
     "parse_sources",
 ]
 
@@ -56,12 +54,6 @@ __all__ = [
 DIRECTIONS = tuple(d.value for d in Direction)
 _TCI = ETH_ADDRS_LEN + 2  # a tag's control information (PCP, DEI, VID) follows its TPID
 _TAGGED_HEADER = ETH_ADDRS_LEN + VLAN_TAG_LEN + 2  # addresses, one tag, the EtherType
-
-
-def direction_name(flags: int) -> str | None:
-    """``from-vm``, ``to-vm`` or None for the pcapng direction bits."""
-    direction = direction_from_epb(flags)
-    return None if direction is None else direction.value
 
 
 @dataclass

@@ -25,24 +25,16 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, Any, NoReturn
 
+from vmsniff.dissect.frame import decode
+from vmsniff.dissect.printer import Printer, PrintOptions
 from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
 from vmsniff.formats.capture import direction_from_epb
-from vmsniff.pcap.encoder import Encoder, new_encoder, whole_prefix
+from vmsniff.pcap.encoder import Encoder, interface_name, new_encoder, whole_prefix
 from vmsniff.pipeline.core import Packet
 from vmsniff.pipeline.run import Records
 from vmsniff.pipeline.scatter import IOV_MAX, Scatter, joined, write_scatter
-
-if TYPE_CHECKING:
-    from vmsniff.dissect.printer import Printer, PrintOptions
-
-
-def _default_print_options() -> PrintOptions:
-    from vmsniff.dissect.printer import PrintOptions
-
-    return PrintOptions()
-
 
 __all__ = [
     "FileSink",
@@ -569,16 +561,12 @@ def summary(pkt: Packet, printer: Printer | None = None, *, json_lines: bool = F
     """One line for ``--print``: the packet dissected (:mod:`vmsniff.dissect`) and laid out as
     tcpdump does, filed under its pcapng interface (the NIC, or ``gre-key-100`` for receive)
     and marked with its direction; with ``json_lines`` the packet API's JSON instead."""
-    from vmsniff.dissect.frame import decode
-    from vmsniff.dissect.printer import Printer as _Printer
-    from vmsniff.pcap.encoder import interface_name
-
     name = pkt.interface
     if name is None and pkt.session is not None:
         name = interface_name(pkt.session, 0, pkt.erspan)
     frame = decode(pkt.data, pkt.linktype, ts_ns=pkt.ts_ns, length=pkt.origlen, interface=name,
                    direction=direction_from_epb(pkt.direction))  # fmt: skip
-    printer = printer if printer is not None else _Printer()
+    printer = printer if printer is not None else Printer()
     return printer.json_line(frame) if json_lines else printer.line(frame)
 
 
@@ -594,11 +582,9 @@ class PrintSink(Sink):
         options: PrintOptions | None = None,
         json_lines: bool = False,
     ) -> None:
-        from vmsniff.dissect.printer import Printer as _Printer
-
         self.stream = stream
         self.flush_each = flush_each
-        self.printer = _Printer(options or _default_print_options())
+        self.printer = Printer(options or PrintOptions())
         self.json_lines = json_lines
 
     def write(self, batch: list[Packet] | Records) -> None:
