@@ -35,6 +35,7 @@ from vmsniff.ovs.plan import (
     require_mirrorable,
 )
 from vmsniff.ovs.sessions import Session, find_sessions, remove_sessions
+from vmsniff.ovs.spread import HostFacts
 
 __all__ = [
     "CleanupReport",
@@ -211,6 +212,15 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
             refused_receivers=self._refused_receivers(),
         )  # fmt: skip
         return plan, removed
+
+    def facts(self, bridge: str) -> tuple[HostFacts, list[str]]:
+        """For a multi-VM session (:mod:`vmsniff.mirror_many`): remove expired vmsniff rows
+        on ``bridge``, then read what :func:`~vmsniff.ovs.spread.plan_spread` needs of this
+        switch; and the ids of the sessions removed."""
+        removed = self._remove_expired(bridge, _now())
+        tunnels, count, owners = switch_facts(self._api, bridge)
+        facts = HostFacts(tuple(tunnels), count, tuple(owners), self._refused_receivers())
+        return facts, removed
 
     def _refused_receivers(self) -> dict[str, str]:
         """Addresses --to must not be: this switch's own tunnel endpoints (OVSDB), its own

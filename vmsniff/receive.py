@@ -25,12 +25,25 @@ from typing import Any
 
 from vmsniff.errors import UsageError
 from vmsniff.formats.packet import MAX_SNAPLEN
+from vmsniff.manifest import Manifest
 from vmsniff.model import Direction
 from vmsniff.pipeline.core import PipelineConfig, Stats, parse_sources
 from vmsniff.pipeline.run import RunResult, choose_stage, drive
 from vmsniff.pipeline.sinks import OutputOptions
 
-__all__ = ["Receive", "ReceiveOptions", "open_receive", "parse_strip_vlan"]
+__all__ = ["Receive", "ReceiveOptions", "open_receive", "parse_strip_vlan", "read_manifest"]
+
+
+def read_manifest(path: str) -> Manifest:
+    """The session manifest at ``path`` (``--manifest``); a UsageError saying what is wrong."""
+    from vmsniff.manifest import parse_manifest
+
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(16 << 20)
+    except OSError as exc:
+        raise UsageError(f"--manifest {path}: {exc.strerror or exc}") from None
+    return parse_manifest(text, origin=f"--manifest {path}")
 
 
 def parse_strip_vlan(value: str | None) -> tuple[bool, int | None]:
@@ -64,6 +77,7 @@ class ReceiveOptions:
     snaplen: int = MAX_SNAPLEN
     buffer_kib: int = 16384  #: -B: the kernel ring, in KiB
     user: str | None = None  #: -Z: drop privileges to this user after opening the sockets
+    manifest: Manifest | None = None  #: --manifest: a multi-VM session (keys, NICs)
 
     def __post_init__(self) -> None:
         if self.read_file and (self.interface or self.user):
@@ -85,6 +99,7 @@ class ReceiveOptions:
             filter=inner,
             snaplen=self.snaplen,
             sources=parse_sources(self.sources),
+            manifest=self.manifest,
         )
 
 
@@ -130,7 +145,8 @@ def open_receive(
     with ExitStack() as stack:
         source = stack.enter_context(_closing(_open_source(opts, config)))
         block_path: Callable[[], Any] | None = None
-        if opts.read_file is None:
+        if opts.read_file is None and config.manifest is None:
+            # (a manifest's frames are filed per NIC: the per-packet path does that)
             # Imported before -Z: after it the interpreter may no longer read numpy's files.
             from vmsniff.pipeline.fastpath import FastPath
 

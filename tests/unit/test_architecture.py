@@ -12,10 +12,10 @@ PACKAGE = ROOT / "vmsniff"
 DOC = (ROOT / "docs" / "architecture.md").read_text()
 
 LAYERS = [
-    {"exitcodes", "errors", "model", "durations", "formats"},
+    {"exitcodes", "errors", "model", "durations", "formats", "manifest"},
     {"wire", "pcap", "filter", "dissect"},
     {"pipeline", "ovs", "resolve", "flows"},
-    {"receive", "capture", "mirror", "snoop"},
+    {"receive", "capture", "mirror", "mirror_many", "snoop"},
     {"cli", "__main__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from vmsniff.cli._context import Env
+from vmsniff.cli._mirror_hold import OVS_STATS_INTERVAL_S, hold_with_progress
 from vmsniff.cli._options import DURATION, json_option, resolve_options, resolve_options_from
 
 ovsdb_option = click.option(
@@ -17,8 +18,6 @@ ovsdb_option = click.option(
     envvar="VMSNIFF_OVSDB",
     help="OVSDB of this host [default unix:/var/run/openvswitch/db.sock].",
 )
-
-_OVS_STATS_INTERVAL_S = 5  # ovs-vswitchd's default other_config:stats-update-interval
 
 
 def _receive_command(plan: Any) -> str:
@@ -33,7 +32,7 @@ def _receive_command(plan: Any) -> str:
 
 
 @click.command()
-@click.argument("vm")
+@click.argument("vms", metavar="[VM]...", nargs=-1)
 @click.option(
     "--to",
     "to",
@@ -81,11 +80,32 @@ def _receive_command(plan: Any) -> str:
     "--bridge", metavar="BR", help="Bridge to mirror on; only the NIC's own [default: the NIC's]."
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and the ovs-vsctl command only.")
+@click.option("--project", metavar="ID", help="Every VM of this project (several VMs; admin).")
+@click.option("--network", metavar="NET", help="The VMs' NICs on this network (name or id).")
+@click.option("--port-id", metavar="PORT", help="The VM NIC of this Neutron port.")
+@click.option(
+    "--manifest",
+    metavar="FILE",
+    help="Several VMs: write the session's manifest here for `vmsniff receive --manifest` "
+    "[default: session-ID.json].",
+)
+@click.option(
+    "--shared-mirrors",
+    is_flag=True,
+    default=None,
+    help="Several VMs: one Mirror per direction and host for all its NICs (the receiver tells "
+    "them by MAC) [default: only when two per NIC do not fit in OVS's 32].",
+)
 @resolve_options
 @json_option
 @click.pass_obj
-def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
+def mirror(env: Env, /, vms: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     """Mirror VM's traffic to --to over GRE or ERSPAN, then remove the mirror.
+
+    Several VMs (names, UUIDs, or --project/--network/--host/--port-id) make one session over
+    every host they run on: all or nothing, each host's OVSDB found as `vmsniff resolve` finds
+    it, and a manifest for `vmsniff receive --manifest` that files each frame under its NIC
+    (docs/scale.md).
 
     Creates, in one OVSDB transaction, tunnel port(s) and Mirror row(s) on the NIC's bridge
     (from-vm with key K, to-vm with key K+1), adding to Bridge.ports and Bridge.mirrors and
@@ -123,6 +143,15 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
         bridge=kw.pop("bridge"),
     )
     detach, dry_run = kw.pop("detach"), kw.pop("dry_run")
+    selectors = {k: kw.pop(k) for k in ("project", "network", "port_id")}
+    manifest, shared = kw.pop("manifest"), kw.pop("shared_mirrors")
+    if len(vms) != 1 or any(selectors.values()) or manifest or shared:
+        from vmsniff.cli._mirror_many import mirror_many
+
+        mirror_many(env, vms, opts, selectors, kw, manifest=manifest, shared=shared,
+                    detach=detach, dry_run=dry_run, duration=duration, as_json=as_json)  # fmt: skip
+        return
+    vm = vms[0]
     target = resolve(resolve_options_from(vm, kw))
     nic = single_nic(target.nics)
     if not target.ovsdb:
@@ -164,13 +193,13 @@ def mirror(env: Env, /, vm: str, as_json: bool, **kw: Any) -> None:
                 env.json({**plan.to_dict(), "detached": True})
             return
         began = time.monotonic()
-        reason = _hold(env, session, duration, flag)
+        reason = hold_with_progress(env, session, duration, flag)
         packets, bytes_ = session.stats()
         lasted = time.monotonic() - began
-    if packets == 0 and lasted < _OVS_STATS_INTERVAL_S + 1:
+    if packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
         # ovs-vswitchd writes Mirror statistics every 5 s: a short session may show none yet
         env.info(f"stopped ({reason}); mirror removed; OVS had not counted its packets yet "
-                 f"(it updates mirror counters every {_OVS_STATS_INTERVAL_S} s)")  # fmt: skip
+                 f"(it updates mirror counters every {OVS_STATS_INTERVAL_S} s)")  # fmt: skip
     else:
         env.info(f"stopped ({reason}); mirror removed; {packets} packets, {bytes_} bytes mirrored")
     if as_json:
@@ -194,23 +223,6 @@ def _started(env: Env, plan: Any, *, as_json: bool, detach: bool) -> None:
     stream = env.stderr if as_json else env.stdout
     stream.write("".join(line + "\n" for line in lines))
     stream.flush()
-
-
-def _hold(env: Env, session: Any, duration: float | None, flag: Any) -> str:
-    """Hold the session (the library's loop), with a progress line on a terminal."""
-    on_tick = None
-    live = env.stderr.isatty() and env.verbosity >= 0
-    if live:
-
-        def on_tick(elapsed: float, packets: int, bytes_: int) -> None:
-            env.stderr.write(f"\r  {elapsed:6.0f} s  {packets} packets  {bytes_} bytes   ")
-            env.stderr.flush()
-
-    try:
-        return str(session.hold(duration=duration, signalled=lambda: flag.signal, on_tick=on_tick))
-    finally:
-        if live:
-            env.stderr.write("\n")
 
 
 @click.command("list")

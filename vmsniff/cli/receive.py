@@ -32,13 +32,14 @@ from vmsniff.errors import UsageError, VmsniffError
     "--write",
     "write_file",
     metavar="FILE|-",
-    help="Write inner frames here; '-' is stdout; '{key}' in FILE writes one file per session key.",
+    help="Write inner frames here; '-' is stdout; '{key}' in FILE writes one file per session "
+    "key ('{nic}': per NIC, with --manifest).",
 )
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(["pcap", "pcapng"]),
-    help="Output format [default: pcapng with --direction, else pcap].",
+    help="Output format [default: pcapng with --direction or --manifest, else pcap].",
 )
 @click.option(
     "--force",
@@ -65,6 +66,13 @@ from vmsniff.errors import UsageError, VmsniffError
     "--direction",
     type=click.Choice(["from-vm", "to-vm", "both"]),
     help="Mark direction by key: 'both' means each K is from-vm and K+1 to-vm.",
+)
+@click.option(
+    "--manifest",
+    metavar="FILE",
+    help="A multi-VM session's manifest (vmsniff mirror VM... --manifest FILE): every frame is "
+    "filed under its VM NIC (pcapng interface c-private/eth0), with its direction; '{nic}' "
+    "in -w writes one file per NIC.",
 )
 @click.option(
     "--strip-vlan",
@@ -112,6 +120,7 @@ def receive(  # one parameter per option, as click passes them
     sources: tuple[str, ...],
     keys: tuple[int, ...],
     direction: str | None,
+    manifest: str | None,
     strip_vlan: str | None,
     filter_opt: str | None,
     snaplen: int,
@@ -153,7 +162,7 @@ def receive(  # one parameter per option, as click passes them
     from vmsniff.model import Direction
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
     from vmsniff.pipeline.sinks import OutputOptions, Rotation, flow_table
-    from vmsniff.receive import ReceiveOptions, open_receive, parse_strip_vlan
+    from vmsniff.receive import ReceiveOptions, open_receive, parse_strip_vlan, read_manifest
 
     if list_only:
         from vmsniff.capture.listing import interfaces
@@ -187,6 +196,7 @@ def receive(  # one parameter per option, as click passes them
         direction=None if direction is None else Direction(direction),
         strip_vlan=strip, vlan_id=vlan_id, sources=sources, expression=filter_opt or joined,
         snaplen=snaplen, buffer_kib=buffer_size, user=user,
+        manifest=read_manifest(manifest) if manifest else None,
     )  # fmt: skip
     on_tick = None
     if env.stderr.isatty() and not as_json and env.verbosity >= 0:

@@ -97,9 +97,13 @@ def _translate(exc: Exception, what: str, hint: str) -> SwitchError | Unreachabl
 
 def apply_plan(api: OvsBackend, plan: MirrorPlan) -> None:
     """Create the plan's tunnel ports and mirrors in one transaction."""
-    vm_port = api.lookup("Port", plan.vm_port, default=None)
-    if vm_port is None:
-        raise NotFound(f"OVS port {plan.vm_port} does not exist on bridge {plan.bridge}")
+    selected: dict[str, Any] = {}
+    for m in plan.mirrors:
+        for name in m.ports:
+            row = api.lookup("Port", name, default=None)
+            if row is None:
+                raise NotFound(f"OVS port {name} does not exist on bridge {plan.bridge}")
+            selected[name] = row.uuid
     try:
         with api.transaction(check_error=True) as txn:
             ports = {}
@@ -118,10 +122,11 @@ def apply_plan(api: OvsBackend, plan: MirrorPlan) -> None:
                 txn.add(api.db_add("Bridge", plan.bridge, "ports", port))
                 ports[t.name] = port
             for m in plan.mirrors:
+                uuids = [selected[name] for name in m.ports]
                 select = (
-                    {"select_src_port": [vm_port.uuid]}
+                    {"select_src_port": uuids}
                     if m.direction is Direction.FROM_VM
-                    else {"select_dst_port": [vm_port.uuid]}
+                    else {"select_dst_port": uuids}
                 )
                 columns: dict[str, Any] = {
                     "name": m.name,

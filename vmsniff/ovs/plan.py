@@ -144,6 +144,14 @@ class MirrorRow:
     output_port: str
     snaplen: int | None
     external_ids: dict[str, str]
+    select: tuple[str, ...] = ()
+    """The ports it selects when they are several (a shared mirror of a multi-VM session);
+    empty: ``vm_port`` alone."""
+
+    @property
+    def ports(self) -> tuple[str, ...]:
+        """The OVS ports this mirror selects."""
+        return self.select or (self.vm_port,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +181,17 @@ class MirrorPlan:
             argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
             argv += ["--", "set", "Port", t.name]
             argv += [f"external_ids:{k}={_q(v)}" for k, v in t.external_ids.items()]
-        argv += ["--", "--id=@vm", "get", "Port", self.vm_port]
+        vm_ids: dict[str, str] = {}
+        for m in self.mirrors:
+            for port in m.ports:
+                if port not in vm_ids:
+                    vm_ids[port] = "@vm" if not vm_ids else f"@vm{len(vm_ids)}"
+                    argv += ["--", f"--id={vm_ids[port]}", "get", "Port", port]
         for i, m in enumerate(self.mirrors):
             argv += ["--", f"--id=@out{i}", "get", "Port", m.output_port]
             select = "select_src_port" if m.direction is Direction.FROM_VM else "select_dst_port"
             row = ["--", f"--id=@m{i}", "create", "Mirror", f"name={m.name}"]
-            row += [f"{select}=@vm", f"output_port=@out{i}"]
+            row += [f"{select}={','.join(vm_ids[p] for p in m.ports)}", f"output_port=@out{i}"]
             if m.snaplen:
                 row.append(f"snaplen={m.snaplen}")
             row += [f"external_ids:{k}={_q(v)}" for k, v in m.external_ids.items()]
@@ -417,6 +430,21 @@ def plan_local_mirror(
     return _plan(who, bridge, rows, remote_ip="", encap="internal", direction=direction, keys={})
 
 
+def tunnel_options(opts: MirrorOptions, way: Direction, key: int, remote: str) -> dict[str, str]:
+    """A tunnel port's ``options`` toward ``remote`` with ``key``, for one direction."""
+    options = {"remote_ip": remote, "key": str(key)}
+    if opts.encap == "erspan":
+        version = opts.erspan_version or 1
+        options["erspan_ver"] = str(version)
+        if version == 1:
+            index = 1 if opts.erspan_index is None else opts.erspan_index
+            options["erspan_idx"] = f"0x{index:x}"  # hexadecimal: see ERSPAN_INDEX_MAX
+        else:
+            options["erspan_dir"] = "0" if way is Direction.FROM_VM else "1"
+            options["erspan_hwid"] = "1"
+    return options
+
+
 def plan_mirror(
     server: Server,
     nic: Nic,
@@ -461,16 +489,7 @@ def plan_mirror(
         # is mirrored, so that `receive --key K` always knows which way a packet went.
         key = base + (0 if way is Direction.FROM_VM else 1)
         keys[way.value] = key
-        options = {"remote_ip": remote, "key": str(key)}
-        if opts.encap == "erspan":
-            version = opts.erspan_version or 1
-            options["erspan_ver"] = str(version)
-            if version == 1:
-                index = 1 if opts.erspan_index is None else opts.erspan_index
-                options["erspan_idx"] = f"0x{index:x}"  # hexadecimal: see ERSPAN_INDEX_MAX
-            else:
-                options["erspan_dir"] = "0" if way is Direction.FROM_VM else "1"
-                options["erspan_hwid"] = "1"
+        options = tunnel_options(opts, way, key, remote)
         rows.append(
             _rows(who, way, role="tunnel", type_=opts.encap, options=options, key=key,
                   snaplen=opts.snaplen)

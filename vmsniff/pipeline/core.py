@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmsniff.errors import MalformedPacket, UsageError
 from vmsniff.filter import InnerFilter
@@ -36,6 +37,7 @@ from vmsniff.formats.capture import (
 from vmsniff.formats.erspan import DIRECTION_EGRESS as ERSPAN_EGRESS
 from vmsniff.formats.ethernet import ETH_ADDRS_LEN, TPIDS, VLAN_TAG_LEN, VLAN_VID_MASK
 from vmsniff.formats.packet import MAX_SNAPLEN
+from vmsniff.manifest import Manifest
 from vmsniff.model import Direction
 from vmsniff.pcap.encoder import Packet
 from vmsniff.wire.decap import NotTunnelled, decap_linktype
@@ -115,8 +117,16 @@ class PipelineConfig:
     filter: InnerFilter | None = None
     snaplen: int = MAX_SNAPLEN
     sources: tuple[Network, ...] = ()
+    manifest: Manifest | None = None
+    """``--manifest``: a multi-VM session's streams; each frame is filed under its NIC
+    (:mod:`vmsniff.pipeline.attribute`). It gives the keys and directions itself."""
 
     def __post_init__(self) -> None:
+        if self.manifest is not None and (self.keys or self.direction is not None):
+            raise UsageError(
+                "--manifest gives the session's keys and directions: leave out --key and "
+                "--direction"
+            )
         if self.direction is not None and not isinstance(self.direction, Direction):
             if self.direction not in DIRECTIONS:
                 raise UsageError(f"--direction must be one of {', '.join(DIRECTIONS)}")
@@ -131,6 +141,10 @@ class PipelineConfig:
 
     def key_directions(self) -> dict[int, int]:
         """Accepted session key -> direction bits (empty: every key, unmarked)."""
+        if self.manifest is not None:
+            from vmsniff.pipeline.attribute import Attribution
+
+            return Attribution(self.manifest).key_directions()
         table: dict[int, int] = {}
         for k in self.keys:
             if self.direction is Direction.BOTH:
@@ -143,7 +157,7 @@ class PipelineConfig:
     @property
     def marks_direction(self) -> bool:
         """True when packets get from-vm/to-vm marks (pcapng is then the default format)."""
-        return self.direction is not None
+        return self.direction is not None or self.manifest is not None
 
 
 def _source_matchers(sources: tuple[Network, ...]) -> tuple[tuple[int, int, int], ...]:
@@ -162,6 +176,11 @@ class Pipeline:
         self.reassembler = reassembler if reassembler is not None else Reassembler()
         self._keys = config.key_directions()
         self._sources = _source_matchers(config.sources)
+        self.attribution = None
+        if config.manifest is not None:
+            from vmsniff.pipeline.attribute import Attribution
+
+            self.attribution = Attribution(config.manifest)
 
     def push(
         self, frames: Iterable[tuple[int, bytes | bytearray | memoryview]], linktype: int
@@ -182,6 +201,7 @@ class Pipeline:
             matchers = {lt: flt.matcher(lt) for lt in (LINKTYPE_ETHERNET, LINKTYPE_RAW)}
         reasm = self.reassembler
         reasons = stats.malformed_reasons
+        attribution = self.attribution
         for ts_ns, frame in frames:
             stats.received += 1
             try:
@@ -220,6 +240,12 @@ class Pipeline:
             data = bytes(d.inner)
             origlen = d.origlen
             lt = d.linktype
+            if attribution is not None and session is not None and lt == LINKTYPE_ETHERNET:
+                targets = attribution.targets(session, data)
+                erspan = d.erspan_type is not None
+                self._attributed(out, targets, ts_ns, data, origlen, session, direction, erspan,
+                                 matchers)  # fmt: skip
+                continue
             if strip and lt == LINKTYPE_ETHERNET and len(data) >= _TAGGED_HEADER:
                 tpid = data[ETH_ADDRS_LEN] << 8 | data[ETH_ADDRS_LEN + 1]
                 if tpid in TPIDS and (
@@ -237,3 +263,34 @@ class Pipeline:
             stats.written += 1
             append(Packet(ts_ns, data, origlen, lt, session, direction, d.erspan_type is not None))
         return out
+
+    def _attributed(
+        self,
+        out: list[Packet],
+        targets: list[Any],
+        ts_ns: int,
+        frame: bytes,
+        origlen: int,
+        session: int,
+        direction: int,
+        erspan: bool,
+        matchers: dict[int, Any],
+    ) -> None:
+        """A frame of a ``--manifest`` session, once per NIC it belongs to (a shared
+        stream's to-vm broadcast reached several), each without its NIC's VLAN tag."""
+        from vmsniff.pipeline.attribute import strip_tag
+
+        stats = self.stats
+        match = matchers.get(LINKTYPE_ETHERNET)
+        snaplen = self.config.snaplen
+        kept = False
+        for target in targets:
+            data, cut = strip_tag(frame, target.tag)
+            if match is not None and not match(data):
+                continue
+            kept = True
+            stats.written += 1
+            out.append(Packet(ts_ns, data[:snaplen], origlen - cut, LINKTYPE_ETHERNET, session,
+                              direction, erspan, target.name))  # fmt: skip
+        if not kept:
+            stats.filtered_out += 1

@@ -521,23 +521,27 @@ class FileSink(Sink):
 
 class KeyedSink(Sink):
     """``-w`` with ``{key}``: one :class:`FileSink` per session (GRE key or ERSPAN session id;
-    ``none`` when the envelope has neither)."""
+    ``none`` when the envelope has neither); with ``{nic}``, one per interface the packets are
+    filed under (``receive --manifest``: ``c-private/eth0`` becomes ``c-private_eth0``)."""
 
     def __init__(self, template: str, factory: Callable[[str], FileSink]) -> None:
-        if "{key}" not in template:
-            raise UsageError("a per-session -w template needs {key}")
+        self.field = "{nic}" if "{nic}" in template else "{key}"
+        if self.field not in template:
+            raise UsageError("a per-session -w template needs {key} or {nic}")
         self.template = template
         self._factory = factory
-        self.sinks: dict[int | None, FileSink] = {}
+        self.sinks: dict[object, FileSink] = {}
 
-    def _path(self, session: int | None) -> str:
-        return self.template.replace("{key}", "none" if session is None else str(session))
+    def _path(self, value: object) -> str:
+        text = "none" if value is None else str(value).replace("/", "_")
+        return self.template.replace(self.field, text)
 
     def write(self, batch: list[Packet] | Records) -> None:
         assert not isinstance(batch, Records), "records go to a plain FileSink only"
-        groups: dict[int | None, list[Packet]] = {}
+        groups: dict[object, list[Packet]] = {}
+        by_nic = self.field == "{nic}"
         for pkt in batch:
-            groups.setdefault(pkt.session, []).append(pkt)
+            groups.setdefault(pkt.interface if by_nic else pkt.session, []).append(pkt)
         for session, group in groups.items():
             sink = self.sinks.get(session)
             if sink is None:
@@ -742,7 +746,8 @@ def open_sink(
             return FileSink(path, fmt, snaplen, rotation=rotation, flush_each=flush_each,
                             force=force, application=application, keep=keep, stop=stop)  # fmt: skip
 
-        sinks.append(KeyedSink(write, factory) if "{key}" in write else factory(write))
+        keyed = "{key}" in write or "{nic}" in write
+        sinks.append(KeyedSink(write, factory) if keyed else factory(write))
     if print_to is not None:
         sinks.append(PrintSink(print_to, flush_each=True, options=print_options,
                                json_lines=json_lines))  # fmt: skip

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from vmsniff.errors import PermissionDenied, Unreachable, UsageError, VmsniffError
+from vmsniff.errors import NotFound, PermissionDenied, Unreachable, UsageError, VmsniffError
 
 __all__ = ["CloudPort", "CloudServer", "NovaSource", "cloud_configured"]
 
@@ -141,6 +141,69 @@ class NovaSource:
                 details=True, name=f"^{re.escape(query)}$", all_projects=all_projects
             )
             return [_server(s) for s in servers if s.name == query]
+
+    def select(
+        self,
+        *,
+        project: str | None = None,
+        network: str | None = None,
+        host: str | None = None,
+        port_id: str | None = None,
+    ) -> list[tuple[str, set[str] | None]]:
+        """Servers matching every selector given (``vmsniff mirror --project/--network/--host
+        /--port-id``), as (server id, the port ids chosen, or None for all its ports).
+
+        Every project is searched (admin); ``--host`` is Nova's admin-only ``host`` filter,
+        ``--network`` the Neutron ports on that network (name or id) with a ``compute:``
+        owner, ``--port-id`` that one port's server.
+        """
+        from openstack import exceptions as sdk
+
+        conn = self._connect()
+        chosen: dict[str, set[str]] | None = None  # server id -> port ids
+        with self._errors():
+            if port_id:
+                try:
+                    port = conn.network.get_port(port_id)
+                except sdk.NotFoundException:
+                    raise NotFound(f"no Neutron port {port_id}") from None
+                if not port.device_id or not str(port.device_owner or "").startswith("compute:"):
+                    raise NotFound(f"Neutron port {port_id} is not a VM's port")
+                chosen = {port.device_id: {port.id}}
+            if network:
+                net = conn.network.find_network(network, ignore_missing=True)
+                if net is None:
+                    raise NotFound(f"no network {network!r}")
+                on_net: dict[str, set[str]] = {}
+                for p in conn.network.ports(network_id=net.id):
+                    if p.device_id and str(p.device_owner or "").startswith("compute:"):
+                        on_net.setdefault(p.device_id, set()).add(p.id)
+                chosen = (
+                    on_net
+                    if chosen is None
+                    else {
+                        s: chosen[s] & on_net[s] for s in chosen if chosen[s] & on_net.get(s, set())
+                    }
+                )
+            filters: dict[str, str] = {}
+            if project:
+                filters["project_id"] = project
+            if host:
+                filters["host"] = host
+            servers = [
+                _server(s) for s in conn.compute.servers(details=True, all_projects=True, **filters)
+            ]
+        if host:  # a member's call ignores the admin-only filter: never take every server
+            servers = [s for s in servers if s.host == host]
+        if project:
+            servers = [s for s in servers if s.project_id == project] or servers
+        out: list[tuple[str, set[str] | None]] = []
+        for s in servers:
+            if chosen is None:
+                out.append((s.id, None))
+            elif s.id in chosen:
+                out.append((s.id, chosen[s.id]))
+        return out
 
     def names(self, *, all_projects: bool = False) -> list[str]:
         """Every visible server name (for close-name suggestions after a miss)."""
