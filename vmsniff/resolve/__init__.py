@@ -13,7 +13,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vmsniff.errors import Ambiguous, InvalidState, NotFound, PermissionDenied, UsageError
+from vmsniff.errors import (
+    Ambiguous,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    UsageError,
+    VmsniffError,
+)
 from vmsniff.model import Server, Target
 from vmsniff.resolve.endpoints import Endpoints, endpoints_for, load_config
 from vmsniff.resolve.libvirt import DomainInfo, LibvirtSource
@@ -127,8 +134,14 @@ def _ovs(opts: ResolveOptions, ep: Endpoints) -> tuple[list[OvsIface] | None, bo
     from vmsniff.ovs.connection import ovsdb
     from vmsniff.resolve.ovsdb import snapshot
 
-    with ovsdb(ep.ovsdb) as api:
-        ifaces, system_ids = snapshot(api)
+    try:
+        with ovsdb(ep.ovsdb) as api:
+            ifaces, system_ids = snapshot(api)
+    except VmsniffError as exc:
+        if not ep.local:  # say whose switch it is (a remote host's, from config.toml)
+            exc.message = f"host {ep.host}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
     return ifaces, "ovn-remote" in system_ids
 
 

@@ -189,7 +189,7 @@ class NovaSource:
             if project:
                 filters["project_id"] = project
             if host:
-                filters["host"] = host
+                filters["compute_host"] = host  # the query parameter `host`
             servers = [
                 _server(s) for s in conn.compute.servers(details=True, all_projects=True, **filters)
             ]
