@@ -28,16 +28,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from vmsniff.errors import InvalidState, NotFound, UsageError, VmsniffError
-from vmsniff.mirror import MirrorSession, Started
+from vmsniff.mirror import CleanupReport, MirrorSession, Started
 from vmsniff.model import Nic, Target
 from vmsniff.ovs.backend import OvsBackend
 from vmsniff.ovs.plan import MirrorOptions
 from vmsniff.ovs.spread import HostFacts, Member, SpreadPlan, plan_spread
 from vmsniff.resolve import ResolveOptions, resolve, select_nics
 
-__all__ = ["Selection", "SpreadSession", "remotes_of", "select_members"]
+__all__ = [
+    "Selection",
+    "SpreadSession",
+    "cleanup_hosts",
+    "host_remotes",
+    "remotes_of",
+    "select_members",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,3 +339,72 @@ class SpreadSession(AbstractContextManager["SpreadSession"]):
 
     def sessions(self) -> Iterator[tuple[str, MirrorSession]]:
         yield from self.hosts.items()
+
+
+def host_remotes(
+    hosts: Sequence[str], *, all_hosts: bool = False, env: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The OVSDB remote of each host named (``list``/``cleanup --host``), or of every host
+    config.toml lists and this one (``--all-hosts``); a host without one is a UsageError."""
+    from vmsniff.resolve.endpoints import endpoints_for, load_config, local_host
+
+    config = load_config(env)
+    names = list(hosts)
+    if all_hosts:
+        listed = config.get("hosts", {})
+        names = [local_host(env, config), *(listed if isinstance(listed, dict) else {}), *names]
+    remotes: dict[str, str] = {}
+    for host in dict.fromkeys(names):
+        ep = endpoints_for(host, env=env, config=config)
+        if not ep.ovsdb:
+            raise UsageError(
+                f"no OVSDB endpoint for host {host}",
+                hint='configure it in config.toml ([hosts."HOST"] ovsdb, or the [endpoints] '
+                "template)",
+            )
+        remotes.setdefault(ep.host, ep.ovsdb)
+    return remotes
+
+
+def cleanup_hosts(
+    remotes: Mapping[str, str],
+    *,
+    sessions: Sequence[str] = (),
+    vm: str | None = None,
+    expired: bool = False,
+    everything: bool = False,
+    dry_run: bool = False,
+) -> dict[str, CleanupReport]:
+    """:func:`vmsniff.mirror.cleanup` on each host (one transaction there): a session id or
+    ``vm`` must match on some host, not on every one (a multi-host session has rows on each
+    of its hosts only). Every host is read before any is changed."""
+    from vmsniff.mirror import _by_id, _by_vm, cleanup, list_sessions
+
+    found: dict[str, list[Any]] = {}
+    for host, remote in remotes.items():
+        try:
+            found[host] = list_sessions(remote)
+        except VmsniffError as exc:
+            raise _on_host(exc, host, "; nothing was removed on any host") from None
+    every = [s for ss in found.values() for s in ss]
+    missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in every)]
+    if vm and not any(_by_vm(s, vm) for s in every):
+        missing.append(f"--vm {vm}")
+    if missing:
+        raise NotFound(
+            f"no vmsniff session on {', '.join(remotes)} matches {', '.join(missing)}; "
+            "nothing was removed",
+            hint="`vmsniff list --all-hosts` shows them",
+        )
+    reports = {}
+    for host, remote in remotes.items():
+        here = [i for i in sessions if any(_by_id(s, i) for s in found[host])]
+        vm_here = vm if vm and any(_by_vm(s, vm) for s in found[host]) else None
+        if not (here or vm_here or expired or everything):
+            continue
+        try:
+            reports[host] = cleanup(remote, sessions=here, vm=vm_here, expired=expired,
+                                    everything=everything, dry_run=dry_run)  # fmt: skip
+        except VmsniffError as exc:
+            raise _on_host(exc, host) from None
+    return reports

@@ -202,3 +202,31 @@ def test_selectors_pick_the_vms_of_a_host_and_a_port(lab3: Lab, tmp_path: Path) 
     assert [h["host"] for h in plan["hosts"]] == ["compute-3"]
     assert not ours(lab3)
     assert os.listdir(tmp_path) == []
+
+
+def test_kill_9_then_cleanup_expired_on_every_host_leaves_nothing(
+    lab3: Lab, tmp_path: Path
+) -> None:
+    env = host_env(lab3, "compute-1")
+    argv = vmsniff("mirror", *VMS, "--to", RECEIVER_IP, "--manifest", str(tmp_path / "m.json"),
+                   env=env)  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("session ")
+        time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert set(ours(lab3)) == {"compute-1", "compute-2", "compute-3"}
+    listed = subprocess.run(vmsniff("list", "--all-hosts", "--json", env=env), capture_output=True,
+                            text=True, env=env, timeout=60)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    states = {(s["switch_host"], s["state"]) for s in json.loads(listed.stdout)}
+    assert states == {("compute-1", "dead"), ("compute-2", "dead"), ("compute-3", "dead")}
+    done = subprocess.run(vmsniff("cleanup", "--expired", "--all-hosts", "--json", env=env),
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["removed"]) == 3
+    assert not ours(lab3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -225,23 +226,71 @@ def _started(env: Env, plan: Any, *, as_json: bool, detach: bool) -> None:
     stream.flush()
 
 
+hosts_options = [
+    click.option(
+        "--host",
+        "hosts",
+        multiple=True,
+        metavar="HOST",
+        help="This compute host's switch (repeatable; its OVSDB as resolve finds it: "
+        "config.toml per-host entry or template).",
+    ),  # fmt: skip
+    click.option(
+        "--all-hosts",
+        is_flag=True,
+        help="This host and every host config.toml lists (multi-host sessions).",
+    ),  # fmt: skip
+]
+
+
+def _with_hosts(func: Any) -> Any:
+    for option in reversed(hosts_options):
+        func = option(func)
+    return func
+
+
+def _remotes(ovsdb: str | None, hosts: tuple[str, ...], all_hosts: bool) -> dict[str, str]:
+    """host -> OVSDB remote of the switches to act on (``--ovsdb`` alone: this host's)."""
+    from vmsniff.errors import UsageError
+    from vmsniff.resolve.endpoints import DEFAULT_OVSDB
+
+    if not (hosts or all_hosts):
+        return {"": ovsdb or DEFAULT_OVSDB}
+    if ovsdb and ovsdb != os.environ.get("VMSNIFF_OVSDB"):  # this host's from the env: fine
+        raise UsageError("--ovsdb names one switch: leave it out with --host/--all-hosts")
+    from vmsniff.mirror_many import host_remotes
+
+    return host_remotes(hosts, all_hosts=all_hosts)
+
+
 @click.command("list")
 @ovsdb_option
+@_with_hosts
 @json_option
 @click.pass_obj
-def list_command(env: Env, /, ovsdb: str | None, as_json: bool) -> None:
+def list_command(
+    env: Env, /, ovsdb: str | None, hosts: tuple[str, ...], all_hosts: bool, as_json: bool
+) -> None:
     """List vmsniff's mirror sessions on this host (dead, expired and orphaned ones marked).
 
-    A session is dead when it was made on this host by a process that no longer runs.
+    A session is dead when it was made on this host by a process that no longer runs. With
+    --host or --all-hosts, the sessions on those hosts' switches (a multi-VM session has rows
+    on each of its hosts).
     """
     from vmsniff.cli._render import sessions_table
     from vmsniff.mirror import list_sessions
-    from vmsniff.resolve.endpoints import DEFAULT_OVSDB
 
-    sessions = list_sessions(ovsdb or DEFAULT_OVSDB)
+    remotes = _remotes(ovsdb, hosts, all_hosts)
+    found = {host: list_sessions(remote) for host, remote in remotes.items()}
     if as_json:
-        env.json([s.to_dict() for s in sessions])
-    else:
+        if list(remotes) == [""]:
+            env.json([s.to_dict() for s in found[""]])
+        else:
+            env.json([{**s.to_dict(), "switch_host": h} for h, ss in found.items() for s in ss])
+        return
+    for host, sessions in found.items():
+        if host:
+            env.out.print(f"[bold]{host}[/bold] ({remotes[host]})")
         sessions_table(env, sessions)
 
 
@@ -252,6 +301,7 @@ def list_command(env: Env, /, ovsdb: str | None, as_json: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Every vmsniff session on this host.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed.")
 @ovsdb_option
+@_with_hosts
 @json_option
 @click.pass_obj
 def cleanup(
@@ -263,6 +313,8 @@ def cleanup(
     everything: bool,
     dry_run: bool,
     ovsdb: str | None,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
     as_json: bool,
 ) -> None:
     """Remove vmsniff's mirrors and tunnel ports (never anyone else's), in one transaction.
@@ -273,9 +325,8 @@ def cleanup(
     """
     from vmsniff.errors import UsageError
     from vmsniff.mirror import cleanup as do_cleanup
-    from vmsniff.resolve.endpoints import DEFAULT_OVSDB
 
-    remote = ovsdb or DEFAULT_OVSDB
+    remotes = _remotes(ovsdb, hosts, all_hosts)
     if not (sessions or vm or expired or everything):
         if not sys.stdin.isatty():
             raise UsageError(
@@ -284,33 +335,43 @@ def cleanup(
             )
         click.confirm("remove every vmsniff session on this host?", abort=True, err=True)
         everything = True
-    report = do_cleanup(
-        remote, sessions=sessions, vm=vm, expired=expired, everything=everything, dry_run=dry_run
-    )
+    if list(remotes) == [""]:
+        reports = {"": do_cleanup(remotes[""], sessions=sessions, vm=vm, expired=expired,
+                                  everything=everything, dry_run=dry_run)}  # fmt: skip
+    else:
+        from vmsniff.mirror_many import cleanup_hosts
+
+        reports = cleanup_hosts(remotes, sessions=sessions, vm=vm, expired=expired,
+                                everything=everything, dry_run=dry_run)  # fmt: skip
     restored: list[str] = []
     if (expired or everything) and not dry_run:
         # `snoop --ovs` changes Controller rows rather than making its own: put back those of
         # a snoop that is gone (killed: its bridge would point at a dead relay), or all.
         from vmsniff.snoop.ovs import restore_abandoned
 
-        restored = restore_abandoned(remote, expired_only=not everything)
+        for remote in remotes.values():
+            restored += restore_abandoned(remote, expired_only=not everything)
+    removed = [(h, s) for h, r in reports.items() for s in r.removed]
+    kept = sum(r.kept for r in reports.values())
     if as_json:
         env.json(
             {
                 "dry_run": dry_run,
-                "removed": [s.to_dict() for s in report.removed],
-                "kept": report.kept,
+                "removed": [{**s.to_dict(), **({"switch_host": h} if h else {})}
+                            for h, s in removed],
+                "kept": kept,
                 "restored_controllers": restored,
             }
-        )
+        )  # fmt: skip
         return
     for target in restored:
         env.out.print(f"restored controller target {target} (a snoop had redirected it)")
     verb = "would remove" if dry_run else "removed"
-    for s in report.removed:
+    for host, s in removed:
         what = ", ".join([p["name"] for p in s.ports] + [m["name"] for m in s.mirrors])
-        env.out.print(f"{verb} session {s.id} ({s.vm}): {what}")
-    if not report.removed and not restored:
+        where = f" on {host}" if host else ""
+        env.out.print(f"{verb} session {s.id} ({s.vm}){where}: {what}")
+    if not removed and not restored:
         env.info("no vmsniff session matched; nothing removed")
-    if report.kept:
-        env.info(f"{report.kept} other vmsniff session(s) kept")
+    if kept:
+        env.info(f"{kept} other vmsniff session(s) kept")

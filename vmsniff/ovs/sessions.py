@@ -90,7 +90,7 @@ class Session:
             "session": self.id,
             "vm": self.vm,
             "nic": self.nic,
-            "direction": "both" if len(self.directions) == 2 else "".join(self.directions),
+            "direction": "both" if len(set(self.directions)) == 2 else "".join(self.directions[:1]),
             "encap": self.encap,
             "remote_ip": self.remote_ip,
             "keys": self.keys,
