@@ -145,8 +145,7 @@ def open_receive(
     with ExitStack() as stack:
         source = stack.enter_context(_closing(_open_source(opts, config)))
         block_path: Callable[[], Any] | None = None
-        if opts.read_file is None and config.manifest is None:
-            # (a manifest's frames are filed per NIC: the per-packet path does that)
+        if opts.read_file is None:
             # Imported before -Z: after it the interpreter may no longer read numpy's files.
             from vmsniff.pipeline.fastpath import FastPath
 

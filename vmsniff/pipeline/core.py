@@ -40,6 +40,7 @@ from vmsniff.formats.packet import MAX_SNAPLEN
 from vmsniff.manifest import Manifest
 from vmsniff.model import Direction
 from vmsniff.pcap.encoder import Packet
+from vmsniff.pipeline.attribute import Attribution, strip_tag
 from vmsniff.wire.decap import NotTunnelled, decap_linktype
 from vmsniff.wire.ipv4 import Reassembler
 
@@ -122,10 +123,12 @@ class PipelineConfig:
     (:mod:`vmsniff.pipeline.attribute`). It gives the keys and directions itself."""
 
     def __post_init__(self) -> None:
-        if self.manifest is not None and (self.keys or self.direction is not None):
+        if self.manifest is not None and (
+            self.keys or self.direction is not None or self.strip_vlan
+        ):
             raise UsageError(
-                "--manifest gives the session's keys and directions: leave out --key and "
-                "--direction"
+                "--manifest gives the session's keys, directions and VLAN tags: leave out "
+                "--key, --direction and --strip-vlan"
             )
         if self.direction is not None and not isinstance(self.direction, Direction):
             if self.direction not in DIRECTIONS:
@@ -142,8 +145,6 @@ class PipelineConfig:
     def key_directions(self) -> dict[int, int]:
         """Accepted session key -> direction bits (empty: every key, unmarked)."""
         if self.manifest is not None:
-            from vmsniff.pipeline.attribute import Attribution
-
             return Attribution(self.manifest).key_directions()
         table: dict[int, int] = {}
         for k in self.keys:
@@ -178,8 +179,6 @@ class Pipeline:
         self._sources = _source_matchers(config.sources)
         self.attribution = None
         if config.manifest is not None:
-            from vmsniff.pipeline.attribute import Attribution
-
             self.attribution = Attribution(config.manifest)
 
     def push(
@@ -278,8 +277,6 @@ class Pipeline:
     ) -> None:
         """A frame of a ``--manifest`` session, once per NIC it belongs to (a shared
         stream's to-vm broadcast reached several), each without its NIC's VLAN tag."""
-        from vmsniff.pipeline.attribute import strip_tag
-
         stats = self.stats
         match = matchers.get(LINKTYPE_ETHERNET)
         snaplen = self.config.snaplen

@@ -82,11 +82,35 @@ class FastPath:
         self.pipeline = pipeline
         self.encoder = encoder
         self.kernel_filtered = kernel_filtered
-        self.writer = BlockRecords(memory, block_size, encoder, _describe)
-        self._view = self.writer.view
-        self._a = self.writer.a
         cfg = pipeline.config
         keys = pipeline.config.key_directions()
+        # receive --manifest: a dedicated stream's key names its NIC (the pcapng interface)
+        # and the VLAN tag to take off; a shared stream's packets are attributed by MAC, one
+        # by one, by the pipeline (not the fast shape here).
+        names: dict[int, str] = {}
+        tags: dict[int, int] = {}
+        shared: list[int] = []
+        if cfg.manifest is not None:
+            for stream in cfg.manifest.streams:
+                if stream.shared:
+                    shared.append(stream.key)
+                    continue
+                nic = cfg.manifest.nic(stream.nics[0])
+                names[stream.key] = nic.name
+                if nic.tag is not None:
+                    tags[stream.key] = nic.tag
+        self._manifest = cfg.manifest is not None
+        self._shared = np.array(sorted(shared), dtype=np.int64)
+        self._key_tags = np.array([tags.get(k, -1) for k in sorted(keys)], dtype=np.int64)
+
+        def describe(code: int) -> tuple[int | None, int, bool, str | None]:
+            """code 0 = no key, else key + 1 (see BlockRecords)."""
+            key = None if code == 0 else code - 1
+            return key, LINKTYPE_ETHERNET, False, None if key is None else names.get(key)
+
+        self.writer = BlockRecords(memory, block_size, encoder, describe)
+        self._view = self.writer.view
+        self._a = self.writer.a
         self._key_values = np.array(sorted(keys), dtype=np.int64)
         self._key_dirs = np.array([keys[k] for k in sorted(keys)], dtype=np.int64)
         self._sources = [
@@ -133,6 +157,9 @@ class FastPath:
         has_key = gflags & FLAG_K != 0
         has_seq = gflags & FLAG_S != 0
         outer = _SHORTEST + 4 * (has_csum.astype(np.int64) + has_key + has_seq)
+        key_at = _GRE_OPTIONAL_AT + 4 * has_csum.astype(np.int64)
+        key = be16(key_at) << 16 | be16(key_at + 2)
+        key = np.where(has_key, key, -1)
         fast = (  # the fast shape (vmsniff.filter.kernel), packet by packet
             incoming
             & (snap == wire)
@@ -145,6 +172,8 @@ class FastPath:
             & (gflags & _FLAG_MASK == 0)
             & (snap >= outer)
         )
+        if len(self._shared):
+            fast &= ~np.isin(key, self._shared)  # attributed by MAC, by the pipeline
         n_in = int(incoming.sum())
         n_fast = int(fast.sum())
         stats.received += n_fast
@@ -159,10 +188,8 @@ class FastPath:
                 hit |= src & mask == net
             ok &= hit
         # --key: the session and the direction it gives
-        key_at = _GRE_OPTIONAL_AT + 4 * has_csum.astype(np.int64)
-        key = be16(key_at) << 16 | be16(key_at + 2)
-        key = np.where(has_key, key, -1)
         direction = np.zeros(count, dtype=np.int64)
+        pos = np.zeros(count, dtype=np.int64)
         if len(self._key_values):
             pos = np.searchsorted(self._key_values, key)
             pos = np.minimum(pos, len(self._key_values) - 1)
@@ -174,13 +201,14 @@ class FastPath:
         cap = snap - outer
         orig = iplen - outer
         cfg = self.pipeline.config
-        if cfg.strip_vlan:
+        if cfg.strip_vlan or self._manifest:
             tpid_at = np.minimum(start + ETH_ADDRS_LEN, len(a) - 2)
             tpid = a[tpid_at].astype(np.int64) << 8 | a[tpid_at + 1]
             tag = ok & (cap >= ETH_HEADER_LEN + VLAN_TAG_LEN) & np.isin(tpid, TPIDS)
-            if cfg.vlan_id is not None:
+            want = self._key_tags[pos] if self._manifest else cfg.vlan_id
+            if want is not None:  # --strip-vlan ID, or the NIC's tag (-1: none)
                 tci = a[tpid_at + 2].astype(np.int64) << 8 | a[tpid_at + 3]
-                tag &= tci & VLAN_VID_MASK == cfg.vlan_id
+                tag &= tci & VLAN_VID_MASK == want
             tagged = np.flatnonzero(tag)
             if len(tagged):
                 # the addresses move up over the tag; the frame then starts 4 bytes later
@@ -256,8 +284,3 @@ class FastPath:
             frame.release()
         stats.written += fast_written
         return out
-
-
-def _describe(code: int) -> tuple[int | None, int, bool, str | None]:
-    """How receive files a session: code 0 = no key, else key + 1 (see BlockRecords)."""
-    return (None if code == 0 else code - 1), LINKTYPE_ETHERNET, False, None

@@ -17,6 +17,8 @@ skipped)::
     libvirt = "qemu+ssh://{host}/system"
     [hosts."compute-2"]                   # per-host entries win over templates
     ovsdb = "ssl:192.0.2.12:6640"
+    [ovn]                                 # an ML2/OVN cloud's Northbound database
+    nb = "ssl:192.0.2.5:6641"
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "endpoints_for",
     "load_config",
     "local_host",
+    "ovn_nb_endpoint",
 ]
 
 DEFAULT_OVSDB = "unix:/var/run/openvswitch/db.sock"
@@ -155,3 +158,27 @@ def endpoints_for(
     ovsdb, ovsdb_origin = pick(ovsdb_flag, "VMSNIFF_OVSDB", "ovsdb", DEFAULT_OVSDB)
     libvirt, libvirt_origin = pick(libvirt_flag, "LIBVIRT_DEFAULT_URI", "libvirt", DEFAULT_LIBVIRT)
     return Endpoints(target, local, ovsdb, libvirt, ovsdb_origin, libvirt_origin)
+
+
+def ovn_nb_endpoint(
+    flag: str | None = None,
+    *,
+    env: Mapping[str, str] = os.environ,
+    config: Mapping[str, Any] | None = None,
+) -> tuple[str | None, str]:
+    """The OVN Northbound database of the cloud, and where that answer came from.
+
+    ``--ovn-nb`` > ``OVN_NB_DB`` (what ``ovn-nbctl`` reads) > config ``[ovn] nb`` > none: the
+    NB database is one for the whole cloud, not per host, so there is no default.
+    """
+    if flag:
+        return flag, "flag"
+    if env.get("OVN_NB_DB"):
+        return env["OVN_NB_DB"], "environment OVN_NB_DB"
+    config = load_config(env) if config is None else config
+    ovn = config.get("ovn", {})
+    if isinstance(ovn, dict) and ovn.get("nb"):
+        if not isinstance(ovn["nb"], str):
+            raise UsageError("config: ovn.nb must be a string")
+        return ovn["nb"], "config [ovn] nb"
+    return None, "none configured"

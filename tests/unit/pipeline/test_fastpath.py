@@ -14,6 +14,8 @@ from tests.unit.pipeline.helpers import erspan2, erspan3, gre, icmp_frame
 from vmsniff.filter import InnerFilter
 from vmsniff.formats.capture import LINKTYPE_RAW
 from vmsniff.formats.packet import PACKET_OUTGOING
+from vmsniff.manifest import Manifest, ManifestNic, Stream
+from vmsniff.model import Direction
 from vmsniff.pcap.encoder import new_encoder
 from vmsniff.pcap.pcap import file_header
 from vmsniff.pcap.reader import CaptureReader
@@ -136,6 +138,24 @@ def mixed_traffic() -> list[tuple[int, bytes] | tuple[int, bytes, int]]:
     return frames
 
 
+def manifest(*, shared: bool) -> Manifest:
+    """Keys 100/101: one NIC (tag 7); 102/103: the frames' source and destination MACs,
+    shared or not."""
+    nics = (
+        ManifestNic("a/eth0", "a", "a-id", "02:00:00:00:00:09", "hv1", tag=7),
+        ManifestNic("b/eth0", "b", "b-id", "02:00:00:00:00:01", "hv2", tag=1),
+        ManifestNic("c/eth0", "c", "c-id", "02:00:00:00:00:02", "hv2"),
+    )
+    two = ("b/eth0", "c/eth0") if shared else ("b/eth0",)
+    streams = (
+        Stream(100, Direction.FROM_VM, "hv1", ("a/eth0",)),
+        Stream(101, Direction.TO_VM, "hv1", ("a/eth0",)),
+        Stream(102, Direction.FROM_VM, "hv2", two),
+        Stream(103, Direction.TO_VM, "hv2", two),
+    )
+    return Manifest("s", "10.250.0.2", "gre", "2026-12-04T00:00:00Z", nics, streams)
+
+
 CONFIGS = {
     "plain": PipelineConfig(),
     "keys both": PipelineConfig(keys=(100,), direction="both"),
@@ -146,6 +166,8 @@ CONFIGS = {
     "snaplen": PipelineConfig(snaplen=40),
     "from": PipelineConfig(sources=parse_sources(["10.250.0.0/24"])),
     "from v6 only": PipelineConfig(sources=parse_sources(["fd00::/8"])),
+    "manifest dedicated": PipelineConfig(manifest=manifest(shared=False)),
+    "manifest shared": PipelineConfig(manifest=manifest(shared=True)),
 }
 
 
