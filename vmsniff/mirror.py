@@ -442,4 +442,5 @@ def _by_id(s: Session, prefix: str) -> bool:
 
 
 def _by_vm(s: Session, vm: str) -> bool:
-    return s.vm.startswith(f"{vm} (") or f"({vm})" in s.vm
+    # "name (id)", or "a (id1), b (id2)" for a stream shared by several VMs
+    return any(part.startswith(f"{vm} (") or f"({vm})" in part for part in s.vm.split(", "))

@@ -408,3 +408,23 @@ def cleanup_hosts(
         except VmsniffError as exc:
             raise _on_host(exc, host) from None
     return reports
+
+
+def choose_via(
+    via: str, members: Sequence[Member], ovn_nb: str | None, env: Mapping[str, str] = os.environ
+) -> tuple[str, str | None]:
+    """``--via``: ``ovs`` or ``ovn`` as asked; ``auto`` is ovn when every NIC is OVN-plugged
+    and a Northbound endpoint is configured (flag, OVN_NB_DB, config). The NB remote too."""
+    from vmsniff.model import PlugKind
+    from vmsniff.resolve.endpoints import ovn_nb_endpoint
+
+    remote, _origin = ovn_nb_endpoint(ovn_nb, env=env)
+    if via == "ovn" and remote is None:
+        raise UsageError(
+            "--via ovn needs the OVN Northbound database",
+            hint="pass --ovn-nb REMOTE, set OVN_NB_DB, or [ovn] nb in config.toml",
+        )
+    if via == "auto":
+        on_ovn = all(m.nic.plug is PlugKind.OVN for m in members)
+        via = "ovn" if on_ovn and remote is not None else "ovs"
+    return via, remote

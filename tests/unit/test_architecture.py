@@ -14,8 +14,8 @@ DOC = (ROOT / "docs" / "architecture.md").read_text()
 LAYERS = [
     {"exitcodes", "errors", "model", "durations", "formats", "manifest"},
     {"wire", "pcap", "filter", "dissect"},
-    {"pipeline", "ovs", "resolve", "flows"},
-    {"receive", "capture", "mirror", "mirror_many", "snoop"},
+    {"pipeline", "ovs", "ovn", "resolve", "flows"},
+    {"receive", "capture", "mirror", "mirror_many", "mirror_ovn", "snoop"},
     {"cli", "__main__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -45,9 +45,11 @@ def mirror_many(
     dry_run: bool,
     duration: float | None,
     as_json: bool,
+    via: str = "auto",
+    ovn_nb: str | None = None,
 ) -> None:
     """Resolve, plan, start, hold and stop one session over several VMs and hosts."""
-    from vmsniff.mirror_many import Selection, SpreadSession, remotes_of, select_members
+    from vmsniff.mirror_many import Selection, SpreadSession, choose_via, remotes_of, select_members
     from vmsniff.pipeline.run import StopFlag, stop_on_signals
 
     base = resolve_options_from("", kw)
@@ -55,16 +57,34 @@ def mirror_many(
     members, remotes, warnings = select_members(selection, base)
     for warning in warnings:
         env.warn(warning)
+    via, nb_remote = choose_via(via, members, ovn_nb)
     flag = StopFlag()
     made_manifest: str | None = None
-    with stop_on_signals(flag), SpreadSession(remotes_of(members, remotes)) as spread:
+    session: Any
+    if via == "ovn":
+        from vmsniff.mirror_ovn import NbSession
+
+        assert nb_remote is not None
+        session = NbSession(nb_remote)
+    else:
+        session = SpreadSession(remotes_of(members, remotes))
+    with stop_on_signals(flag), session as spread:
         plan = spread.prepare(members, opts, shared=shared)
-        for host, removed in spread.removed.items():
+        removed_by_host = spread.removed if via == "ovs" else {"OVN Northbound": spread.removed}
+        for host, removed in removed_by_host.items():
             for sid in removed:
                 env.info(f"removed expired vmsniff session {sid} on {host}")
         path = manifest or f"session-{plan.session[:8]}.json"
         if dry_run:
             spread.detach = True
+            if via == "ovn":
+                command = plan.ovn_nbctl_command(nb_remote)
+                if as_json:
+                    env.json({**plan.to_dict(), "dry_run": True, "ovn_nbctl": command})
+                else:
+                    env.out.print(f"would create {len(plan.mirrors)} OVN Northbound mirrors:")
+                    env.stdout.write(command + "\n")
+                return
             if as_json:
                 env.json({**plan.to_dict(), "dry_run": True,
                           "ovs_vsctl": {h: p.vsctl_command(remotes[h])
@@ -92,8 +112,11 @@ def mirror_many(
         reason = hold_with_progress(env, spread, duration, flag)
         packets, bytes_ = spread.stats()
         lasted = time.monotonic() - began
-    hosts = len(plan.plans)
-    if packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
+    hosts = len(plan.manifest.hosts)
+    if via == "ovn":
+        env.info(f"stopped ({reason}); OVN Northbound mirrors removed (OVN removes the chassis "
+                 "ports and mirrors itself)")  # fmt: skip
+    elif packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
         env.info(f"stopped ({reason}); mirrors removed on {hosts} hosts; OVS had not counted "
                  "their packets yet (it updates mirror counters every "
                  f"{OVS_STATS_INTERVAL_S} s)")  # fmt: skip
@@ -109,12 +132,15 @@ def _started(env: Env, plan: Any, path: str, *, as_json: bool, detach: bool) -> 
     """The session id, what runs where, and the receiving host's command (even with -q)."""
     m = plan.manifest
     lines = [f"session {plan.session}: {len(m.nics)} NICs of "
-             f"{len({n.vm_id for n in m.nics})} VMs on {len(plan.plans)} hosts"]  # fmt: skip
-    for host, host_plan in plan.plans.items():
+             f"{len({n.vm_id for n in m.nics})} VMs on {len(m.hosts)} hosts"]  # fmt: skip
+    for host in m.hosts:
         nics = [n.name for n in m.nics if n.host == host]
-        how = "shared mirrors" if plan.shared[host] else f"{len(host_plan.mirrors)} mirrors"
-        keys = sorted(t.key for t in host_plan.tunnels)
+        streams = [s for s in m.streams if s.host == host]
+        how = "shared mirrors" if plan.shared[host] else f"{len(streams)} mirrors"
+        keys = sorted(s.key for s in streams)
         lines.append(f"  {host}: {', '.join(nics)} ({how}, keys {keys[0]}-{keys[-1]})")
+    if m.via == "ovn":
+        lines.append("  as OVN Northbound mirrors (they follow the ports if the VMs move)")
     lines.append(f"manifest: {path}")
     lines.append(f"on {m.to} run:  {m.receive_command(os.path.basename(path))}")
     if detach:

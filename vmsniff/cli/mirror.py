@@ -97,6 +97,19 @@ def _receive_command(plan: Any) -> str:
     help="Several VMs: one Mirror per direction and host for all its NICs (the receiver tells "
     "them by MAC) [default: only when two per NIC do not fit in OVS's 32].",
 )
+@click.option(
+    "--via",
+    type=click.Choice(["auto", "ovs", "ovn"]),
+    default="auto",
+    show_default=True,
+    help="Several VMs: OVSDB Mirror rows on each host (ovs), or OVN Northbound Mirror rows "
+    "(ovn; auto when every NIC is OVN-plugged and an NB endpoint is configured).",
+)
+@click.option(
+    "--ovn-nb",
+    metavar="REMOTE",
+    help="The OVN Northbound database [env OVN_NB_DB; config [ovn] nb].",
+)
 @resolve_options
 @json_option
 @click.pass_obj
@@ -146,11 +159,13 @@ def mirror(env: Env, /, vms: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     detach, dry_run = kw.pop("detach"), kw.pop("dry_run")
     selectors = {k: kw.pop(k) for k in ("project", "network", "port_id")}
     manifest, shared = kw.pop("manifest"), kw.pop("shared_mirrors")
-    if len(vms) != 1 or any(selectors.values()) or manifest or shared:
+    via, ovn_nb = kw.pop("via"), kw.pop("ovn_nb")
+    if len(vms) != 1 or any(selectors.values()) or manifest or shared or via == "ovn":
         from vmsniff.cli._mirror_many import mirror_many
 
         mirror_many(env, vms, opts, selectors, kw, manifest=manifest, shared=shared,
-                    detach=detach, dry_run=dry_run, duration=duration, as_json=as_json)  # fmt: skip
+                    detach=detach, dry_run=dry_run, duration=duration, as_json=as_json,
+                    via=via, ovn_nb=ovn_nb)  # fmt: skip
         return
     vm = vms[0]
     target = resolve(resolve_options_from(vm, kw))
@@ -226,7 +241,20 @@ def _started(env: Env, plan: Any, *, as_json: bool, detach: bool) -> None:
     stream.flush()
 
 
+NB = "OVN Northbound"
+
 hosts_options = [
+    click.option(
+        "--ovn",
+        "ovn",
+        is_flag=True,
+        help="vmsniff's OVN Northbound sessions (mirror --via ovn) instead of a switch's.",
+    ),
+    click.option(
+        "--ovn-nb",
+        metavar="REMOTE",
+        help="The OVN Northbound database [env OVN_NB_DB; config [ovn] nb].",
+    ),
     click.option(
         "--host",
         "hosts",
@@ -249,11 +277,22 @@ def _with_hosts(func: Any) -> Any:
     return func
 
 
-def _remotes(ovsdb: str | None, hosts: tuple[str, ...], all_hosts: bool) -> dict[str, str]:
-    """host -> OVSDB remote of the switches to act on (``--ovsdb`` alone: this host's)."""
+def _remotes(
+    ovsdb: str | None, hosts: tuple[str, ...], all_hosts: bool, ovn: bool, ovn_nb: str | None
+) -> dict[str, str]:
+    """host -> OVSDB remote of the switches to act on (``--ovsdb`` alone: this host's); with
+    ``--ovn``, ``{NB: remote}``."""
     from vmsniff.errors import UsageError
     from vmsniff.resolve.endpoints import DEFAULT_OVSDB
 
+    if ovn or ovn_nb:
+        from vmsniff.mirror_many import choose_via
+
+        if hosts or all_hosts:
+            raise UsageError("--ovn is the cloud's one Northbound database: no --host there")
+        _via, remote = choose_via("ovn", (), ovn_nb)
+        assert remote is not None
+        return {NB: remote}
     if not (hosts or all_hosts):
         return {"": ovsdb or DEFAULT_OVSDB}
     if ovsdb and ovsdb != os.environ.get("VMSNIFF_OVSDB"):  # this host's from the env: fine
@@ -269,7 +308,14 @@ def _remotes(ovsdb: str | None, hosts: tuple[str, ...], all_hosts: bool) -> dict
 @json_option
 @click.pass_obj
 def list_command(
-    env: Env, /, ovsdb: str | None, hosts: tuple[str, ...], all_hosts: bool, as_json: bool
+    env: Env,
+    /,
+    ovsdb: str | None,
+    ovn: bool,
+    ovn_nb: str | None,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    as_json: bool,
 ) -> None:
     """List vmsniff's mirror sessions on this host (dead, expired and orphaned ones marked).
 
@@ -280,8 +326,14 @@ def list_command(
     from vmsniff.cli._render import sessions_table
     from vmsniff.mirror import list_sessions
 
-    remotes = _remotes(ovsdb, hosts, all_hosts)
-    found = {host: list_sessions(remote) for host, remote in remotes.items()}
+    remotes = _remotes(ovsdb, hosts, all_hosts, ovn, ovn_nb)
+    if NB in remotes:
+        from vmsniff.mirror_ovn import list_nb_sessions
+
+        found = {"": list_nb_sessions(remotes[NB])}
+        remotes = {"": remotes[NB]}
+    else:
+        found = {host: list_sessions(remote) for host, remote in remotes.items()}
     if as_json:
         if list(remotes) == [""]:
             env.json([s.to_dict() for s in found[""]])
@@ -313,6 +365,8 @@ def cleanup(
     everything: bool,
     dry_run: bool,
     ovsdb: str | None,
+    ovn: bool,
+    ovn_nb: str | None,
     hosts: tuple[str, ...],
     all_hosts: bool,
     as_json: bool,
@@ -326,7 +380,7 @@ def cleanup(
     from vmsniff.errors import UsageError
     from vmsniff.mirror import cleanup as do_cleanup
 
-    remotes = _remotes(ovsdb, hosts, all_hosts)
+    remotes = _remotes(ovsdb, hosts, all_hosts, ovn, ovn_nb)
     if not (sessions or vm or expired or everything):
         if not sys.stdin.isatty():
             raise UsageError(
@@ -335,7 +389,13 @@ def cleanup(
             )
         click.confirm("remove every vmsniff session on this host?", abort=True, err=True)
         everything = True
-    if list(remotes) == [""]:
+    reports: dict[str, Any]
+    if NB in remotes:
+        from vmsniff.mirror_ovn import cleanup_nb
+
+        reports = {NB: cleanup_nb(remotes[NB], sessions=sessions, vm=vm, expired=expired,
+                                  everything=everything, dry_run=dry_run)}  # fmt: skip
+    elif list(remotes) == [""]:
         reports = {"": do_cleanup(remotes[""], sessions=sessions, vm=vm, expired=expired,
                                   everything=everything, dry_run=dry_run)}  # fmt: skip
     else:
@@ -349,8 +409,9 @@ def cleanup(
         # a snoop that is gone (killed: its bridge would point at a dead relay), or all.
         from vmsniff.snoop.ovs import restore_abandoned
 
-        for remote in remotes.values():
-            restored += restore_abandoned(remote, expired_only=not everything)
+        for host, remote in remotes.items():
+            if host != NB:
+                restored += restore_abandoned(remote, expired_only=not everything)
     removed = [(h, s) for h, r in reports.items() for s in r.removed]
     kept = sum(r.kept for r in reports.values())
     if as_json:
@@ -368,7 +429,8 @@ def cleanup(
         env.out.print(f"restored controller target {target} (a snoop had redirected it)")
     verb = "would remove" if dry_run else "removed"
     for host, s in removed:
-        what = ", ".join([p["name"] for p in s.ports] + [m["name"] for m in s.mirrors])
+        ports = [] if host == NB else [p["name"] for p in s.ports]  # NB: the ports are OVN's
+        what = ", ".join(ports + [m["name"] for m in s.mirrors])
         where = f" on {host}" if host else ""
         env.out.print(f"{verb} session {s.id} ({s.vm}){where}: {what}")
     if not removed and not restored:

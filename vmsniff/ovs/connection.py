@@ -98,34 +98,49 @@ def _check_unix_socket(path: str, hint: str, timeout: float) -> None:
 
 
 def _connect(remote: str, timeout: float) -> tuple[Any, Any]:
-    _quiet_ovsdbapp()
-    from ovsdbapp.backend.ovs_idl import connection, idlutils
     from ovsdbapp.schema.open_vswitch import impl_idl
 
     hint = "pass --ovsdb REMOTE (or set VMSNIFF_OVSDB), e.g. unix:/var/run/openvswitch/db.sock"
+    return connect_idl(remote, "Open_vSwitch", TABLES, impl_idl.OvsdbIdl, hint, timeout)
+
+
+def connect_idl(
+    remote: str,
+    schema: str,
+    tables: tuple[str, ...],
+    api_base: type,
+    hint: str,
+    timeout: float,
+    what: str = "OVSDB",
+) -> tuple[Any, Any]:
+    """A started ovsdbapp connection to database ``schema`` at ``remote`` (only ``tables``
+    registered) and its API (a subclass of ``api_base``); every failure translated."""
+    _quiet_ovsdbapp()
+    from ovsdbapp.backend.ovs_idl import connection, idlutils
+
     if not remote.startswith(("unix:", "tcp:", "ssl:")):
         # ovsdbapp would try it and say only "could not retrieve schema" (exit 6)
         raise UsageError(
-            f"OVSDB remote {remote!r} is not unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT",
+            f"{what} remote {remote!r} is not unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT",
             hint=hint,
         )
     if remote.startswith("unix:"):
         _check_unix_socket(remote[5:], hint, timeout)
     try:
-        helper = idlutils.get_schema_helper(remote, "Open_vSwitch")
+        helper = idlutils.get_schema_helper(remote, schema)
     except Exception as exc:  # ovsdbapp raises plain Exception for every connect failure
-        raise Unreachable(f"cannot reach OVSDB at {remote}: {exc}", hint=hint) from None
-    for table in TABLES:
+        raise Unreachable(f"cannot reach {what} at {remote}: {exc}", hint=hint) from None
+    for table in tables:
         helper.register_table(table)
     idl = connection.OvsdbIdl(remote, helper)
     conn = connection.Connection(idl=idl, timeout=timeout)
     # ovsdbapp keeps an API class's connection in a class attribute, set by the first
     # instance only: a second remote (or a second connection) in the same process would get
     # the first one's database. A class of its own per connection keeps them apart.
-    api_class = type("OvsdbIdl", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+    api_class = type(api_base.__name__, (api_base,), {"_ovsdb_connection": None})
     try:
         api = api_class(conn, start=True)
     except Exception as exc:
         conn.stop()
-        raise Unreachable(f"OVSDB at {remote} did not answer: {exc}", hint=hint) from None
+        raise Unreachable(f"{what} at {remote} did not answer: {exc}", hint=hint) from None
     return conn, api

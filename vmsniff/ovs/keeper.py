@@ -137,8 +137,12 @@ class Keeper:
         bridge: str,
         ttl: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        check: Callable[[Any, list[RowRef], str], str | None] | None = None,
     ) -> None:
         self.api, self.refs, self.session, self.bridge = api, refs, session, bridge
+        #: what is wrong with the rows, or None (default: :func:`check_rows` on ``bridge``;
+        #: an OVN Northbound session passes its own)
+        self.check = check or (lambda api, refs, sid: check_rows(api, refs, sid, bridge))
         self.ttl = ttl
         self.clock = clock
         self.lost: str | None = None  #: why the session is lost; None while it is not
@@ -171,7 +175,7 @@ class Keeper:
                 if not idl_ready(self.api):
                     suspect = None  # a reconnect refills the tables: judge only a whole copy
                     continue
-                problem = check_rows(self.api, self.refs, self.session, self.bridge)
+                problem = self.check(self.api, self.refs, self.session)
             except Exception:  # e.g. the IDL thread resized a table mid-read: look again
                 suspect = None
                 continue

@@ -115,7 +115,10 @@ class Session:
 
 
 def _meta(session: Session, ids: dict[str, str]) -> None:
-    session.vm = session.vm or ids.get("vmsniff-vm", "")
+    # a multi-VM session's rows name different VMs: list each once
+    known = session.vm.split(", ") if session.vm else []
+    known += [v for v in ids.get("vmsniff-vm", "").split(", ") if v and v not in known]
+    session.vm = ", ".join(known)
     session.nic = session.nic or ids.get("vmsniff-nic", "")
     session.owner = session.owner or ids.get("vmsniff-owner", "")
     session.reason = session.reason or ids.get("vmsniff-reason")
