@@ -35,7 +35,7 @@ def nb(remote: str, timeout: float = 5.0) -> Iterator[Any]:
         from vmsniff.ovs.connection import connect_idl
 
         conn, api = connect_idl(remote, "OVN_Northbound", NB_TABLES, OvnNbApiIdlImpl, _HINT,
-                                timeout, what="the OVN Northbound database")  # fmt: skip
+                                timeout, what="OVN Northbound")  # fmt: skip
         if not _OPEN:
             atexit.register(_close_all)
         _OPEN[remote] = (conn, api)

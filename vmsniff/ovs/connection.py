@@ -56,7 +56,7 @@ def ovsdb(remote: str, timeout: float = 5.0) -> Iterator[Any]:
     yield api
 
 
-def _check_unix_socket(path: str, hint: str, timeout: float) -> None:
+def _check_unix_socket(path: str, hint: str, timeout: float, what: str = "OVSDB") -> None:
     """Say what is wrong with a ``unix:`` remote before ovsdbapp would only say that it
     "could not retrieve schema": missing (Unreachable), not a socket, nobody listening, or
     not ours to open (PermissionDenied: the socket is root's, mode 0750, or a directory on
@@ -65,16 +65,16 @@ def _check_unix_socket(path: str, hint: str, timeout: float) -> None:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise Unreachable(f"OVSDB socket {path} does not exist", hint=hint) from None
+        raise Unreachable(f"{what} socket {path} does not exist", hint=hint) from None
     except PermissionError:
         raise PermissionDenied(
-            f"cannot reach OVSDB socket {path}: permission denied on a directory of its path",
+            f"cannot reach {what} socket {path}: permission denied on a directory of its path",
             hint=_ROOT_HINT,
         ) from None
     except OSError as exc:
-        raise Unreachable(f"OVSDB socket {path}: {exc.strerror}", hint=hint) from None
+        raise Unreachable(f"{what} socket {path}: {exc.strerror}", hint=hint) from None
     if not stat.S_ISSOCK(info.st_mode):
-        raise Unreachable(f"{path} is not a socket, so not an OVSDB server", hint=hint)
+        raise Unreachable(f"{path} is not a socket, so not an {what} server", hint=hint)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(timeout)
     try:
@@ -82,17 +82,17 @@ def _check_unix_socket(path: str, hint: str, timeout: float) -> None:
     except PermissionError:
         mode = stat.filemode(info.st_mode)
         raise PermissionDenied(
-            f"no permission to connect to OVSDB socket {path} ({mode}, uid {info.st_uid}, "
+            f"no permission to connect to {what} socket {path} ({mode}, uid {info.st_uid}, "
             f"gid {info.st_gid})",
             hint=_ROOT_HINT,
         ) from None
     except ConnectionRefusedError:
         raise Unreachable(
-            f"nothing listens on OVSDB socket {path} (a stale socket: is ovsdb-server running?)",
+            f"nothing listens on {what} socket {path} (a stale socket: is ovsdb-server running?)",
             hint=hint,
         ) from None
     except OSError as exc:
-        raise Unreachable(f"cannot connect to OVSDB socket {path}: {exc}", hint=hint) from None
+        raise Unreachable(f"cannot connect to {what} socket {path}: {exc}", hint=hint) from None
     finally:
         probe.close()
 
@@ -125,7 +125,7 @@ def connect_idl(
             hint=hint,
         )
     if remote.startswith("unix:"):
-        _check_unix_socket(remote[5:], hint, timeout)
+        _check_unix_socket(remote[5:], hint, timeout, what)
     try:
         helper = idlutils.get_schema_helper(remote, schema)
     except Exception as exc:  # ovsdbapp raises plain Exception for every connect failure
