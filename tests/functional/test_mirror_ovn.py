@@ -302,3 +302,27 @@ def test_a_moved_port_keeps_being_mirrored_without_vmsniff(ovn3: Lab, tmp_path: 
         ovn3.hypervisor("compute-3").tunnel_ip,
     }
     _wait(lambda: nothing_left(ovn3), "OVN to remove the chassis mirrors")
+
+
+def test_rows_deleted_under_a_running_session_end_it_with_exit_12(
+    ovn3: Lab, tmp_path: Path
+) -> None:
+    env = host_env(ovn3, "compute-1")
+    proc = subprocess.Popen(
+        vmsniff("mirror", "c-private", "c-native", "--via", "ovn", "--to", RECEIVER_IP,
+                "--manifest", str(tmp_path / "m.json")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("session ")
+        ours = [m for m in nb_mirrors(ovn3) if "vmsniff" in m]
+        assert len(ours) == 4
+        nbctl(ovn3, "mirror-del", ours[0])  # someone else removes one of the session's rows
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 12, err
+    assert "was lost while it ran" in err and ours[0] in err
+    _wait(lambda: nothing_left(ovn3), "the rest of the session removed")

@@ -122,3 +122,18 @@ def test_a_bad_manifest_says_what_is_wrong(change, needle: str) -> None:  # type
     assert parse_manifest(MANIFEST.to_json()) == MANIFEST
     with pytest.raises(UsageError, match="not JSON"):
         parse_manifest("{")
+
+
+def test_nic_in_w_writes_one_file_per_nic(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vmsniff.dissect import read_file
+    from vmsniff.pipeline.sinks import open_sink
+
+    pipe = Pipeline(PipelineConfig(manifest=MANIFEST))
+    packets = pipe.push([(0, gre(100, inner(PEER, A, tag=1))), (1, gre(103, inner(C, PEER))),
+                         (2, gre(101, inner(A, PEER, tag=1)))], LINKTYPE_ETHERNET)  # fmt: skip
+    sink = open_sink(str(tmp_path / "vm-{nic}.pcap"), "pcap", 65535, application="test")
+    sink.write(packets)
+    sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vm-a_eth0.pcap", "vm-c_eth0.pcap"]
+    frames = [bytes(f.data) for f in read_file(str(tmp_path / "vm-a_eth0.pcap"))]
+    assert frames == [inner(PEER, A), inner(A, PEER)]
