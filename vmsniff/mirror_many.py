@@ -100,15 +100,18 @@ def _selected_servers(sel: Selection, base: ResolveOptions) -> list[tuple[str, s
     return found
 
 
-def _nics_of(target: Target, ports: set[str] | None, nic: str | None) -> list[tuple[int, Nic]]:
-    """The NICs of ``target`` to mirror, with their index; off-OVS ones only when chosen."""
+def _nics_of(
+    target: Target, ports: set[str] | None, nic: str | None, *, explicit: bool = False
+) -> list[tuple[int, Nic]]:
+    """The NICs of ``target`` to mirror, with their index; off-OVS ones only when chosen
+    one by one (``--nic``, ``--port-id``: ``explicit``), which then fails with the reason."""
     indexed = list(enumerate(target.nics))
     if ports is not None:
         indexed = [(i, n) for i, n in indexed if n.port_id in ports]
     if nic:
         chosen = {id(n) for n in select_nics([n for _i, n in indexed], nic)}
         indexed = [(i, n) for i, n in indexed if id(n) in chosen]
-    if not (ports is not None or nic):  # every NIC: those Open vSwitch carries
+    if not explicit:  # every NIC (of the network): those Open vSwitch carries
         indexed = [(i, n) for i, n in indexed if n.plug.on_ovs and n.ovs_port]
     if not indexed:
         raise InvalidState(
@@ -143,8 +146,16 @@ def select_members(
     warnings: list[str] = []
     names: set[str] = set()
     host_opt = base.host if sel.vms else None
+    picked_only = not sel.vms  # VMs the selectors found: one that cannot be mirrored is skipped
     for query, ports in wanted.items():
-        target = resolve(replace(base, query=query, nic=None, host=host_opt), env)
+        try:
+            target = resolve(replace(base, query=query, nic=None, host=host_opt), env)
+            chosen = _nics_of(target, ports, base.nic, explicit=bool(base.nic or sel.port_id))
+        except InvalidState as exc:  # not ACTIVE, or no NIC on Open vSwitch
+            if not picked_only:
+                raise
+            warnings.append(f"skipped: {exc.message}")
+            continue
         warnings.extend(f"{target.server.name}: {w}" for w in target.warnings)
         host = target.server.host or "this host"
         if not target.ovsdb:
@@ -158,10 +169,15 @@ def select_members(
         vm = target.server.name
         if any(n.startswith(f"{vm}/") for n in names):
             vm = f"{vm}-{target.server.id[:8]}"  # two VMs of one name: tell them apart
-        for index, nic in _nics_of(target, ports, base.nic):
+        for index, nic in chosen:
             name = f"{vm}/eth{index}"
             names.add(name)
             members.append(Member(target.server, nic, name, host))
+    if not members:
+        raise NotFound(
+            "none of the selected VMs can be mirrored: " + "; ".join(warnings),
+            hint="`vmsniff resolve VM` shows why",
+        )
     if base.ovsdb and len(remotes) > 1:
         raise UsageError(
             f"--ovsdb names one switch, but the VMs run on {len(remotes)} hosts "

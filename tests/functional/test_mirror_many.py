@@ -200,6 +200,15 @@ def test_selectors_pick_the_vms_of_a_host_and_a_port(lab3: Lab, tmp_path: Path) 
     plan = json.loads(proc.stdout)
     assert [n["name"] for n in plan["manifest"]["nics"]] == ["c-multi/eth1"]
     assert [h["host"] for h in plan["hosts"]] == ["compute-3"]
+    every = ["c-multi/eth0", "c-multi/eth1", "c-native/eth0", "c-private/eth0"]
+    for selector in (["--project", lab3.project_id], ["--network", "private"]):
+        proc = subprocess.run(vmsniff("mirror", *selector, "--to", RECEIVER_IP, "--dry-run",
+                                      "--json", env=env),
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(n["name"] for n in json.loads(proc.stdout)["manifest"]["nics"]) == every
+        # the project's VMs that cannot be mirrored are skipped, saying why
+        assert "c-stopped" in proc.stderr and "SHUTOFF" in proc.stderr
     assert not ours(lab3)
     assert os.listdir(tmp_path) == []
 
