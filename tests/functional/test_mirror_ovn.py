@@ -326,3 +326,35 @@ def test_rows_deleted_under_a_running_session_end_it_with_exit_12(
     assert proc.returncode == 12, err
     assert "was lost while it ran" in err and ours[0] in err
     _wait(lambda: nothing_left(ovn3), "the rest of the session removed")
+
+
+def test_erspan_through_ovn_reaches_the_receiver_under_the_nic(ovn3: Lab, tmp_path: Path) -> None:
+    env = host_env(ovn3, "compute-1")
+    manifest, merged = tmp_path / "m.json", tmp_path / "m.pcapng"
+    mirror = subprocess.Popen(
+        vmsniff("mirror", "c-private", "--via", "ovn", "--encap", "erspan", "--to", RECEIVER_IP,
+                "--duration", "8", "--manifest", str(manifest)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert mirror.stdout is not None and mirror.stdout.readline().startswith("session ")
+        _wait(lambda: "compute-1" in chassis_leftovers(ovn3), "the chassis mirror")
+        rx = subprocess.Popen(
+            vmsniff("receive", "--manifest", str(manifest), "-w", str(merged), "--duration", "4",
+                    ns=ovn3.receiver_ns),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        time.sleep(1.0)
+        make_traffic(ovn3, "c-private", "c-native", count=2)
+        _, rx_err = rx.communicate(timeout=60)
+        _, err = mirror.communicate(timeout=60)
+    finally:
+        if mirror.poll() is None:
+            mirror.kill()
+            mirror.communicate()
+    assert rx.returncode == 0 and mirror.returncode == 0, rx_err + err
+    frames = list(read_file(str(merged)))
+    assert {f.interface for f in frames} == {"c-private/eth0"}
+    assert {str(f.direction) for f in frames} == {"from-vm", "to-vm"}
+    assert len(frames) >= 16  # 4 kinds x 2 round trips, each way
+    _wait(lambda: nothing_left(ovn3), "OVN to remove the chassis mirrors")

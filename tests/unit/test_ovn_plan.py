@@ -77,7 +77,8 @@ def test_indexes_avoid_other_mirrors_toward_the_same_sink() -> None:
 @pytest.mark.parametrize(
     ("options", "needle"),
     [
-        ({"encap": "erspan"}, "--encap erspan"),
+        ({"encap": "erspan", "erspan_version": 2}, "--erspan-version 2"),
+        ({"encap": "erspan", "erspan_index": 3}, "--erspan-index"),
         ({"snaplen": 128}, "--snaplen"),
         ({"bridge": "br-int"}, "--bridge"),
     ],  # fmt: skip
@@ -93,3 +94,9 @@ def test_a_nic_without_a_port_id_is_refused() -> None:
     bare = replace(FOUR[0], nic=replace(FOUR[0].nic, port_id=None))
     with pytest.raises(InvalidState, match="no Neutron port id"):
         plan([bare])
+
+
+def test_erspan_rows_use_session_ids() -> None:
+    p = plan(encap="erspan")
+    assert {m.type for m in p.mirrors} == {"erspan"} and p.manifest.encap == "erspan"
+    assert all(1 <= m.index <= 1023 for m in p.mirrors)

@@ -3,7 +3,8 @@
 The streams are those of an OVS session (:mod:`vmsniff.ovs.spread`): a stream per NIC and
 direction (``dedicated``), or one per host and direction (``shared``, when a host has more NICs
 than two mirrors each would fit in its br-int's 32), with keys ``K+2i`` (from-vm) and
-``K+2i+1`` (to-vm). Each stream and direction is one NB Mirror: ``type`` gre, ``index`` its key,
+``K+2i+1`` (to-vm). Each stream and direction is one NB Mirror: ``type`` gre or erspan (OVN
+makes ERSPAN version 1 with the index as session id and erspan_idx), ``index`` its key,
 ``filter`` ``from-lport`` (what the VM sends) or ``to-lport`` (what it receives), ``sink`` the
 receiver, attached to the logical switch ports (the Neutron port ids) of the stream's NICs.
 ovn-controller turns each into an OVS Mirror on every chassis that binds one of those ports
@@ -100,7 +101,16 @@ class NbPlan:
 
 def _check_options(opts: MirrorOptions) -> None:
     refused = [
-        (opts.encap != "gre", "--encap erspan", "OVN's ERSPAN mirrors are not supported yet"),
+        (
+            opts.erspan_version not in (None, 1),
+            "--erspan-version 2",
+            "OVN makes ERSPAN version 1 (type II) mirrors only",
+        ),
+        (
+            opts.erspan_index is not None,
+            "--erspan-index",
+            "OVN sets the ERSPAN index to the mirror's own index (the session id)",
+        ),
         (opts.snaplen is not None, "--snaplen", "an OVN mirror has no snaplen"),
         (opts.bridge is not None, "--bridge", "OVN picks the bridge (br-int) itself"),
     ]
@@ -169,7 +179,7 @@ def plan_nb(
             ids["vmsniff-stream"] = str(i)
             mirrors.append(
                 NbMirror(
-                    name=f"vmsniff-{short}-{i}-{way.value}", type="gre", index=key,
+                    name=f"vmsniff-{short}-{i}-{way.value}", type=opts.encap, index=key,
                     direction=way, sink=remote, external_ids=ids,
                     ports=tuple(str(m.nic.port_id) for m in group),
                 )
@@ -178,7 +188,7 @@ def plan_nb(
     manifest = Manifest(
         session=session,
         to=remote,
-        encap="gre",
+        encap=opts.encap,
         expires=rfc3339(now + opts.ttl),
         nics=tuple(
             # OVN plugs every NIC straight into br-int: mirrored frames carry no VLAN tag
