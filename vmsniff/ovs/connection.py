@@ -104,6 +104,18 @@ def _connect(remote: str, timeout: float) -> tuple[Any, Any]:
     return connect_idl(remote, "Open_vSwitch", TABLES, impl_idl.OvsdbIdl, hint, timeout)
 
 
+def _use_ssl_files() -> None:
+    """Give Open vSwitch's stream library the key, certificate and CA of config ``[ssl]``."""
+    from ovs.stream import Stream
+
+    from vmsniff.resolve.endpoints import ssl_files
+
+    files = ssl_files()
+    Stream.ssl_set_private_key_file(files.private_key)
+    Stream.ssl_set_certificate_file(files.certificate)
+    Stream.ssl_set_ca_cert_file(files.ca_cert)
+
+
 def connect_idl(
     remote: str,
     schema: str,
@@ -126,6 +138,8 @@ def connect_idl(
         )
     if remote.startswith("unix:"):
         _check_unix_socket(remote[5:], hint, timeout, what)
+    if remote.startswith("ssl:"):
+        _use_ssl_files()
     try:
         helper = idlutils.get_schema_helper(remote, schema)
     except Exception as exc:  # ovsdbapp raises plain Exception for every connect failure

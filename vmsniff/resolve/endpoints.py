@@ -19,6 +19,10 @@ skipped)::
     ovsdb = "ssl:192.0.2.12:6640"
     [ovn]                                 # an ML2/OVN cloud's Northbound database
     nb = "ssl:192.0.2.5:6641"
+    [ssl]                                 # for every ssl: remote (as ovs-vsctl's options)
+    private_key = "/etc/vmsniff/key.pem"
+    certificate = "/etc/vmsniff/cert.pem"
+    ca_cert = "/etc/vmsniff/cacert.pem"
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ __all__ = [
     "endpoints_for",
     "load_config",
     "local_host",
+    "SslFiles",
     "ovn_nb_endpoint",
+    "ssl_files",
 ]
 
 DEFAULT_OVSDB = "unix:/var/run/openvswitch/db.sock"
@@ -182,3 +188,38 @@ def ovn_nb_endpoint(
             raise UsageError("config: ovn.nb must be a string")
         return ovn["nb"], "config [ovn] nb"
     return None, "none configured"
+
+
+@dataclass(frozen=True, slots=True)
+class SslFiles:
+    """The files an ``ssl:`` OVSDB or Northbound remote needs (config ``[ssl]``)."""
+
+    private_key: str
+    certificate: str
+    ca_cert: str
+
+
+def ssl_files(
+    env: Mapping[str, str] = os.environ, config: Mapping[str, Any] | None = None
+) -> SslFiles:
+    """``[ssl] private_key, certificate, ca_cert`` of the config file, as ovs-vsctl's
+    ``--private-key``, ``--certificate`` and ``--ca-cert``: one set for every ``ssl:`` remote
+    (Open vSwitch's Python library keeps them per process). Missing or unreadable: a
+    UsageError naming what."""
+    config = load_config(env) if config is None else config
+    table = config.get("ssl", {})
+    hint = (
+        'add to config.toml:  [ssl]  private_key = "/etc/vmsniff/key.pem"  certificate = '
+        '"/etc/vmsniff/cert.pem"  ca_cert = "/etc/vmsniff/cacert.pem"'
+    )
+    if not isinstance(table, dict):
+        raise UsageError("config: [ssl] must be a table", hint=hint)
+    values = {}
+    for key in ("private_key", "certificate", "ca_cert"):
+        value = table.get(key)
+        if not isinstance(value, str) or not value:
+            raise UsageError(f"an ssl: remote needs [ssl] {key} in config.toml", hint=hint)
+        if not os.access(value, os.R_OK):
+            raise UsageError(f"config [ssl] {key}: {value} is missing or not readable", hint=hint)
+        values[key] = value
+    return SslFiles(**values)
