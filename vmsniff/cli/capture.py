@@ -119,6 +119,7 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     hex_dump: int,
     hex_ascii: int,
     ascii_dump: bool,
+    absolute_seq: bool,
     time_format: int,
     line_buffered: bool,
     numeric: int,
@@ -172,7 +173,8 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
                            rotation=rotation, packet_buffered=packet_buffered,
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
                                                             ascii_dump, time_format,
-                                                            max(0, env.verbosity)),
+                                                            max(0, env.verbosity),
+                                                            absolute_seq),
                            json_lines=as_json, flows=flows)  # fmt: skip
     if duration is not None:
         ttl = max(ttl, duration + 60)  # the rows must outlive the capture they serve

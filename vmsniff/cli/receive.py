@@ -127,6 +127,7 @@ def receive(  # one parameter per option, as click passes them
     hex_dump: int,
     hex_ascii: int,
     ascii_dump: bool,
+    absolute_seq: bool,
     time_format: int,
     line_buffered: bool,
     numeric: int,
@@ -180,7 +181,8 @@ def receive(  # one parameter per option, as click passes them
                            rotation=rotation, packet_buffered=packet_buffered,
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
                                                             ascii_dump, time_format,
-                                                            max(0, env.verbosity)),
+                                                            max(0, env.verbosity),
+                                                            absolute_seq),
                            json_lines=as_json, flows=flows)  # fmt: skip
     opts = ReceiveOptions(
         output, interface=interface, read_file=read_file, keys=keys,
