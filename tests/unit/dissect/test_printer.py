@@ -8,6 +8,7 @@ blocks must read the same; every capture prints one line per packet.
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from pathlib import Path
@@ -18,7 +19,10 @@ from tests.unit.wire.conftest import captures_path, require_captures
 from vmsniff.dissect import IPv4, IPv6, read_file
 from vmsniff.dissect.printer import Printer, PrintOptions
 from vmsniff.formats.capture import LINKTYPE_ETHERNET
+from vmsniff.pcap.encoder import Packet
 from vmsniff.pcap.pcap import file_header, record
+from vmsniff.pcap.reader import read_records
+from vmsniff.pipeline.sinks import PrintSink
 
 REAL = [p for p in sorted(captures_path().rglob("*.pcap*")) if p.suffix in (".pcap", ".pcapng")]
 MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
@@ -129,6 +133,14 @@ def test_every_real_capture_prints_one_line_per_packet(path: Path) -> None:
     loud = _print(path, PrintOptions(link=True, hex_ascii=2, timestamps=4, verbose=2))
     heads = [row for line in loud for row in line.split("\n") if not row.startswith("\t")]
     assert len(heads) == packets
+    # the sink receive and capture print with, fed the file's records as packets
+    stream = io.StringIO()
+    sink = PrintSink(stream, options=PrintOptions(absolute_seq=True))
+    records = list(read_records([path.read_bytes()]))
+    sink.write([Packet(r.ts_ns or 0, r.data, r.origlen, r.linktype, None, r.flags, False, "f")
+                for r in records])  # fmt: skip
+    sink.close()
+    assert len(stream.getvalue().splitlines()) == packets
 
 
 @pytest.mark.parametrize("path", REAL or [Path("absent")], ids=lambda p: p.name)
