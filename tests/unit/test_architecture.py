@@ -15,7 +15,7 @@ LAYERS = [
     {"exitcodes", "errors", "model", "durations", "formats"},
     {"wire", "pcap", "filter", "dissect"},
     {"pipeline", "ovs", "resolve", "flows"},
-    {"receive", "capture", "mirror", "snoop"},
+    {"receive", "capture", "mirror", "snoop", "frames"},
     {"cli", "__main__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
