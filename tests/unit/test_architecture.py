@@ -15,7 +15,7 @@ LAYERS = [
     {"exitcodes", "errors", "model", "durations", "formats", "manifest"},
     {"wire", "pcap", "filter", "dissect"},
     {"pipeline", "ovs", "ovn", "resolve", "flows"},
-    {"receive", "capture", "mirror", "mirror_many", "mirror_ovn", "snoop"},
+    {"receive", "capture", "mirror", "mirror_many", "mirror_ovn", "snoop", "frames"},
     {"cli", "__main__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

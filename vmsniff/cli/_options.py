@@ -143,8 +143,8 @@ def stop_and_file_options(func: F) -> F:
 
 def printing_options(func: F) -> F:
     """tcpdump's printing flags, for the lines printed when there is no ``-w`` (or with
-    ``--print``): ``-e``, ``-x``/``-xx``, ``-X``/``-XX``, ``-A``, ``-t`` to ``-ttttt``, ``-l``,
-    ``-n``/``-nn``."""
+    ``--print``): ``-e``, ``-x``/``-xx``, ``-X``/``-XX``, ``-A``, ``-S``, ``-t`` to ``-ttttt``,
+    ``-l``, ``-n``/``-nn``."""
     option = click.option
     options = [
         option("-e", "link_header", is_flag=True, help="Print the link-level header."),
@@ -153,6 +153,8 @@ def printing_options(func: F) -> F:
         option("-X", "hex_ascii", count=True, help="Print the bytes in hex and ASCII (-XX: "
                "with the link header)."),
         option("-A", "ascii_dump", is_flag=True, help="Print the bytes in ASCII."),
+        option("-S", "--absolute-tcp-sequence-numbers", "absolute_seq", is_flag=True,
+               help="Print absolute TCP sequence numbers, not relative to the connection's."),
         option("-t", "time_format", count=True, help="-t no time, -tt seconds since the epoch, "
                "-ttt since the previous packet, -tttt with the date, -ttttt since the first."),
         option("-l", "line_buffered", is_flag=True, help="Line-buffered output (always so)."),
@@ -172,13 +174,15 @@ def print_options_from(
     ascii_dump: bool,
     time_format: int,
     verbose: int = 0,
+    absolute_seq: bool = False,
 ) -> Any:
     """:class:`vmsniff.dissect.printer.PrintOptions` from :func:`printing_options`' values
     (``verbose``: vmsniff's ``-v`` count, which also adds tcpdump's ``-v`` detail)."""
     from vmsniff.dissect.printer import PrintOptions
 
     return PrintOptions(link=link_header, hex=hex_dump, hex_ascii=hex_ascii, ascii=ascii_dump,
-                        timestamps=min(time_format, 5), verbose=verbose)  # fmt: skip
+                        timestamps=min(time_format, 5), verbose=verbose,
+                        absolute_seq=absolute_seq)  # fmt: skip
 
 
 def resolve_options_from(vm: str, kwargs: dict[str, Any]) -> Any:

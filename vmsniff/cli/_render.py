@@ -153,6 +153,22 @@ def sessions_table(env: Env, sessions: Any) -> None:
 
 def flows_table(env: Env, result: Any) -> None:
     """``vmsniff flows``: one row per flow (originator first), then totals per protocol."""
+    from rich.table import Table
+
+    env.out.print(flow_rows(result))
+    totals = Table(title="totals")
+    for col in ("protocol", "flows", "packets", "bytes"):
+        totals.add_column(col, justify="left" if col == "protocol" else "right")
+    for name, t in result.totals.items():
+        totals.add_row(plain(name), str(t["flows"]), str(t["packets"]), str(t["bytes"]))
+    env.out.print(totals)
+    if result.not_flows:
+        env.warn(f"{result.not_flows} packets were cut short or malformed: in no flow")
+
+
+def flow_rows(result: Any, caption: str | None = None) -> Any:
+    """A :class:`~vmsniff.flows.report.Report`'s rows as a rich ``Table`` (``--flows`` draws
+    it live as well as at the end)."""
     import time
 
     from rich.table import Table
@@ -162,7 +178,7 @@ def flows_table(env: Env, result: Any) -> None:
     title = f"{result.flows} flows, {result.packets} packets"
     if len(result.rows) < result.flows:
         title += f" (showing {len(result.rows)})"
-    table = Table(title=title)
+    table = Table(title=title, caption=None if caption is None else plain(caption))
     for col, right in (("proto", False), ("orig", False), ("resp", False), ("vlan", True),
                        ("net/key", True), ("pkts >", True), ("bytes >", True), ("pkts <", True),
                        ("bytes <", True), ("first", False), ("duration", True),
@@ -178,15 +194,7 @@ def flows_table(env: Env, result: Any) -> None:
             str(f.resp_packets), str(f.resp_bytes), first, f"{f.duration_ns / 1e9:.3f}",
             f.state, f.history or "-",
         )))  # fmt: skip
-    env.out.print(table)
-    totals = Table(title="totals")
-    for col in ("protocol", "flows", "packets", "bytes"):
-        totals.add_column(col, justify="left" if col == "protocol" else "right")
-    for name, t in result.totals.items():
-        totals.add_row(plain(name), str(t["flows"]), str(t["packets"]), str(t["bytes"]))
-    env.out.print(totals)
-    if result.not_flows:
-        env.warn(f"{result.not_flows} packets were cut short or malformed: in no flow")
+    return table
 
 
 def _net(flow: Any) -> str:

@@ -73,8 +73,8 @@ FIELDS = ("received", "filtered_out", "written", "kernel_dropped")
 @stop_and_file_options
 @printing_options
 @click.option("--flows", "flows", is_flag=True,
-              help="Count the packets into a table of flows, printed at the end "
-              "(with --json: in the document); see vmsniff flows.")  # fmt: skip
+              help="Count the packets into a table of flows, drawn live on a terminal and "
+              "printed at the end (with --json: in the document); see vmsniff flows.")  # fmt: skip
 @click.option(
     "--ttl",
     type=DURATION,
@@ -119,6 +119,7 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     hex_dump: int,
     hex_ascii: int,
     ascii_dump: bool,
+    absolute_seq: bool,
     time_format: int,
     line_buffered: bool,
     numeric: int,
@@ -146,7 +147,7 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
     from vmsniff.capture.session import open_capture_run, plan_capture
     from vmsniff.cli._render_receive import (
         flows_extra,
-        live_line,
+        progress,
         render_failed_run,
         render_stats,
     )
@@ -172,7 +173,8 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
                            rotation=rotation, packet_buffered=packet_buffered,
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
                                                             ascii_dump, time_format,
-                                                            max(0, env.verbosity)),
+                                                            max(0, env.verbosity),
+                                                            absolute_seq),
                            json_lines=as_json, flows=flows)  # fmt: skip
     if duration is not None:
         ttl = max(ttl, duration + 60)  # the rows must outlive the capture they serve
@@ -186,9 +188,6 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
         env.warn(warning)
     if fmt == "pcap" and (len(planned.points) > 1 or write_file == "-"):
         env.warn("pcap keeps neither the direction nor which NIC a frame came from; use pcapng")
-    on_tick = None
-    if env.stderr.isatty() and not as_json and env.verbosity >= 0:
-        on_tick = live_line(env, FIELDS)
     flag = StopFlag()
     with stop_on_signals(flag), open_capture_run(planned, copts, output, stop=flag,
                                                  duration=duration) as run:  # fmt: skip
@@ -198,7 +197,14 @@ def capture(  # one parameter per option; the shared resolve group stays **resol
         env.info(f"capturing {planned.target.server.name} ({at_names}) on "
                  f"{', '.join(run.cap.devices)}")  # fmt: skip
         try:
-            stats = run.run(count=count, on_tick=on_tick)
+            with progress(
+                env,
+                flow_table(run.sink),
+                as_json=as_json,
+                lines_on_stdout=print_to is env.stdout,
+                fields=FIELDS,
+            ) as on_tick:
+                stats = run.run(count=count, on_tick=on_tick)
         except VmsniffError:
             # Disk full, an I/O error, a rotation file refused: the counts so far, then the
             # error (exit 11 for the disk); leaving the run removes the --at ovs rows.

@@ -89,8 +89,8 @@ from vmsniff.errors import UsageError, VmsniffError
 @stop_and_file_options
 @printing_options
 @click.option("--flows", "flows", is_flag=True,
-              help="Count the packets into a table of flows, printed at the end "
-              "(with --json: in the document); see vmsniff flows.")  # fmt: skip
+              help="Count the packets into a table of flows, drawn live on a terminal and "
+              "printed at the end (with --json: in the document); see vmsniff flows.")  # fmt: skip
 @click.option(
     "-Z",
     "--relinquish-privileges",
@@ -136,6 +136,7 @@ def receive(  # one parameter per option, as click passes them
     hex_dump: int,
     hex_ascii: int,
     ascii_dump: bool,
+    absolute_seq: bool,
     time_format: int,
     line_buffered: bool,
     numeric: int,
@@ -155,7 +156,7 @@ def receive(  # one parameter per option, as click passes them
     # Imported before -Z, as everything the run's end needs (see _errors.py).
     from vmsniff.cli._render_receive import (
         flows_extra,
-        live_line,
+        progress,
         render_failed_run,
         render_stats,
     )
@@ -189,7 +190,8 @@ def receive(  # one parameter per option, as click passes them
                            rotation=rotation, packet_buffered=packet_buffered,
                            print_options=print_options_from(link_header, hex_dump, hex_ascii,
                                                             ascii_dump, time_format,
-                                                            max(0, env.verbosity)),
+                                                            max(0, env.verbosity),
+                                                            absolute_seq),
                            json_lines=as_json, flows=flows)  # fmt: skip
     opts = ReceiveOptions(
         output, interface=interface, read_file=read_file, keys=keys,
@@ -198,14 +200,13 @@ def receive(  # one parameter per option, as click passes them
         snaplen=snaplen, buffer_kib=buffer_size, user=user,
         manifest=read_manifest(manifest) if manifest else None,
     )  # fmt: skip
-    on_tick = None
-    if env.stderr.isatty() and not as_json and env.verbosity >= 0:
-        on_tick = live_line(env)
     flag = StopFlag()
     # Signals are caught from the start: one during the wait for a FIFO's reader ends it.
     with stop_on_signals(flag), open_receive(opts, stop=flag) as rx:
         try:
-            stats = rx.run(count=count, duration=duration, stop=flag, on_tick=on_tick)
+            with progress(env, flow_table(rx.sink), as_json=as_json,
+                          lines_on_stdout=print_to is env.stdout) as on_tick:  # fmt: skip
+                stats = rx.run(count=count, duration=duration, stop=flag, on_tick=on_tick)
         except VmsniffError:
             # Disk full, an I/O error, a rotation file refused: the counts so far, then the
             # error (exit 11 for the disk).

@@ -3,9 +3,10 @@
 The layout is tcpdump's (``-n``: vmsniff never looks names up, on a production hypervisor a
 DNS query per packet is the last thing wanted, so ``-n`` and ``-nn`` change nothing):
 ``TIME [IFACE DIRECTION] IP SRC.PORT > DST.PORT: Flags [S.], seq N, ack N, win N, options
-[...], length N``. Sequence numbers are absolute (tcpdump's ``-S``): relative ones need a
-flow table per printer. ``-e`` adds the link-level header, ``-x``/``-X``/``-A`` the bytes,
-``-t``/``-tt``/``-ttt``/``-tttt``/``-ttttt`` choose the time stamp, as tcpdump's do.
+[...], length N``. Sequence numbers are relative to the connection's first, as tcpdump prints
+them by default (:class:`_SeqBases`; ``-S`` absolute). ``-e`` adds the link-level header,
+``-x``/``-X``/``-A`` the bytes, ``-t``/``-tt``/``-ttt``/``-tttt``/``-ttttt`` choose the time
+stamp, as tcpdump's do.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from vmsniff.formats.ip import IP_PROTOCOL_NAMES
 
 __all__ = ["PrintOptions", "Printer", "frame_json"]
 
+# in the order of tcpdump's tcp_flag_values (print-tcp.c): SYN|ACK|ECE is "S.E"
 _FLAG_LETTERS = ((TcpFlags.FIN, "F"), (TcpFlags.SYN, "S"), (TcpFlags.RST, "R"),
-                 (TcpFlags.PSH, "P"), (TcpFlags.URG, "U"), (TcpFlags.ECE, "E"),
-                 (TcpFlags.CWR, "W"), (TcpFlags.ACK, "."))  # fmt: skip
+                 (TcpFlags.PSH, "P"), (TcpFlags.ACK, "."), (TcpFlags.URG, "U"),
+                 (TcpFlags.ECE, "E"), (TcpFlags.CWR, "W"))  # fmt: skip
 _ICMP = {0: "echo reply", 8: "echo request", 3: "unreachable", 11: "time exceeded", 5: "redirect"}
 _ICMP6 = {128: "echo request", 129: "echo reply", 133: "router solicitation",
           134: "router advertisement", 135: "neighbor solicitation",
@@ -51,6 +53,50 @@ _ICMP6 = {128: "echo request", 129: "echo reply", 133: "router solicitation",
           3: "time exceeded"}  # fmt: skip
 _DHCP = {1: "Discover", 2: "Offer", 3: "Request", 4: "Decline", 5: "ACK", 6: "NACK",
          7: "Release", 8: "Inform"}  # fmt: skip
+_SEQ_MASK = 0xFFFFFFFF
+_MAX_CONNECTIONS = 1 << 16  # the bases kept (tcpdump keeps every one for the whole run)
+
+
+class _SeqBases:
+    """tcpdump's relative TCP sequence numbers (print-tcp.c, ``tcp_seq_hash``), reproduced.
+
+    Only a segment with ACK set takes part. Its connection is keyed in one collating order for
+    both directions: the lower port's end first, or with equal ports the lower address's
+    (tcpdump compares the address bytes; any fixed order gives the same numbers). The first
+    such segment seen, and every one with SYN (a SYN-ACK: a new connection on the same ends),
+    records the bases and is printed absolute: its ``seq`` is the base of its own direction,
+    its ``ack - 1`` the other's. Later segments print ``seq - base`` and ``ack - base(other)``
+    modulo 2**32. So a capture that starts mid-connection prints its first ACK absolute and
+    counts from it, as tcpdump does; a SYN without ACK prints absolute and records nothing.
+    """
+
+    __slots__ = ("_bases",)
+
+    def __init__(self) -> None:
+        # key (lower end's address, other address, lower port, other port) ->
+        # (base of the lower end's seq, base of the other end's seq)
+        self._bases: dict[tuple[str, str, int, int], tuple[int, int]] = {}
+
+    def relative(self, src: str, dst: str, tcp: Tcp) -> tuple[int, int, int | None]:
+        """``(seq, ack, sack_base)``: the segment's numbers as tcpdump prints them, and what
+        its SACK blocks (which count the other end's bytes) are relative to."""
+        seq, ack = tcp.seq, tcp.ack
+        if not tcp.flags & TcpFlags.ACK:
+            return seq, ack, None
+        rev = tcp.sport > tcp.dport or (tcp.sport == tcp.dport and src > dst)
+        key = (dst, src, tcp.dport, tcp.sport) if rev else (src, dst, tcp.sport, tcp.dport)
+        bases = self._bases.get(key)
+        if bases is None or tcp.flags & TcpFlags.SYN:
+            # the first segment (or a new connection): its numbers become the bases
+            own, other = seq, (ack - 1) & _SEQ_MASK
+            self._bases.pop(key, None)
+            if len(self._bases) >= _MAX_CONNECTIONS:
+                del self._bases[next(iter(self._bases))]  # the oldest connection's
+            self._bases[key] = (other, own) if rev else (own, other)
+            return seq, ack, other
+        low, high = bases
+        own, other = (high, low) if rev else (low, high)
+        return (seq - own) & _SEQ_MASK, (ack - other) & _SEQ_MASK, other
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +110,7 @@ class PrintOptions:
     timestamps: int = 0  #: 0 default, 1 -t (none), 2 -tt, 3 -ttt, 4 -tttt, 5 -ttttt
     verbose: int = 0  #: -v: IP's ttl, id, length and flags
     utc: bool = False  #: times in UTC instead of local time
+    absolute_seq: bool = False  #: -S: TCP sequence and acknowledgment numbers as sent
 
 
 @dataclass
@@ -73,6 +120,11 @@ class Printer:
     options: PrintOptions = field(default_factory=PrintOptions)
     _first: int | None = None
     _previous: int | None = None
+    _seq_bases: _SeqBases | None = None
+
+    def __post_init__(self) -> None:
+        if not self.options.absolute_seq:
+            self._seq_bases = _SeqBases()
 
     def line(self, frame: Frame) -> str:
         """The frame's line (with -x/-X/-A its dump lines after it), no final newline."""
@@ -84,7 +136,7 @@ class Printer:
             parts.append(frame.interface)
         if frame.direction is not None:
             parts.append(frame.direction.value)
-        text = " ".join(parts + [_summary(frame, self.options)])
+        text = " ".join(parts + [_summary(frame, self.options, self._seq_bases)])
         dump = self._dump(frame)
         return text + dump
 
@@ -136,12 +188,12 @@ class Printer:
         return "\n" + "\n".join(lines)
 
 
-def _summary(frame: Frame, o: PrintOptions) -> str:
+def _summary(frame: Frame, o: PrintOptions, seqs: _SeqBases | None) -> str:
     layers = list(frame.layers)
     text = ""
     if o.link and layers and isinstance(layers[0], Ethernet):
         text = _link(frame, layers)
-    body = _network(frame, layers, 0, o)
+    body = _network(frame, layers, 0, o, seqs)
     if frame.error:
         body += f" [{frame.error}]"
     return text + body
@@ -162,14 +214,16 @@ def _ethertype(value: int) -> str:
     return f"{ETHERTYPE_NAMES.get(value, 'Unknown')} (0x{value:04x})"
 
 
-def _network(frame: Frame, layers: list[Layer], start: int, o: PrintOptions) -> str:
+def _network(
+    frame: Frame, layers: list[Layer], start: int, o: PrintOptions, seqs: _SeqBases | None
+) -> str:
     """The summary from the first network layer at or after ``start``."""
     for i in range(start, len(layers)):
         layer = layers[i]
         if isinstance(layer, Arp):
             return _arp(layer, frame)
         if isinstance(layer, IPv4 | IPv6):
-            return _ip(frame, layers, i, o)
+            return _ip(frame, layers, i, o, seqs)
     eth = next((x for x in layers if isinstance(x, Ethernet)), None)
     if eth is not None:
         etype = layers[-1].ethertype if isinstance(layers[-1], Vlan) else eth.ethertype
@@ -186,7 +240,7 @@ def _arp(arp: Arp, frame: Frame) -> str:
     return f"ARP, op {arp.op}, length {length}"
 
 
-def _ip(frame: Frame, layers: list[Layer], i: int, o: PrintOptions) -> str:
+def _ip(frame: Frame, layers: list[Layer], i: int, o: PrintOptions, seqs: _SeqBases | None) -> str:
     ip = layers[i]
     assert isinstance(ip, IPv4 | IPv6)
     family = "IP" if isinstance(ip, IPv4) else "IP6"
@@ -203,15 +257,17 @@ def _ip(frame: Frame, layers: list[Layer], i: int, o: PrintOptions) -> str:
         return (f"{family}{detail} {ip.src} > {ip.dst}: ip-proto-{ip.proto}"  # a later fragment
                 f" (frag {ip.ident}:{ip_payload}@{ip.fragment_offset})")  # fmt: skip
     if isinstance(nxt, Tcp):
-        return f"{family}{detail} {ip.src}.{nxt.sport} > {ip.dst}.{nxt.dport}: " + _tcp(nxt, layers)
+        numbers = (nxt.seq, nxt.ack, None) if seqs is None else seqs.relative(ip.src, ip.dst, nxt)
+        ends = f"{family}{detail} {ip.src}.{nxt.sport} > {ip.dst}.{nxt.dport}: "
+        return ends + _tcp(nxt, layers, numbers, o.verbose)
     if isinstance(nxt, Udp):
         ends = f"{family}{detail} {ip.src}.{nxt.sport} > {ip.dst}.{nxt.dport}: "
         after = layers[i + 2] if i + 2 < len(layers) else None
         if isinstance(after, Vxlan):
-            inner = _network(frame, layers, i + 3, o)
+            inner = _network(frame, layers, i + 3, o, seqs)
             return ends + f"VXLAN, flags [I] (0x08), vni {after.vni}: {inner}"  # one line
         if isinstance(after, Geneve):
-            inner = _network(frame, layers, i + 3, o)
+            inner = _network(frame, layers, i + 3, o, seqs)
             return ends + f"Geneve, vni 0x{after.vni:x}: {inner}"
         if isinstance(after, Dns):
             return ends + _dns(after, nxt.length - 8)
@@ -235,24 +291,30 @@ def _ip(frame: Frame, layers: list[Layer], i: int, o: PrintOptions) -> str:
         key = f", key=0x{nxt.key:x}" if nxt.key is not None else ""
         after = layers[i + 2] if i + 2 < len(layers) else None
         label = "ERSPAN" if isinstance(after, Erspan) else "GREv0"
-        inner = _network(frame, layers, i + 2, o)
+        inner = _network(frame, layers, i + 2, o, seqs)
         return f"{family}{detail} {ip.src} > {ip.dst}: {label}{key}, length {ip_payload}: {inner}"
     name = IP_PROTOCOL_NAMES.get(ip.proto, f"ip-proto-{ip.proto}")
     return f"{family}{detail} {ip.src} > {ip.dst}: {name}, length {ip_payload}"
 
 
-def _tcp(tcp: Tcp, layers: list[Layer]) -> str:
+def _tcp(tcp: Tcp, layers: list[Layer], numbers: tuple[int, int, int | None], verbose: int) -> str:
+    """tcpdump's TCP part; ``numbers`` are the (relative or absolute) seq, ack and SACK base."""
+    seq, ack, sack_base = numbers
     flags = "".join(letter for bit, letter in _FLAG_LETTERS if tcp.flags & bit) or "none"
     out = f"Flags [{flags}]"
-    if tcp.payload_length:
-        out += f", seq {tcp.seq}:{(tcp.seq + tcp.payload_length) & 0xFFFFFFFF}"
-    elif tcp.flags & (TcpFlags.SYN | TcpFlags.FIN | TcpFlags.RST) or not tcp.flags & TcpFlags.ACK:
-        out += f", seq {tcp.seq}"
+    if (
+        verbose > 1
+        or tcp.payload_length
+        or tcp.flags & (TcpFlags.SYN | TcpFlags.FIN | TcpFlags.RST)
+    ):
+        out += f", seq {seq}"
+        if tcp.payload_length:
+            out += f":{(seq + tcp.payload_length) & _SEQ_MASK}"
     if tcp.flags & TcpFlags.ACK:
-        out += f", ack {tcp.ack}"
+        out += f", ack {ack}"
     out += f", win {tcp.window}"
     if tcp.options:
-        out += f", options [{_tcp_options(tcp.options)}]"
+        out += f", options [{_tcp_options(tcp.options, sack_base or 0)}]"
     out += f", length {tcp.payload_length}"
     of = next((x for x in layers if isinstance(x, OpenFlow) and x.offset > tcp.offset), None)
     if of is not None:
@@ -260,7 +322,7 @@ def _tcp(tcp: Tcp, layers: list[Layer]) -> str:
     return out
 
 
-def _tcp_options(raw: bytes) -> str:
+def _tcp_options(raw: bytes, sack_base: int) -> str:
     out, pos = [], 0
     while pos < len(raw):
         kind = raw[pos]
@@ -282,6 +344,13 @@ def _tcp_options(raw: bytes) -> str:
             out.append(f"wscale {value[0]}")
         elif kind == 4:
             out.append("sackOK")
+        elif kind == 5 and len(value) == size - 2 and len(value) % 8 == 0:
+            # SACK blocks count the other end's bytes: relative to its base (RFC 2018)
+            edges = struct.unpack(f"!{len(value) // 4}I", value)
+            blocks = "".join(f"{{{(edges[j] - sack_base) & _SEQ_MASK}:"
+                             f"{(edges[j + 1] - sack_base) & _SEQ_MASK}}}"
+                             for j in range(0, len(edges), 2))  # fmt: skip
+            out.append(f"sack {len(edges) // 2} {blocks}")
         elif kind == 8 and len(value) == 8:
             val, ecr = struct.unpack("!II", value)
             out.append(f"TS val {val} ecr {ecr}")

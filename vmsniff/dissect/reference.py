@@ -46,6 +46,39 @@ for frame in read_file("vm.pcapng"):  # any pcap/pcapng, any link type vmsniff r
 `read_file(path)` yields every frame of a file; `vmsniff.dissect.printer.Printer` formats
 frames as tcpdump's lines or JSON Lines.
 
+## A live receive or capture
+
+`vmsniff.frames` gives the same frames from a run as it goes: `capture_frames()` on the VM's
+host, `receive_frames()` on a mirror's receiver (or over `read_file`). Each is a frame the run
+would write, after its filter, with its time, interface and direction. An `OutputOptions`
+with `write=` writes the file at the same time; leaving the loop ends the run (and removes
+`--at ovs` rows).
+
+```python
+from vmsniff.capture import CaptureOptions
+from vmsniff.capture.session import plan_capture
+from vmsniff.frames import capture_frames, receive_frames
+from vmsniff.pipeline.sinks import OutputOptions
+from vmsniff.receive import ReceiveOptions
+from vmsniff.resolve import ResolveOptions
+
+opts = CaptureOptions(filter="tcp")
+planned = plan_capture(ResolveOptions(query="web-1"), opts, all_nics=False)
+for frame in capture_frames(planned, opts, duration=60):
+    tcp = frame.find("tcp")
+    print(frame.direction, tcp.sport, tcp.dport, tcp.flags)
+
+rx = ReceiveOptions(OutputOptions(write="web-1.pcap"), keys=(100, 101), expression="udp")
+for frame in receive_frames(rx, count=10):
+    print(frame.interface, frame.find("udp"))
+```
+
+Underneath, `FrameSink` is a sink that dissects what the run gives it: put it in
+`OutputOptions(sinks=(sink,))` of `vmsniff.receive.open_receive()` or
+`vmsniff.capture.session.open_capture_run()` and iterate `sink.frames(run.run)`. The run goes
+on in a thread; frames wait in a bounded queue, so a reader slower than the traffic makes the
+kernel drop packets (counted in the run's stats, `sink.stats`), as a slow tcpdump does.
+
 ## Layers
 """
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, NoReturn
 
-from vmsniff.dissect.frame import decode
+from vmsniff.dissect.frame import Frame, decode
 from vmsniff.dissect.printer import Printer, PrintOptions
 from vmsniff.errors import FileError, NotFound, PermissionDenied, UsageError
 from vmsniff.formats.capture import direction_from_epb
@@ -46,6 +46,7 @@ __all__ = [
     "TeeSink",
     "open_capture_file",
     "OutputOptions",
+    "dissect",
     "flow_table",
     "open_sink",
     "summary",
@@ -561,15 +562,20 @@ class KeyedSink(Sink):
             sink.close()
 
 
-def summary(pkt: Packet, printer: Printer | None = None, *, json_lines: bool = False) -> str:
-    """One line for ``--print``: the packet dissected (:mod:`vmsniff.dissect`) and laid out as
-    tcpdump does, filed under its pcapng interface (the NIC, or ``gre-key-100`` for receive)
-    and marked with its direction; with ``json_lines`` the packet API's JSON instead."""
+def dissect(pkt: Packet) -> Frame:
+    """The packet dissected (:mod:`vmsniff.dissect`), filed under its pcapng interface (the
+    NIC, or ``gre-key-100`` for receive) and marked with its direction."""
     name = pkt.interface
     if name is None and pkt.session is not None:
         name = interface_name(pkt.session, 0, pkt.erspan)
-    frame = decode(pkt.data, pkt.linktype, ts_ns=pkt.ts_ns, length=pkt.origlen, interface=name,
-                   direction=direction_from_epb(pkt.direction))  # fmt: skip
+    return decode(pkt.data, pkt.linktype, ts_ns=pkt.ts_ns, length=pkt.origlen, interface=name,
+                  direction=direction_from_epb(pkt.direction))  # fmt: skip
+
+
+def summary(pkt: Packet, printer: Printer | None = None, *, json_lines: bool = False) -> str:
+    """One line for ``--print``: the packet dissected (:func:`dissect`) and laid out as
+    tcpdump does; with ``json_lines`` the packet API's JSON instead."""
+    frame = dissect(pkt)
     printer = printer if printer is not None else Printer()
     return printer.json_line(frame) if json_lines else printer.line(frame)
 
@@ -667,7 +673,8 @@ def written_files(sink: Sink) -> list[str]:
 class OutputOptions:
     """Where a run's packets go, as ``receive``, ``capture`` and ``snoop`` take it: ``-w``
     (FILE, ``-`` for stdout, a ``{key}`` template), ``--print`` (the stream its lines go to),
-    ``--format``, ``--force``, tcpdump's ``-C``/``-G``/``-W`` and ``-U``. Checked when made."""
+    ``--format``, ``--force``, tcpdump's ``-C``/``-G``/``-W`` and ``-U``, ``--flows``, and a
+    library's own sinks. Checked when made."""
 
     write: str | None = None
     print_to: IO[str] | None = None
@@ -678,10 +685,12 @@ class OutputOptions:
     print_options: Any = None  #: PrintOptions for the printed lines (None: tcpdump's default)
     json_lines: bool = False  #: printed lines as JSON Lines (with --json)
     flows: bool = False  #: --flows: count the packets into a flow table too
+    #: more sinks fed the same packets: a library's own (:class:`vmsniff.frames.FrameSink`)
+    sinks: tuple[Sink, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.write is None and self.print_to is None and not self.flows:
-            raise UsageError("nothing to do: give -w FILE, -w - or --print")
+        # No output at all is refused when the sink is opened (open_sink): a library adds its
+        # own sinks to an empty OutputOptions() (vmsniff.frames).
         if self.write == "-" and self.print_to is not None:
             raise UsageError("-w - and --print both want stdout; pick one")
         if self.write is None and self.rotation.active:
@@ -711,6 +720,7 @@ class OutputOptions:
             print_options=self.print_options,
             json_lines=self.json_lines,
             flows=self.flows,
+            extra=self.sinks,
         )
 
 
@@ -729,13 +739,14 @@ def open_sink(
     print_options: Any = None,
     json_lines: bool = False,
     flows: bool = False,
+    extra: tuple[Sink, ...] = (),
 ) -> Sink:
     """The sink for ``-w``/``--print`` as ``receive``, ``capture`` and ``snoop`` take them:
     a :class:`FileSink` (a :class:`KeyedSink` when ``write`` holds ``{key}``), a
-    :class:`PrintSink` on ``print_to``, or both (:class:`TeeSink`). The file is created (or a
-    FIFO's reader waited for) here, so call this before creating anything a failure would
-    leave behind."""
-    if write is None and print_to is None and not flows:
+    :class:`PrintSink` on ``print_to``, a :class:`FlowsSink`, the ``extra`` sinks, or several
+    (:class:`TeeSink`). The file is created (or a FIFO's reader waited for) here, so call this
+    before creating anything a failure would leave behind."""
+    if write is None and print_to is None and not flows and not extra:
         raise UsageError("nothing to do: give -w FILE, -w - or --print")
     if write is None and rotation.active:
         raise UsageError("-C/-G/-W need -w FILE")
@@ -753,4 +764,5 @@ def open_sink(
                                json_lines=json_lines))  # fmt: skip
     if flows:
         sinks.append(FlowsSink())
+    sinks.extend(extra)
     return sinks[0] if len(sinks) == 1 else TeeSink(sinks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -187,59 +186,3 @@ def test_arbitrary_bytes_never_raise(data: bytes, linktype: int) -> None:
 def test_docs_packet_api_md_is_generated_from_the_code() -> None:
     doc = ROOT / "docs" / "packet-api.md"
     assert doc.read_text() == render(), "run: .venv/bin/python -m vmsniff.dissect.reference"
-
-
-# -- printing as tcpdump does ----------------------------------------------------------------------
-
-_ADDRS = re.compile(r"(IP6? )?(\S+) > (\S+?):")
-_TCPDUMP_RUNS = {"dns_udp": "", "of13_ericsson": "", "802.1ad_QinQ": "-e", "vxlan": "-e",
-                 "ip6_frag_asan": "", "tcp_rst_data-trunc": "", "pptp": ""}  # fmt: skip
-
-
-def _tcpdump_lines(out: Path) -> list[str]:
-    """tcpdump's expected output, one line per packet (``-#`` numbers start each), without
-    the number and the time stamp."""
-    packets: list[str] = []
-    for line in out.read_text().splitlines():
-        match = re.match(r"\s*\d+\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ (.*)", line)
-        if match:
-            packets.append(match[1])
-        elif packets and not line.startswith("\t"):
-            packets[-1] += " " + line.strip()
-    return packets
-
-
-def _facts(line: str) -> dict[str, str]:
-    """What both layouts share: the ends, TCP flags, the first length (the outermost: with -e
-    the frame's, else the first protocol's vmsniff and tcpdump both print)."""
-    out = {}
-    ends = _ADDRS.search(line)
-    if ends:
-        out["ends"] = f"{ends[2]} > {ends[3]}"
-    flags = re.search(r"Flags \[([^\]]*)\]", line)
-    if flags:
-        out["flags"] = flags[1]
-    lengths = re.findall(r"length (\d+)", line)
-    if lengths:
-        out["length"] = lengths[0]
-    return out
-
-
-@pytest.mark.parametrize("name", sorted(_TCPDUMP_RUNS))
-def test_lines_match_tcpdump_where_the_layouts_coincide(name: str) -> None:
-    base = require_captures()
-    entry = next(line.split("\t") for line in (base / "tcpdump-TESTLIST.subset").read_text()
-                 .splitlines() if line.split("\t")[1] == name)  # fmt: skip
-    frames = list(read_file(str(base / entry[0])))
-    theirs = _tcpdump_lines(base / Path(entry[0]).parent / f"tcpdump__{entry[2]}")
-    printer = Printer(PrintOptions(link="-e" in _TCPDUMP_RUNS[name], timestamps=1))
-    ours = [printer.line(f) for f in frames]
-    assert len(ours) == len(frames) == len(theirs)  # one line per packet
-    same = 0
-    for mine, tcpdump in zip(ours, theirs, strict=True):
-        a, b = _facts(mine), _facts(tcpdump)
-        for key in a.keys() & b.keys():
-            assert a[key] == b[key], (key, mine, tcpdump)
-            same += 1
-    readable = sum(1 for f in frames if f.find(IPv4) or f.find(IPv6) or f.find("arp"))
-    assert same >= readable  # at least a fact per readable packet, on average

@@ -149,3 +149,24 @@ def test_dash_d_lists_what_can_be_captured() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("1.test/eth0 (") and "[running]" in done.stdout
+
+
+def test_tcp_numbers_relative_by_default_absolute_with_dash_s(tmp_path: Path) -> None:
+    """Printed as tcpdump prints the decapsulated frames: relative seq/ack by default, the
+    header's with -S (tcpdump's flag)."""
+    from tests.unit.dissect.test_printer import _conversations, _facts, _tcpdump
+
+    src, out = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    frames = _conversations()
+    _gre_pcap(src, [gre(f, key=5) for f in frames])
+    assert receive("-r", str(src), "-w", str(out)).returncode == 0
+    for flag in ([], ["-S"], ["--absolute-tcp-sequence-numbers"]):
+        done = receive("-r", str(src), "-t", *flag)
+        assert done.returncode == 0, done.stderr
+        ours = [_facts(x) for x in done.stdout.decode().splitlines()]
+        theirs = [_facts(x) for x in _tcpdump(out, *flag[:1] and ["-S"])]
+        assert [x["numbers"] for x in ours] == [x["numbers"] for x in theirs]
+        assert len(ours) == len(frames)
+    relative = receive("-r", str(src), "-t").stdout.decode().splitlines()
+    absolute = receive("-r", str(src), "-t", "-S").stdout.decode().splitlines()
+    assert "ack 1," in relative[2] and "ack 5001," in absolute[2]
