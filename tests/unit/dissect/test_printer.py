@@ -279,3 +279,34 @@ def test_each_printer_keeps_its_own_bases() -> None:
     # a printer that missed the SYN-ACK counts from the segment it saw first
     late = Printer(PrintOptions(timestamps=1)).line(frames[2])
     assert ", ack 5001," in late
+
+
+def test_the_oldest_connection_s_bases_are_forgotten_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tcpdump keeps every connection's bases for the whole run; a printer for a long live
+    run keeps the ``_MAX_CONNECTIONS`` (here 2) recorded last: a forgotten connection starts
+    over, its next segment printed absolute."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from vmsniff.dissect import decode
+    from vmsniff.dissect import printer as module
+
+    monkeypatch.setattr(module, "_MAX_CONNECTIONS", 2)
+
+    def seg(port: int, seq: int) -> str:
+        frame = (
+            Ether(**MACS)
+            / IP(src="10.0.0.1", dst="10.0.0.2")
+            / TCP(sport=port, dport=80, flags="A", seq=seq, ack=500)
+        )
+        return printer.line(decode(bytes(frame)))  # fmt: skip
+
+    printer = Printer(PrintOptions(timestamps=1))
+    assert "ack 500," in seg(1001, 7) and "ack 500," in seg(1002, 7)
+    assert "ack 1," in seg(1001, 7)  # remembered
+    assert "ack 500," in seg(1003, 7)  # a third connection: 1001's, recorded first, go
+    assert "ack 1," in seg(1002, 7) and "ack 1," in seg(1003, 7)
+    assert "ack 500," in seg(1001, 7)  # 1001 starts over (and 1002's go)
+    assert "ack 1," in seg(1001, 7) and "ack 500," in seg(1002, 7)
