@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -141,15 +141,43 @@ def select_members(
                 wanted[t.server.id] = picked[t.server.id]
         else:
             wanted = picked
+    host_opt = base.host if sel.vms else None
+    picked_only = not sel.vms  # VMs the selectors found: one that cannot be mirrored is skipped
+    with _cloud(base, env) as nova:
+        return _members(sel, base, env, wanted, host_opt, picked_only, nova)
+
+
+@contextmanager
+def _cloud(base: ResolveOptions, env: Mapping[str, str]) -> Iterator[Any]:
+    """One cloud connection (one token) for every VM resolved, or None when offline."""
+    from vmsniff.resolve.nova import NovaSource, cloud_configured
+
+    if base.offline or not cloud_configured(base.os_cloud, env):
+        yield None
+        return
+    nova = NovaSource(base.os_cloud)
+    try:
+        yield nova
+    finally:
+        nova.close()
+
+
+def _members(
+    sel: Selection,
+    base: ResolveOptions,
+    env: Mapping[str, str],
+    wanted: dict[str, set[str] | None],
+    host_opt: str | None,
+    picked_only: bool,
+    nova: Any,
+) -> tuple[list[Member], dict[str, str], list[str]]:
     members: list[Member] = []
     remotes: dict[str, str] = {}
     warnings: list[str] = []
     names: set[str] = set()
-    host_opt = base.host if sel.vms else None
-    picked_only = not sel.vms  # VMs the selectors found: one that cannot be mirrored is skipped
     for query, ports in wanted.items():
         try:
-            target = resolve(replace(base, query=query, nic=None, host=host_opt), env)
+            target = resolve(replace(base, query=query, nic=None, host=host_opt), env, nova=nova)
             chosen = _nics_of(target, ports, base.nic, explicit=bool(base.nic or sel.port_id))
         except InvalidState as exc:  # not ACTIVE, or no NIC on Open vSwitch
             if not picked_only:

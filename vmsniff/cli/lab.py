@@ -20,11 +20,19 @@ PREFIX_OPTION = click.option(
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _lab(prefix: str, underlay_mtu: int | None = None, *, hosts: int = 1, ovn: bool = False) -> Any:
+def _lab(
+    prefix: str,
+    underlay_mtu: int | None = None,
+    *,
+    hosts: int = 1,
+    ovn: bool = False,
+    extra_vms: int = 0,
+) -> Any:
     from vmsniff.lab.topology import DEFAULT_UNDERLAY_MTU, lab_for
 
     try:
-        return lab_for(prefix, underlay_mtu or DEFAULT_UNDERLAY_MTU, hosts=hosts, ovn=ovn)
+        return lab_for(prefix, underlay_mtu or DEFAULT_UNDERLAY_MTU, hosts=hosts, ovn=ovn,
+                       extra_vms=extra_vms)  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -70,14 +78,25 @@ def lab() -> None:
     help="Run the cloud on OVN (NB/SB, ovn-northd, an ovn-controller per host, Geneve) "
     "instead of ML2/OVS.",
 )
+@click.option(
+    "--extra-vms",
+    type=click.IntRange(0, 60),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="N more one-NIC VMs (c-extra-1..N, 10.250.1.101..), spread over the hosts after the "
+    "three usual ones: for sessions over many VMs.",
+)
 @JSON_OPTION
 @click.pass_obj
-def up(env: Env, prefix: str, underlay_mtu: int, hosts: int, ovn: bool, as_json: bool) -> None:
+def up(
+    env: Env, prefix: str, underlay_mtu: int, hosts: int, ovn: bool, extra_vms: int, as_json: bool
+) -> None:
     """Build and start the lab."""
     from vmsniff.lab.build import build
     from vmsniff.lab.status import status
 
-    the_lab = _lab(prefix, underlay_mtu, hosts=hosts, ovn=ovn)
+    the_lab = _lab(prefix, underlay_mtu, hosts=hosts, ovn=ovn, extra_vms=extra_vms)
     facts = build(the_lab)
     if as_json:
         env.json({**status(the_lab), "up_seconds": facts["seconds"]})

@@ -115,6 +115,7 @@ def _write_state(lab: Lab, status: str) -> None:
         "underlay_mtu": lab.underlay_mtu,
         "hosts": lab.hosts,
         "ovn": lab.ovn,
+        "extra_vms": lab.extra_vms,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     tmp = lab.state_file.with_suffix(".tmp")

@@ -62,6 +62,7 @@ def running_lab(prefix: str) -> Lab:
             int(state.get("underlay_mtu", lab.underlay_mtu)),
             hosts=int(state.get("hosts", 1)),
             ovn=bool(state.get("ovn", False)),
+            extra_vms=int(state.get("extra_vms", 0)),
         )
     except (OSError, ValueError, TypeError):
         return lab
@@ -210,6 +211,7 @@ def status(lab: Lab) -> dict[str, Any]:
         "env": env_vars(lab),
         "hosts": lab.hosts,
         "ovn": lab.ovn,
+        "extra_vms": lab.extra_vms,
         "hypervisors": hypervisors,
         **({"ovn_central": ovn_central} if ovn_central is not None else {}),
         "endpoints_config": (str(lab.endpoints_config) if lab.hosts > 1 or lab.ovn else None),

@@ -67,6 +67,8 @@ VM_MTU = 1500
 DEFAULT_UNDERLAY_MTU = 9000  #: jumbo, as tunnel networks in production usually are
 HOST = "compute-1"  #: the (first) hypervisor's host name as Nova knows it
 MAX_HOSTS = 8  #: ``lab down`` looks for this many hypervisors whatever the lab had
+MAX_EXTRA_VMS = 60  #: ``--extra-vms`` (addresses 10.250.1.101-160; ``lab down`` looks for all)
+EXTRA_INDEX = 16  #: c-extra-K is instance-(16+K): clear of the VMs' and the paper VMs' indexes
 UNDERLAY_BRIDGE = "br-ul"  #: the Linux bridge of a multi-host underlay (in PREFIX-ul)
 PROJECT_NAME = "demo"
 OTHER_PROJECT = "ops"
@@ -297,6 +299,7 @@ class Lab:
     underlay_mtu: int = DEFAULT_UNDERLAY_MTU
     hosts: int = 1  #: how many hypervisors (compute-1 ... compute-N)
     ovn: bool = False  #: plug into OVN (NB/SB, northd, ovn-controller) instead of ML2/OVS
+    extra_vms: int = 0  #: ``--extra-vms N``: c-extra-1 ... c-extra-N, one native NIC each
 
     @property
     def hypervisors(self) -> list[Hypervisor]:
@@ -372,9 +375,11 @@ class Lab:
 
     @property
     def possible_namespaces(self) -> list[str]:
-        """What ``lab down`` looks for: any lab of this prefix, whatever its ``--hosts``."""
+        """What ``lab down`` looks for: any lab of this prefix, whatever its ``--hosts`` and
+        ``--extra-vms``."""
         more = [Hypervisor(self.prefix, n).namespace for n in range(2, MAX_HOSTS + 1)]
-        return list(dict.fromkeys([*self.namespaces, *more, self.underlay_ns]))
+        extra = [f"{self.prefix}-c-extra-{k}" for k in range(1, MAX_EXTRA_VMS + 1)]
+        return list(dict.fromkeys([*self.namespaces, *more, *extra, self.underlay_ns]))
 
     @property
     def mgmt_net(self) -> str:
@@ -445,6 +450,10 @@ class Lab:
             self._vm("c-private", 1, (Plug.HYBRID, "10.250.1.11")),
             self._vm("c-native", 2, (Plug.OVS, "10.250.1.12")),
             self._vm("c-multi", 7, (Plug.OVS, "10.250.1.17"), (Plug.HYBRID, "10.250.1.18")),
+            *(
+                self._vm(f"c-extra-{k}", EXTRA_INDEX + k, (Plug.OVS, f"10.250.1.{100 + k}"))
+                for k in range(1, self.extra_vms + 1)
+            ),
         ]
 
     @property
@@ -528,8 +537,12 @@ def lab_for(
     *,
     hosts: int = 1,
     ovn: bool = False,
+    extra_vms: int = 0,
 ) -> Lab:
     """The :class:`Lab` for ``prefix`` (validated)."""
     if not 1 <= hosts <= MAX_HOSTS:
         raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {hosts}")
-    return Lab(prefix=validate_prefix(prefix), underlay_mtu=underlay_mtu, hosts=hosts, ovn=ovn)
+    if not 0 <= extra_vms <= MAX_EXTRA_VMS:
+        raise ValueError(f"a lab has 0 to {MAX_EXTRA_VMS} extra VMs, not {extra_vms}")
+    return Lab(prefix=validate_prefix(prefix), underlay_mtu=underlay_mtu, hosts=hosts, ovn=ovn,
+               extra_vms=extra_vms)  # fmt: skip

@@ -53,8 +53,10 @@ def _suggest(query: str, names: list[str]) -> str | None:
     return f"did you mean: {', '.join(close)}?" if close else None
 
 
-def _from_cloud(opts: ResolveOptions) -> tuple[CloudServer, list[CloudPort], str]:
-    nova = NovaSource(opts.os_cloud)
+def _from_cloud(
+    opts: ResolveOptions, shared: NovaSource | None = None
+) -> tuple[CloudServer, list[CloudPort], str]:
+    nova = shared or NovaSource(opts.os_cloud)
     try:
         all_projects = opts.all_projects
         found = nova.find(opts.query, all_projects=all_projects)
@@ -96,7 +98,8 @@ def _from_cloud(opts: ResolveOptions) -> tuple[CloudServer, list[CloudPort], str
             )
         return server, nova.ports(server.id), host
     finally:
-        nova.close()
+        if shared is None:
+            nova.close()
 
 
 def _domain(opts: ResolveOptions, ep: Endpoints, server: CloudServer | None) -> DomainInfo | None:
@@ -145,8 +148,11 @@ def _ovs(opts: ResolveOptions, ep: Endpoints) -> tuple[list[OvsIface] | None, bo
     return ifaces, "ovn-remote" in system_ids
 
 
-def resolve(opts: ResolveOptions, env: Mapping[str, str] = os.environ) -> Target:
-    """Resolve ``opts.query``; raise a VmsniffError that says what to do when it cannot."""
+def resolve(
+    opts: ResolveOptions, env: Mapping[str, str] = os.environ, *, nova: NovaSource | None = None
+) -> Target:
+    """Resolve ``opts.query``; raise a VmsniffError that says what to do when it cannot.
+    ``nova``: a cloud connection to use (and leave open), for many VMs in a row."""
     config = load_config(env)
     use_cloud = not opts.offline and cloud_configured(opts.os_cloud, env)
     if not use_cloud and not opts.use_libvirt:
@@ -160,7 +166,7 @@ def resolve(opts: ResolveOptions, env: Mapping[str, str] = os.environ) -> Target
     sources: list[str] = []
     warnings: list[str] = []
     if use_cloud:
-        server, ports, host = _from_cloud(opts)
+        server, ports, host = _from_cloud(opts, nova)
         sources.append("nova")
         if opts.host and server.host and opts.host != server.host:
             warnings.append(

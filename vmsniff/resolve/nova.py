@@ -101,6 +101,7 @@ class NovaSource:
         self.cloud = cloud
         self.timeout = timeout
         self._conn: Any = None
+        self._networks: dict[str, str | None] = {}  #: network id -> name, asked once
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -216,7 +217,7 @@ class NovaSource:
         conn = self._connect()
         with self._errors():
             ports = list(conn.network.ports(device_id=server_id))
-            networks: dict[str, str | None] = {}
+            networks = self._networks
             for port in ports:
                 if port.network_id not in networks:
                     try:
