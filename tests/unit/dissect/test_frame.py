@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.dissect.test_dissect import _crafted
-from vmsniff.dissect import LAYERS, Ethernet, Layer, Tcp, decode
+from vmsniff.dissect import LAYERS, Ethernet, Layer, Tcp, decode, flow_key
 from vmsniff.dissect import frame as frame_module
 
 
@@ -74,6 +74,7 @@ def test_a_memoryview_or_bytearray_gives_the_layers_of_bytes() -> None:
             again = decode(other)
             assert again.layers == frame.layers and again.error == frame.error
             assert again == frame and hash(again) == hash(frame)
+            assert flow_key(other) == flow_key(data)
 
 
 def test_a_frame_is_read_only() -> None:
