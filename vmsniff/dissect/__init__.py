@@ -10,8 +10,11 @@
             ip = frame.find("ipv4") or frame.find("ipv6")
             print(frame.ts_ns, frame.interface, frame.direction, ip.src, "->", ip.dst, tcp.dport)
 
-:func:`decode` dissects one frame; :func:`read_file` every frame of a pcap or pcapng file (any
-link type vmsniff reads; the interface name and direction of vmsniff's pcapng files included).
+:func:`decode` dissects one frame, lazily (a layer is read from the frame's bytes when first
+asked for, no copies); :func:`read_file` every frame of a pcap or pcapng file (any link type
+vmsniff reads; the interface name and direction of vmsniff's pcapng files included);
+:func:`flow_key` what a frame says about its flow, from the same header walk, building no
+layers.
 Each layer is a frozen dataclass (:mod:`.layers`), each constant an enum (:mod:`.constants`);
 docs/packet-api.md lists them all, generated from the code (:mod:`.reference`). A frame whose
 bytes stop making sense keeps the layers before and says why in :attr:`Frame.error`.
@@ -19,6 +22,7 @@ bytes stop making sense keeps the layers before and says why in :attr:`Frame.err
 
 from vmsniff.dissect.constants import ArpOp, EtherType, Icmp6Type, IcmpType, IPProto, TcpFlags
 from vmsniff.dissect.files import read_file
+from vmsniff.dissect.flow import FlowKey, flow_key
 from vmsniff.dissect.frame import Frame, decode
 from vmsniff.dissect.layers import (
     LAYERS,
@@ -50,6 +54,7 @@ __all__ = [
     "Erspan",
     "EtherType",
     "Ethernet",
+    "FlowKey",
     "Frame",
     "Geneve",
     "Gre",
@@ -68,5 +73,6 @@ __all__ = [
     "Vlan",
     "Vxlan",
     "decode",
+    "flow_key",
     "read_file",
 ]

@@ -1,22 +1,30 @@
-"""Dissect a frame into its layers: :func:`decode` and :class:`Frame`.
+"""Dissect a frame into its layers: :func:`decode` and :class:`Frame`, lazily, without copies.
 
-Dissection reads each header with ``struct`` from the frame's bytes and stops at the first one
-it cannot read: the layers before it are kept and :attr:`Frame.error` says what stopped it (a
-header cut short, a length that does not add up), never an exception. Tunnels are followed
-(GRE with Ethernet or IP inside, GRE-in-UDP, ERSPAN I/II/III, VXLAN, Geneve), so a frame can
-hold a layer name more than once: :meth:`Frame.find` gives the outermost by default and the
-innermost with ``innermost=True``. Payload hints (DNS, DHCP, OpenFlow) are read where cheap.
+:func:`decode` only wraps the frame's bytes: nothing is read until the frame is asked for a
+layer (:meth:`Frame.find`, :attr:`Frame.layers`, iteration) or for :attr:`Frame.error`. Then
+the one header walk (:mod:`._walk`) finds where each layer is, and each layer object is built
+from the bytes the first time it is asked for: ``frame.find("tcp")`` builds the TCP layer and
+no other. Dissection stops at the first header it cannot read: the layers before it are kept
+and :attr:`Frame.error` says what stopped it, never an exception. Tunnels are followed, so a
+frame can hold a layer name more than once: :meth:`Frame.find` gives the outermost by default
+and the innermost with ``innermost=True``. Payload hints (DNS, DHCP, OpenFlow) are read where
+cheap.
+
+The frame keeps the object it was given (bytes, bytearray or memoryview), not a copy: a
+caller that reuses a buffer must not change it while the frame is in use.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TypeVar, overload
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast, overload
 
+from vmsniff.dissect._walk import DHCP_MAGIC, ECHO4, ECHO6, ND, Data, Entry, walk
 from vmsniff.dissect.layers import (
+    LAYERS,
     Arp,
     Dhcp,
     Dns,
@@ -35,72 +43,97 @@ from vmsniff.dissect.layers import (
     Vlan,
     Vxlan,
 )
-from vmsniff.formats.capture import (
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
-    LINKTYPE_LOOP,
-    LINKTYPE_NULL,
-    LINKTYPE_RAW,
-)
-from vmsniff.formats.erspan import ERSPAN_II_LEN, ERSPAN_III_LEN, ERSPAN_III_PLATFORM_LEN, FT_IP
-from vmsniff.formats.ethernet import (
-    ETH_HEADER_LEN,
-    ETHERTYPE_ARP,
-    ETHERTYPE_ERSPAN_II,
-    ETHERTYPE_ERSPAN_III,
-    ETHERTYPE_IPV4,
-    ETHERTYPE_IPV6,
-    ETHERTYPE_TEB,
-    TPIDS,
-    VLAN_TAG_LEN,
-)
-from vmsniff.formats.gre import FLAG_C, FLAG_K, FLAG_S, GRE_FIXED_LEN, UNDECODABLE
-from vmsniff.formats.ip import IPPROTO_GRE, IPV6_EXTENSIONS, IPV6_FRAGMENT, IPV6_HEADER
+from vmsniff.formats.capture import LINKTYPE_ETHERNET
+from vmsniff.formats.ethernet import ETH_HEADER_LEN, VLAN_TAG_LEN
+from vmsniff.formats.ip import IPV6_HEADER
 from vmsniff.model import Direction
 
 __all__ = ["Frame", "decode"]
 
 L = TypeVar("L", bound=Layer)
-Data = bytes | bytearray | memoryview
 
-_H = struct.Struct("!H").unpack_from
-_HH = struct.Struct("!HH").unpack_from
-_I = struct.Struct("!I").unpack_from
-_TPIDS = frozenset(TPIDS)
-_ECHO4 = (0, 8)
-_ECHO6 = (128, 129)
-_ND = (135, 136)
-_OPENFLOW_PORTS = (6653, 6633)
-_TUNNEL_DEPTH = 4  # tunnels inside tunnels: enough for any mirror, bounded for hostile input
-_NAMES = {cls.name: cls for cls in (Ethernet, Vlan, Arp, IPv4, IPv6, Icmp, ICMPv6, Tcp, Udp,
-                                    Gre, Erspan, Vxlan, Geneve, Dns, Dhcp, OpenFlow)}  # fmt: skip
+_NAMES = {cls.name: cls for cls in LAYERS}
+#: what find(cls) matches: the class itself (a user's subclass of Layer: by issubclass)
+_KINDS: dict[type[Layer], tuple[type[Layer], ...]] = {cls: (cls,) for cls in LAYERS}
+_KINDS[Layer] = LAYERS
 
 
-class _Stop(Exception):
-    """Dissection cannot go on: the reason becomes Frame.error."""
-
-
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """A dissected frame: its layers, outermost first, and what was known of it."""
+    """A dissected frame: its layers, outermost first, and what was known of it.
 
-    data: bytes
-    """The frame's bytes as captured."""
-    linktype: int
-    layers: tuple[Layer, ...]
-    error: str | None = None
-    """Why dissection stopped before the end (a header cut short, a bad length), else None."""
-    ts_ns: int | None = None
-    """Capture time, nanoseconds since the epoch."""
-    length: int | None = None
-    """Length on the wire (the record's original length); ``len(data)`` when not known."""
-    interface: str | None = None
-    """The pcapng interface (vmsniff names one per NIC: ``c-private/eth0``, ``tap1234``)."""
-    direction: Direction | None = None
-    """From the VM's point of view, when marked (pcapng ``epb_flags``)."""
+    Read-only; its layers are found and built when first asked for."""
+
+    __slots__ = ("_data", "_linktype", "_ts_ns", "_length", "_interface", "_direction",
+                 "_found", "_error", "_built", "_layers")  # fmt: skip
+
+    def __init__(
+        self,
+        data: Data,
+        linktype: int = LINKTYPE_ETHERNET,
+        ts_ns: int | None = None,
+        length: int | None = None,
+        interface: str | None = None,
+        direction: Direction | None = None,
+    ) -> None:
+        self._data = data
+        self._linktype = linktype
+        self._ts_ns = ts_ns
+        self._length = length
+        self._interface = interface
+        self._direction = direction
+        self._found: list[Entry] | None = None
+        self._error: str | None = None
+        self._built: list[Layer | None] | None = None
+        self._layers: tuple[Layer, ...] | None = None
+
+    @property
+    def data(self) -> Data:
+        """The frame's bytes as captured (the object given to :func:`decode`, not a copy)."""
+        return self._data
+
+    @property
+    def linktype(self) -> int:
+        """Its pcap link type."""
+        return self._linktype
+
+    @property
+    def ts_ns(self) -> int | None:
+        """Capture time, nanoseconds since the epoch."""
+        return self._ts_ns
+
+    @property
+    def length(self) -> int | None:
+        """Length on the wire (the record's original length); ``len(data)`` when not known."""
+        return self._length
+
+    @property
+    def interface(self) -> str | None:
+        """The pcapng interface (vmsniff names one per NIC: ``c-private/eth0``, ``tap1234``)."""
+        return self._interface
+
+    @property
+    def direction(self) -> Direction | None:
+        """From the VM's point of view, when marked (pcapng ``epb_flags``)."""
+        return self._direction
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """Every layer, outermost first, tunnels included."""
+        if self._layers is None:
+            found = self._found if self._found is not None else self._walk()
+            self._layers = tuple(self._layer(i) for i in range(len(found)))
+        return self._layers
+
+    @property
+    def error(self) -> str | None:
+        """Why dissection stopped before the end (a header cut short, a bad length), else None."""
+        if self._found is None:
+            self._walk()
+        return self._error
+
+    @property
+    def wire_length(self) -> int:
+        return self._length if self._length is not None else len(self._data)
 
     @overload
     def find(self, name: str, *, innermost: bool = False) -> Layer | None: ...
@@ -113,31 +146,65 @@ class Frame:
         outermost, or the innermost (inside tunnels) with ``innermost``; None when absent.
         An unknown name is a ``KeyError`` (a typo should not look like an absent layer)."""
         cls = _NAMES[name] if isinstance(name, str) else name
-        found = (layer for layer in (reversed(self.layers) if innermost else self.layers)
-                 if isinstance(layer, cls))  # fmt: skip
-        return next(found, None)
+        kinds = _KINDS.get(cls)
+        if kinds is None:  # a class of the caller's: whatever is one
+            kinds = tuple(k for k in LAYERS if issubclass(k, cls))
+        found = self._found if self._found is not None else self._walk()
+        if innermost:
+            for i in range(len(found) - 1, -1, -1):
+                if found[i][0] in kinds:
+                    return self._layer(i)
+        else:
+            for i, entry in enumerate(found):
+                if entry[0] in kinds:
+                    return self._layer(i)
+        return None
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
 
-    @property
-    def wire_length(self) -> int:
-        return self.length if self.length is not None else len(self.data)
-
     def payload(self, layer: Layer) -> bytes:
         """The bytes after ``layer``'s header up to the next layer (or the frame's end)."""
-        later = [x.offset for x in self.layers if x.offset > layer.offset]
-        start = _header_end(layer, self.data)
-        return self.data[start : min(later) if later else len(self.data)]
+        found = self._found if self._found is not None else self._walk()
+        later = [at for _kind, at, _ctx in found if at > layer.offset]
+        start = _header_end(layer)
+        return bytes(self._data[start : min(later) if later else len(self._data)])
 
+    def __repr__(self) -> str:
+        return (f"Frame(data={bytes(self._data)!r}, linktype={self._linktype}, "
+                f"layers={self.layers!r}, error={self.error!r}, ts_ns={self._ts_ns!r}, "
+                f"length={self._length!r}, interface={self._interface!r}, "
+                f"direction={self._direction!r})")  # fmt: skip
 
-def _header_end(layer: Layer, data: bytes) -> int:
-    size = {Ethernet: ETH_HEADER_LEN, Vlan: VLAN_TAG_LEN, Udp: 8, Icmp: 8, ICMPv6: 8}
-    if isinstance(layer, IPv4 | Tcp):
-        return layer.offset + layer.header_length
-    if isinstance(layer, IPv6):
-        return layer.offset + IPV6_HEADER
-    return layer.offset + size.get(type(layer), 0)
+    def _key(self) -> tuple[object, ...]:
+        return (bytes(self._data), self._linktype, self._ts_ns, self._length, self._interface,
+                self._direction)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _walk(self) -> list[Entry]:
+        found, self._error = walk(self._data, self._linktype)
+        self._found = found
+        return found
+
+    def _layer(self, i: int) -> Layer:
+        """The i-th layer, built from the bytes the first time."""
+        found = self._found
+        assert found is not None  # walked before asked
+        built = self._built
+        if built is None:
+            built = self._built = [None] * len(found)
+        layer = built[i]
+        if layer is None:
+            kind, at, ctx = found[i]
+            layer = built[i] = _BUILD[kind](self._data, at, ctx)
+        return layer
 
 
 def decode(
@@ -150,213 +217,143 @@ def decode(
     direction: Direction | None = None,
 ) -> Frame:
     """Dissect ``data``, a frame of ``linktype`` (a pcap LINKTYPE_*: Ethernet, raw IP, Linux
-    cooked v1/v2, BSD loopback). Never raises for the frame's content."""
-    raw = bytes(data)
-    layers: list[Layer] = []
-    error = None
-    try:
-        if linktype == LINKTYPE_ETHERNET:
-            _ethernet(raw, 0, layers, 0)
-        elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
-            _ip(raw, 0, layers, 0)
-        elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-            _ip(raw, 4, layers, 0)
-        elif linktype == LINKTYPE_LINUX_SLL:
-            _ethertype(raw, _H(raw, 14)[0], 16, layers, 0)
-        elif linktype == LINKTYPE_LINUX_SLL2:
-            _ethertype(raw, _H(raw, 0)[0], 20, layers, 0)
-        else:
-            error = f"link type {linktype}: not dissected"
-    except _Stop as exc:
-        error = str(exc)
-    except (struct.error, IndexError, ValueError):
-        last = layers[-1].name if layers else "frame"
-        error = f"cut short after {last}" if layers else "cut short"
-    return Frame(raw, linktype, tuple(layers), error, ts_ns, length, interface, direction)
+    cooked v1/v2, BSD loopback). Never raises for the frame's content. The frame is read
+    when first asked for a layer or its error, from ``data`` itself (not a copy)."""
+    return Frame(data, linktype, ts_ns, length, interface, direction)
 
 
-def _mac(raw: bytes, at: int) -> str:
-    mac = raw[at : at + 6]
-    if len(mac) != 6:
-        raise _Stop("MAC address cut short")
-    return mac.hex(":")
+_HEADER_SIZE = {Ethernet: ETH_HEADER_LEN, Vlan: VLAN_TAG_LEN, Udp: 8, Icmp: 8, ICMPv6: 8}
 
 
-def _ethernet(raw: bytes, at: int, layers: list[Layer], depth: int) -> None:
-    if len(raw) - at < ETH_HEADER_LEN:
-        raise _Stop(f"Ethernet: {len(raw) - at} bytes, shorter than a header")
-    etype = _H(raw, at + 12)[0]
-    tags = []
-    pos = at + ETH_HEADER_LEN
-    tag_at = at + 12
-    while etype in _TPIDS:
-        tci, inner = _HH(raw, pos)
-        tags.append(Vlan(tag_at, etype, tci >> 13, tci >> 12 & 1, tci & 0x0FFF, inner))
-        tag_at, etype, pos = pos + 2, inner, pos + VLAN_TAG_LEN
-        if len(tags) > 8:
-            raise _Stop("Ethernet: more than 8 VLAN tags")
-    layers.append(Ethernet(at, _mac(raw, at), _mac(raw, at + 6), etype))
-    layers.extend(tags)
-    _ethertype(raw, etype, pos, layers, depth)
+def _header_end(layer: Layer) -> int:
+    if isinstance(layer, IPv4 | Tcp):
+        return layer.offset + layer.header_length
+    if isinstance(layer, IPv6):
+        return layer.offset + IPV6_HEADER
+    return layer.offset + _HEADER_SIZE.get(type(layer), 0)
 
 
-def _ethertype(raw: bytes, etype: int, at: int, layers: list[Layer], depth: int) -> None:
-    if etype == ETHERTYPE_IPV4 or etype == ETHERTYPE_IPV6:
-        _ip(raw, at, layers, depth)
-    elif etype == ETHERTYPE_ARP:
-        htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", raw, at)
-        if (htype, ptype, hlen, plen) != (1, ETHERTYPE_IPV4, 6, 4):
-            return  # not IPv4 over Ethernet: left undissected
-        layers.append(Arp(at, op, _mac(raw, at + 8), _ip4(raw, at + 14), _mac(raw, at + 18),
-                          _ip4(raw, at + 24)))  # fmt: skip
+# -- building a layer from its entry -----------------------------------------------------------
 
 
-def _ip4(raw: bytes, at: int) -> str:
-    addr = raw[at : at + 4]
-    if len(addr) != 4:
-        raise _Stop("IPv4 address cut short")
-    return socket.inet_ntop(socket.AF_INET, addr)
+def _maker(cls: type[L]) -> Callable[..., L]:
+    """A constructor of ``cls`` (a frozen, slotted dataclass) giving the same object as
+    ``cls(...)`` about three times faster: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``. This one fills a twin class with the same slots by plain
+    assignment, then makes the object a ``cls`` (same layout, so Python allows it); from
+    then on it is frozen like any other. A test holds every layer to ``cls(...)``."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    args = ", ".join(names)
+    body = "".join(f"\n    self.{name} = {name}" for name in names)
+    scope: dict[str, Any] = {}
+    exec(f"def __init__(self, {args}):{body}", scope)  # noqa: S102 (our own field names)
+    twin = type(cls.__name__, cls.__bases__, {"__slots__": tuple(names),
+                                              "__init__": scope["__init__"]})  # fmt: skip
+    scope = {"twin": twin, "cls": cls}
+    exec(f"def make({args}):\n    obj = twin({args})\n    obj.__class__ = cls\n    return obj",
+         scope)  # fmt: skip
+    return cast(Callable[..., L], scope["make"])
 
 
-def _ip6(raw: bytes, at: int) -> str:
-    addr = raw[at : at + 16]
-    if len(addr) != 16:
-        raise _Stop("IPv6 address cut short")
-    return socket.inet_ntop(socket.AF_INET6, addr)
+_ntop = socket.inet_ntop
+_AF4, _AF6 = socket.AF_INET, socket.AF_INET6
+_H = struct.Struct("!H").unpack_from
+_HH = struct.Struct("!HH").unpack_from
+_I = struct.Struct("!I").unpack_from
+_VLAN = struct.Struct("!HHH").unpack_from
+_IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_IP6 = struct.Struct("!IHBB16s16s").unpack_from
+_TCP = struct.Struct("!HHIIHHHH").unpack_from
+_UDP = struct.Struct("!HHHH").unpack_from
+_ICMP = struct.Struct("!BBH").unpack_from
+_DNS = struct.Struct("!HHH").unpack_from
+_OPENFLOW = struct.Struct("!BBHI").unpack_from
+_new_ethernet, _new_vlan, _new_arp = _maker(Ethernet), _maker(Vlan), _maker(Arp)
+_new_ipv4, _new_ipv6, _new_tcp, _new_udp = _maker(IPv4), _maker(IPv6), _maker(Tcp), _maker(Udp)
+_new_icmp, _new_icmpv6, _new_gre = _maker(Icmp), _maker(ICMPv6), _maker(Gre)
+_new_erspan, _new_vxlan, _new_geneve = _maker(Erspan), _maker(Vxlan), _maker(Geneve)
+_new_dns, _new_dhcp, _new_openflow = _maker(Dns), _maker(Dhcp), _maker(OpenFlow)
 
 
-def _ip(raw: bytes, at: int, layers: list[Layer], depth: int) -> None:
-    version = raw[at] >> 4
-    if version == 4:
-        vihl, tos, total, ident, flags_offset, ttl, proto, csum = struct.unpack_from(
-            "!BBHHHBBH", raw, at
-        )
-        ihl = (vihl & 0x0F) * 4
-        if ihl < 20:
-            raise _Stop(f"IPv4: header length {ihl}, below 20")
-        ip = IPv4(at, ihl, tos, total, ident, bool(flags_offset & 0x4000),
-                  bool(flags_offset & 0x2000), (flags_offset & 0x1FFF) * 8, ttl, proto, csum,
-                  _ip4(raw, at + 12), _ip4(raw, at + 16), raw[at + 20 : at + ihl])  # fmt: skip
-        layers.append(ip)
-        if ip.fragment_offset:
-            return  # a later fragment: no transport header here
-        _transport(raw, proto, at + ihl, at + total, layers, depth)
-    elif version == 6:
-        vtf, plen, nh, hops = struct.unpack_from("!IHBB", raw, at)
-        src, dst = _ip6(raw, at + 8), _ip6(raw, at + 24)
-        pos, proto = at + IPV6_HEADER, nh
-        exts: list[int] = []
-        frag_off, more, frag_id = 0, False, None
-        while proto in IPV6_EXTENSIONS or proto == IPV6_FRAGMENT:
-            if len(exts) >= 8:
-                raise _Stop("IPv6: more than 8 extension headers")
-            exts.append(proto)
-            if proto == IPV6_FRAGMENT:
-                offset_more, frag_id = _H(raw, pos + 2)[0], _I(raw, pos + 4)[0]
-                frag_off, more = offset_more & 0xFFF8, bool(offset_more & 1)
-                proto, pos = raw[pos], pos + 8
-            else:
-                proto, pos = raw[pos], pos + 8 + raw[pos + 1] * 8
-        layers.append(IPv6(at, vtf >> 20 & 0xFF, vtf & 0xFFFFF, plen, nh, hops, src, dst,
-                           tuple(exts), proto, frag_off, more, frag_id))  # fmt: skip
-        if frag_off:
-            return
-        _transport(raw, proto, pos, at + IPV6_HEADER + plen, layers, depth)
-    else:
-        raise _Stop(f"IP version {version}")
+def _ethernet(raw: Data, at: int, etype: int) -> Layer:
+    return _new_ethernet(at, raw[at : at + 6].hex(":"), raw[at + 6 : at + 12].hex(":"), etype)
 
 
-def _transport(raw: bytes, proto: int, at: int, end: int, layers: list[Layer], depth: int) -> None:
-    if proto == 6:
-        sport, dport, seq, ack, off_flags, window, csum, urg = struct.unpack_from(
-            "!HHIIHHHH", raw, at
-        )
-        hlen = (off_flags >> 12) * 4
-        if hlen < 20:
-            raise _Stop(f"TCP: header length {hlen}, below 20")
-        layers.append(Tcp(at, sport, dport, seq, ack, hlen, off_flags & 0xFF, window, csum, urg,
-                          raw[at + 20 : at + hlen], max(0, end - at - hlen)))  # fmt: skip
-        if (sport in _OPENFLOW_PORTS or dport in _OPENFLOW_PORTS) and len(raw) >= at + hlen + 8:
-            version, kind, length, xid = struct.unpack_from("!BBHI", raw, at + hlen)
-            if 1 <= version <= 6 and length >= 8:
-                layers.append(OpenFlow(at + hlen, version, kind, length, xid))
-        elif sport == 53 or dport == 53:
-            _dns(raw, at + hlen + 2, layers)  # a 2-byte length before each message
-    elif proto == 17:
-        sport, dport, length, csum = struct.unpack_from("!HHHH", raw, at)
-        layers.append(Udp(at, sport, dport, length, csum))
-        body = at + 8
-        if depth < _TUNNEL_DEPTH and dport == 4789:
-            flags, vni = raw[body], _I(raw, body + 4)[0] >> 8
-            if flags & 0x08:
-                layers.append(Vxlan(body, vni))
-                _ethernet(raw, body + 8, layers, depth + 1)
-        elif depth < _TUNNEL_DEPTH and dport == 6081:
-            optlen, proto_type, vni = (
-                (raw[body] & 0x3F) * 4,
-                _H(raw, body + 2)[0],
-                _I(raw, body + 4)[0] >> 8,
-            )  # noqa: E501
-            layers.append(Geneve(body, vni, proto_type, raw[body + 8 : body + 8 + optlen]))
-            if proto_type == ETHERTYPE_TEB:
-                _ethernet(raw, body + 8 + optlen, layers, depth + 1)
-        elif depth < _TUNNEL_DEPTH and dport == 4754:
-            _gre(raw, body, layers, depth + 1)
-        elif sport == 53 or dport == 53:
-            _dns(raw, body, layers)
-        elif {sport, dport} <= {67, 68}:
-            _dhcp(raw, body, layers)
-    elif proto == 1:
-        kind, code, csum = struct.unpack_from("!BBH", raw, at)
-        ident, seq = _HH(raw, at + 4) if kind in _ECHO4 else (None, None)
-        layers.append(Icmp(at, kind, code, csum, ident, seq))
-    elif proto == 58:
-        kind, code, csum = struct.unpack_from("!BBH", raw, at)
-        ident, seq = _HH(raw, at + 4) if kind in _ECHO6 else (None, None)
-        target = _ip6(raw, at + 8) if kind in _ND else None
-        layers.append(ICMPv6(at, kind, code, csum, ident, seq, target))
-    elif proto == IPPROTO_GRE and depth < _TUNNEL_DEPTH:
-        _gre(raw, at, layers, depth + 1)
+def _vlan(raw: Data, at: int, _ctx: None) -> Layer:
+    tpid, tci, inner = _VLAN(raw, at)
+    return _new_vlan(at, tpid, tci >> 13, tci >> 12 & 1, tci & 0x0FFF, inner)
 
 
-def _gre(raw: bytes, at: int, layers: list[Layer], depth: int) -> None:
+def _arp(raw: Data, at: int, _ctx: None) -> Layer:
+    return _new_arp(at, _H(raw, at + 6)[0], raw[at + 8 : at + 14].hex(":"),
+                    _ntop(_AF4, raw[at + 14 : at + 18]), raw[at + 18 : at + 24].hex(":"),
+                    _ntop(_AF4, raw[at + 24 : at + 28]))  # fmt: skip
+
+
+def _ipv4(raw: Data, at: int, _ctx: None) -> Layer:
+    vihl, tos, total, ident, flags_offset, ttl, proto, csum, src, dst = _IP4(raw, at)
+    ihl = (vihl & 0x0F) * 4
+    df, mf, offset = bool(flags_offset & 0x4000), bool(flags_offset & 0x2000), flags_offset & 0x1FFF
+    return _new_ipv4(at, ihl, tos, total, ident, df, mf, offset * 8, ttl, proto, csum,
+                     _ntop(_AF4, src), _ntop(_AF4, dst),
+                     bytes(raw[at + 20 : at + ihl]))  # fmt: skip
+
+
+def _ipv6(raw: Data, at: int, ctx: tuple[tuple[int, ...], int, int, bool, int | None]) -> Layer:
+    vtf, plen, nh, hops, src, dst = _IP6(raw, at)
+    return _new_ipv6(at, vtf >> 20 & 0xFF, vtf & 0xFFFFF, plen, nh, hops, _ntop(_AF6, src),
+                     _ntop(_AF6, dst), *ctx)  # fmt: skip
+
+
+def _tcp(raw: Data, at: int, end: int) -> Layer:
+    sport, dport, seq, ack, off_flags, window, csum, urg = _TCP(raw, at)
+    hlen = (off_flags >> 12) * 4
+    return _new_tcp(at, sport, dport, seq, ack, hlen, off_flags & 0xFF, window, csum, urg,
+                    bytes(raw[at + 20 : at + hlen]), max(0, end - at - hlen))  # fmt: skip
+
+
+def _udp(raw: Data, at: int, _ctx: None) -> Layer:
+    return _new_udp(at, *_UDP(raw, at))
+
+
+def _icmp(raw: Data, at: int, _ctx: None) -> Layer:
+    kind, code, csum = _ICMP(raw, at)
+    ident, seq = _HH(raw, at + 4) if kind in ECHO4 else (None, None)
+    return _new_icmp(at, kind, code, csum, ident, seq)
+
+
+def _icmpv6(raw: Data, at: int, _ctx: None) -> Layer:
+    kind, code, csum = _ICMP(raw, at)
+    ident, seq = _HH(raw, at + 4) if kind in ECHO6 else (None, None)
+    target = _ntop(_AF6, raw[at + 8 : at + 24]) if kind in ND else None
+    return _new_icmpv6(at, kind, code, csum, ident, seq, target)
+
+
+def _gre(raw: Data, at: int, ctx: tuple[int | None, int | None]) -> Layer:
     flags, proto = _HH(raw, at)
-    if flags & UNDECODABLE:
-        raise _Stop(f"GRE: flags/version 0x{flags:04x} not decoded")
-    pos = at + GRE_FIXED_LEN + (4 if flags & FLAG_C else 0)
-    key = seq = None
-    if flags & FLAG_K:
-        key, pos = _I(raw, pos)[0], pos + 4
-    if flags & FLAG_S:
-        seq, pos = _I(raw, pos)[0], pos + 4
-    layers.append(Gre(at, flags, proto, key, seq))
-    if proto == ETHERTYPE_TEB:
-        _ethernet(raw, pos, layers, depth)
-    elif proto == ETHERTYPE_IPV4 or proto == ETHERTYPE_IPV6:
-        _ip(raw, pos, layers, depth)
-    elif proto == ETHERTYPE_ERSPAN_II:
-        if seq is None:
-            layers.append(Erspan(pos, 1, None, None, None))
-            _ethernet(raw, pos, layers, depth)
-            return
-        w0, w1 = _HH(raw, pos)
-        layers.append(Erspan(pos, 2, w1 & 0x03FF, w0 & 0x0FFF, None))
-        _ethernet(raw, pos + ERSPAN_II_LEN, layers, depth)
-    elif proto == ETHERTYPE_ERSPAN_III:
-        w0, w1 = _HH(raw, pos)
-        w3 = _H(raw, pos + 10)[0]
-        layers.append(Erspan(pos, 3, w1 & 0x03FF, w0 & 0x0FFF, w3 >> 3 & 1))
-        inner = pos + ERSPAN_III_LEN + (ERSPAN_III_PLATFORM_LEN if w3 & 1 else 0)
-        if (w3 >> 10) & 0x1F == FT_IP:
-            _ip(raw, inner, layers, depth)
-        else:
-            _ethernet(raw, inner, layers, depth)
+    return _new_gre(at, flags, proto, *ctx)
 
 
-def _dns(raw: bytes, at: int, layers: list[Layer]) -> None:
-    if len(raw) < at + 12:
-        return
-    ident, flags, qdcount = struct.unpack_from("!HHH", raw, at)
+def _erspan(raw: Data, at: int, kind: int) -> Layer:
+    if kind == 1:
+        return _new_erspan(at, 1, None, None, None)
+    w0, w1 = _HH(raw, at)
+    direction = _H(raw, at + 10)[0] >> 3 & 1 if kind == 3 else None
+    return _new_erspan(at, kind, w1 & 0x03FF, w0 & 0x0FFF, direction)
+
+
+def _vxlan(raw: Data, at: int, _ctx: None) -> Layer:
+    return _new_vxlan(at, _I(raw, at + 4)[0] >> 8)
+
+
+def _geneve(raw: Data, at: int, _ctx: None) -> Layer:
+    optlen = (raw[at] & 0x3F) * 4
+    return _new_geneve(at, _I(raw, at + 4)[0] >> 8, _H(raw, at + 2)[0],
+                       bytes(raw[at + 8 : at + 8 + optlen]))  # fmt: skip
+
+
+def _dns(raw: Data, at: int, _ctx: None) -> Layer:
+    ident, flags, qdcount = _DNS(raw, at)
     qname = qtype = None
     if qdcount:
         labels: list[str] = []
@@ -366,27 +363,36 @@ def _dns(raw: bytes, at: int, layers: list[Layer]) -> None:
             if size & 0xC0 or pos + 1 + size > len(raw):  # compression in a question, or cut
                 labels = []
                 break
-            labels.append(raw[pos + 1 : pos + 1 + size].decode("ascii", "replace"))
+            labels.append(str(raw[pos + 1 : pos + 1 + size], "ascii", "replace"))
             pos += 1 + size
         if labels and pos + 5 <= len(raw):
             qname = ".".join(labels)
             qtype = _H(raw, pos + 1)[0]
-    layers.append(Dns(at, ident, bool(flags & 0x8000), qname, qtype))
+    return _new_dns(at, ident, bool(flags & 0x8000), qname, qtype)
 
 
-def _dhcp(raw: bytes, at: int, layers: list[Layer]) -> None:
-    if len(raw) < at + 240 or raw[at + 236 : at + 240] != b"\x63\x82\x53\x63":
-        return  # not BOOTP with the DHCP magic cookie
+def _dhcp(raw: Data, at: int, _ctx: None) -> Layer:
     op, xid = raw[at], _I(raw, at + 4)[0]
-    kind, pos = None, at + 240
+    kind, pos = None, at + len(DHCP_MAGIC) + 236
     while pos < len(raw) and raw[pos] != 255:
         if raw[pos] == 0:
             pos += 1
             continue
         if pos + 2 > len(raw):
             break
-        if raw[pos] == 53 and pos + 2 < len(raw):
+        if raw[pos] == 53 and pos + 2 < len(raw):  # message type (RFC 2132 section 9.6)
             kind = raw[pos + 2]
             break
         pos += 2 + raw[pos + 1]
-    layers.append(Dhcp(at, op, xid, kind))
+    return _new_dhcp(at, op, xid, kind)
+
+
+def _openflow(raw: Data, at: int, _ctx: None) -> Layer:
+    return _new_openflow(at, *_OPENFLOW(raw, at))
+
+
+_BUILD: dict[type[Layer], Callable[[Data, int, Any], Layer]] = {
+    Ethernet: _ethernet, Vlan: _vlan, Arp: _arp, IPv4: _ipv4, IPv6: _ipv6, Tcp: _tcp,
+    Udp: _udp, Icmp: _icmp, ICMPv6: _icmpv6, Gre: _gre, Erspan: _erspan, Vxlan: _vxlan,
+    Geneve: _geneve, Dns: _dns, Dhcp: _dhcp, OpenFlow: _openflow,
+}  # fmt: skip

@@ -1,11 +1,12 @@
 """The flow table's block path: a classic pcap file counted a chunk at a time with numpy.
 
-A Python loop costs ~4 µs a packet here (read the record, :func:`~.observe.observe`,
+A Python loop costs ~4 µs a packet here (read the record, :func:`~vmsniff.dissect.flow_key`,
 :meth:`~.table.FlowTable.add`); tshark's conversation tables cost ~9 µs. For the packets of
 the common shape (Ethernet without a VLAN tag, or raw IP; IPv4 not fragmented; TCP or UDP not
 carrying a tunnel) numpy reads the fields of a whole chunk at once, groups the packets by flow
-with one sort, and sums them; every other packet goes through :func:`~.observe.observe` and
-:meth:`~.table.FlowTable.add` one by one, as on the ordinary path. Both feed the same table,
+with one sort, and sums them; every other packet goes through
+:func:`~vmsniff.dissect.flow_key` and :meth:`~.table.FlowTable.add` one by one, as on the
+ordinary path. Both feed the same table,
 and a test holds the two paths to the same flows on the same file.
 
 Within one chunk a flow's packets of the common shape are merged before its others; so a flow
@@ -21,8 +22,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from vmsniff.dissect.flow import flow_key
 from vmsniff.errors import MalformedPacket
-from vmsniff.flows.observe import GENEVE_PORT, GRE_UDP_PORT, VXLAN_PORT, observe
 from vmsniff.flows.table import FlowTable, letters_of
 from vmsniff.formats.capture import (
     LINKTYPE_ETHERNET,
@@ -33,6 +34,7 @@ from vmsniff.formats.capture import (
     PCAP_RECORD_HEADER,
 )
 from vmsniff.formats.ethernet import ETH_HEADER_LEN, ETHERTYPE_IPV4
+from vmsniff.formats.ip import GENEVE_PORT, GRE_UDP_PORT, VXLAN_PORT
 from vmsniff.pcap.reader import MAX_RECORD
 
 __all__ = ["CHUNK", "pcap_header", "table_of_pcap"]
@@ -156,7 +158,7 @@ def _count(
     for i in np.flatnonzero(~ok).tolist():  # every other packet, one by one, in order
         start = int(frame[i])
         data = memoryview(buf)[start : start + int(caplen[i])]
-        table.add(int(ts[i]), observe(data, linktype, int(origlen[i])))
+        table.add(int(ts[i]), flow_key(data, linktype, int(origlen[i])))
 
 
 def _merge(

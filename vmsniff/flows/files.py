@@ -1,12 +1,12 @@
-"""Capture files through :func:`~.observe.observe` into a :class:`~.table.FlowTable`,
+"""Capture files through :func:`~vmsniff.dissect.flow_key` into a :class:`~.table.FlowTable`,
 streaming: a file is read in chunks and each record dropped once counted."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from vmsniff.dissect.flow import flow_key
 from vmsniff.errors import FileError, MalformedPacket
-from vmsniff.flows.observe import observe
 from vmsniff.flows.table import FlowTable, Observation
 
 __all__ = ["table_of_files"]
@@ -43,7 +43,7 @@ def table_of_files(
                     for rec in reader.feed(chunk):
                         if keep is not None and not keep(rec.data, rec.linktype):
                             continue
-                        obs: Observation | None = observe(rec.data, rec.linktype, rec.origlen)
+                        obs: Observation | None = flow_key(rec.data, rec.linktype, rec.origlen)
                         add(rec.ts_ns or 0, obs)
                     chunk = fh.read(_CHUNK)
                 reader.close()

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
+
+from vmsniff.dissect.flow import FlowKey
 
 __all__ = ["CONN_STATES", "Flow", "FlowTable", "Observation", "conn_state", "letters_of"]
 
@@ -45,30 +47,8 @@ CONN_STATES = {
 }
 
 
-class Observation(NamedTuple):
-    """What one packet says about its flow (see :mod:`.observe`)."""
-
-    proto: int
-    """IP protocol number; for a non-IP frame the EtherType, with ``ip`` false."""
-    src: bytes
-    """Source address (IPv4 4 bytes, IPv6 16) or, not IP, source MAC."""
-    dst: bytes
-    sport: int
-    """Port (TCP, UDP, SCTP); ICMP/ICMPv6 echo identifier; else 0."""
-    dport: int
-    length: int
-    """Bytes on the wire (the frame's original length)."""
-    ip: bool = True
-    vlan: int | None = None
-    vni: int | None = None
-    """The VXLAN/Geneve network the frame arrived in (part of the flow)."""
-    mirror: int | None = None
-    """The GRE key or ERSPAN session it was mirrored under (reported, not part of the flow)."""
-    tcp_flags: int = 0
-    payload: int = 0
-    """TCP payload bytes (``D`` in the history)."""
-    fragment: int | None = None
-    """An IP fragment's identification; then ``sport``/``dport`` are -1 after the first."""
+#: What one packet says about its flow: :func:`vmsniff.dissect.flow_key` reads it.
+Observation = FlowKey
 
 
 _LETTERS = (("S", 1), ("H", 2), ("A", 4), ("D", 8), ("F", 16), ("R", 32))

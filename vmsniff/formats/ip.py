@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "GENEVE_PORT",
+    "GRE_UDP_PORT",
     "IPPROTO_GRE",
     "IPV4_FLAGS_OFFSET",
     "IPV4_FRAGMENT_MASK",
@@ -15,6 +17,7 @@ __all__ = [
     "IPV6_FRAGMENT",
     "IPV6_HEADER",
     "IP_PROTOCOL_NAMES",
+    "VXLAN_PORT",
 ]
 
 IPV4_MIN_HEADER = 20
@@ -31,6 +34,11 @@ IPPROTO_GRE = 47
 #: hop-by-hop options, routing, destination options. A Fragment header goes to reassembly.
 IPV6_EXTENSIONS = frozenset({0, 43, 60})
 IPV6_FRAGMENT = 44
+
+#: UDP destination ports of the tunnels vmsniff looks inside.
+VXLAN_PORT = 4789  #: RFC 7348 section 5
+GENEVE_PORT = 6081  #: RFC 8926 section 3.3
+GRE_UDP_PORT = 4754  #: GRE-in-UDP, RFC 8086 section 3
 
 #: IP protocol numbers (IANA "Assigned Internet Protocol Numbers") named in one-line summaries.
 IP_PROTOCOL_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 47: "GRE", 58: "ICMP6", 132: "SCTP"}

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.unit.wire.conftest import captures_path, require_captures
+from vmsniff.dissect import flow_key
 from vmsniff.flows.files import table_of_files
-from vmsniff.flows.observe import observe
 from vmsniff.flows.table import FlowTable
 from vmsniff.formats.capture import LINKTYPE_ETHERNET
 from vmsniff.pcap.pcap import file_header, record
@@ -123,7 +123,7 @@ def test_tcp_states_and_histories_as_zeek_names_them(tmp_path: Path) -> None:
 
 def test_the_originator_of_a_flow_first_seen_at_its_syn_ack_is_the_receiver() -> None:
     table = FlowTable()
-    synack = observe(_tcp(B, A, 80, 1000, "SA"), LINKTYPE_ETHERNET)
+    synack = flow_key(_tcp(B, A, 80, 1000, "SA"), LINKTYPE_ETHERNET)
     table.add(1, synack)
     (flow,) = table.flows()
     assert (flow.orig_port, flow.resp_port, flow.resp_packets, flow.history) == (1000, 80, 1, "h")
