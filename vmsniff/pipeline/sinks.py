@@ -646,7 +646,7 @@ class FlowsSink(Sink):
         self.table = FlowTable()
 
     def write(self, batch: list[Packet] | Records) -> None:
-        from vmsniff.flows.observe import observe
+        from vmsniff.dissect.flow import flow_key as observe
 
         assert not isinstance(batch, Records), "records go to a plain FileSink only"
         add = self.table.add

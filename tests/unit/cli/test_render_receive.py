@@ -17,7 +17,7 @@ from rich.console import Console
 from tests.unit.pipeline.helpers import gre, icmp_frame
 from vmsniff.cli._context import Env
 from vmsniff.cli._render_receive import LiveFlows, live_line, progress
-from vmsniff.flows.observe import observe
+from vmsniff.dissect.flow import flow_key as observe
 from vmsniff.flows.table import FlowTable
 from vmsniff.formats.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from vmsniff.pcap.pcap import file_header, record
