@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vmsniff.pcap.reader import CaptureReader
@@ -38,6 +39,26 @@ def on_cpu(cpu: int) -> Callable[[], None] | None:
 def sh(*args: str) -> None:
     """Run a set-up command; fail loudly."""
     subprocess.run(args, check=True, capture_output=True)
+
+
+@contextmanager
+def veth_namespaces(tx: str, rx: str, tx_mac: bytes, rx_mac: bytes) -> Iterator[None]:
+    """Namespaces ``tx`` (``veth0``, 10.251.0.1) and ``rx`` (``eth0``, 10.251.0.2) joined by a
+    veth pair with these MACs; removed on the way out, also after a failure."""
+    try:
+        sh("ip", "netns", "add", tx)
+        sh("ip", "netns", "add", rx)
+        sh("ip", "-n", tx, "link", "add", "veth0", "address", tx_mac.hex(":"), "type", "veth",
+           "peer", "name", "eth0", "netns", rx)  # fmt: skip
+        sh("ip", "-n", rx, "link", "set", "eth0", "address", rx_mac.hex(":"))
+        sh("ip", "-n", tx, "addr", "add", "10.251.0.1/24", "dev", "veth0")
+        sh("ip", "-n", rx, "addr", "add", "10.251.0.2/24", "dev", "eth0")
+        for ns, dev in ((tx, "veth0"), (rx, "eth0"), (tx, "lo"), (rx, "lo")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        yield
+    finally:
+        for ns in (tx, rx):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def count_records(path: Path) -> int:

@@ -32,9 +32,9 @@ from bench._replay import (  # noqa: E402
     print_header,
     print_rows,
     ratio,
-    sh,
     start_receivers,
     stop_receivers,
+    veth_namespaces,
     warm_for,
 )
 from vmsniff.pcap.pcap import file_header  # noqa: E402
@@ -98,8 +98,10 @@ def run_once(
     c_ref: Path | None = None,
     tools: tuple[str, ...] = ("vmsniff", "tcpdump"),
     cold: bool = False,
+    vmsniff_args: tuple[str, ...] = (),
 ) -> dict[str, dict[str, float]]:
-    """One replay with ``tools`` receiving it side by side."""
+    """One replay with ``tools`` receiving it side by side (``vmsniff_args`` added to
+    vmsniff's command line: bench/scale.py's ``--manifest``)."""
     tx, rx = f"{prefix}-tx", f"{prefix}-rx"
     outputs = {"vmsniff": tmp / "vmsniff.pcap", "tcpdump": tmp / "tcpdump.pcap"}
     if c_ref is not None:
@@ -120,6 +122,7 @@ def run_once(
             "eth0",
             "-w",
             str(tmp / "vmsniff.pcap"),
+            *vmsniff_args,
         ],
         "tcpdump": [
             "tcpdump",
@@ -173,31 +176,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vmsniff-bench-") as tmpdir:
         tmp = Path(tmpdir)
         c_ref = None if args.no_c_reference else build_c_reference(tmp)
-        try:
-            sh("ip", "netns", "add", tx)
-            sh("ip", "netns", "add", rx)
-            sh(
-                "ip",
-                "-n",
-                tx,
-                "link",
-                "add",
-                "veth0",
-                "address",
-                TX_MAC.hex(":"),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                rx,
-            )
-            sh("ip", "-n", rx, "link", "set", "eth0", "address", RX_MAC.hex(":"))
-            sh("ip", "-n", tx, "addr", "add", "10.251.0.1/24", "dev", "veth0")
-            sh("ip", "-n", rx, "addr", "add", "10.251.0.2/24", "dev", "eth0")
-            for ns, dev in ((tx, "veth0"), (rx, "eth0"), (tx, "lo"), (rx, "lo")):
-                sh("ip", "-n", ns, "link", "set", dev, "up")
+        with veth_namespaces(tx, rx, TX_MAC, RX_MAC):
             for mix in args.mix:
                 pcap = tmp / f"gre-{mix}.pcap"
                 build_pcap(pcap, args.packets, mix)
@@ -218,9 +197,6 @@ def main() -> int:
                     all_results[mix]["C ref"] = second["C ref"]
                     all_results[mix]["tcpdump, C pass"] = second["tcpdump"]
                 pcap.unlink()
-        finally:
-            for ns in (tx, rx):
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     if args.json:
         print(json.dumps(all_results, indent=2))
         return 0

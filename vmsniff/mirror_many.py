@@ -157,6 +157,7 @@ def _cloud(base: ResolveOptions, env: Mapping[str, str]) -> Iterator[Any]:
         return
     nova = NovaSource(base.os_cloud)
     try:
+        nova.prefetch()  # one listing for every VM (admin); else each VM is asked alone
         yield nova
     finally:
         nova.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +102,8 @@ class NovaSource:
         self.timeout = timeout
         self._conn: Any = None
         self._networks: dict[str, str | None] = {}  #: network id -> name, asked once
+        self._servers: list[CloudServer] | None = None  #: prefetch(): every project's servers
+        self._ports_of: dict[str, list[Any]] = {}  #: prefetch(): server id -> its ports
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -126,11 +128,43 @@ class NovaSource:
                 )
         return self._conn
 
+    def prefetch(self, server_ids: Sequence[str] = ()) -> bool:
+        """For many VMs in a row (``mirror VM VM…``): list every project's servers once, and
+        the ports of ``server_ids`` (or of every listed server) in one Neutron request, so that
+        :meth:`find` and :meth:`ports` answer from memory. False (nothing cached) when the
+        cloud refuses the all-projects listing (not admin): each VM is then asked for alone."""
+        from openstack import exceptions as sdk
+
+        conn = self._connect()
+        try:
+            with self._errors():
+                servers = [_server(s) for s in conn.compute.servers(details=True,
+                                                                    all_projects=True)]  # fmt: skip
+        except PermissionDenied:
+            return False
+        ids = list(server_ids) or [s.id for s in servers]
+        with self._errors():
+            try:
+                ports = list(conn.network.ports(device_id=ids)) if ids else []
+            except sdk.SDKException:
+                return False
+        self._servers = servers
+        self._ports_of = {}
+        for port in ports:
+            self._ports_of.setdefault(port.device_id, []).append(port)
+        return True
+
     def find(self, query: str, *, all_projects: bool = False) -> list[CloudServer]:
         """Servers whose id is ``query`` or whose name is exactly ``query``."""
         from openstack import exceptions as sdk
 
         conn = self._connect()
+        if self._servers is not None:
+            hits = [s for s in self._servers if query in (s.id, s.name)]
+            if all_projects:
+                return hits
+            mine = getattr(conn, "current_project_id", None)
+            return [s for s in hits if s.project_id == mine]
         with self._errors():
             if _UUID.match(query):
                 try:
@@ -216,7 +250,10 @@ class NovaSource:
         """The server's Neutron ports, with network names."""
         conn = self._connect()
         with self._errors():
-            ports = list(conn.network.ports(device_id=server_id))
+            if self._servers is not None and server_id in self._ports_of:
+                ports = self._ports_of[server_id]
+            else:
+                ports = list(conn.network.ports(device_id=server_id))
             networks = self._networks
             for port in ports:
                 if port.network_id not in networks:
