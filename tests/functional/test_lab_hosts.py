@@ -282,3 +282,32 @@ def test_one_process_talks_to_each_hosts_ovsdb_on_its_own_connection(lab2: Lab) 
             seen.append((api.ovsdb_connection.idl._session.remotes, row.uuid))
     assert seen[0][0] != seen[1][0], seen
     assert seen[0][1] != seen[1][1], seen
+
+
+def test_extra_vms_are_spread_over_the_hosts_and_reach_each_other(fresh_lab_prefix: str) -> None:
+    proc = vmsniff("lab", "up", "--prefix", fresh_lab_prefix, "--hosts", "2", "--extra-vms",
+                   "3", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "running" and data["extra_vms"] == 3
+    assert {vm["name"]: vm["host"] for vm in data["vms"]} == {
+        "c-private": "compute-1", "c-native": "compute-2", "c-multi": "compute-1",
+        "c-extra-1": "compute-2", "c-extra-2": "compute-1", "c-extra-3": "compute-2",
+    }  # fmt: skip
+    the_lab = lab_for(fresh_lab_prefix, hosts=2, extra_vms=3)
+    result = make_traffic(the_lab, "c-extra-1", "c-extra-2", count=2)
+    assert all(c["replies"] == 2 for c in result["traffic"].values()), result
+    env = host_env(the_lab, "compute-1")
+    proc = vmsniff("resolve", "c-extra-3", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    resolved = json.loads(proc.stdout)
+    assert resolved["server"]["host"] == "compute-2"
+    assert resolved["nics"][0]["ovs_port"] == the_lab.vm("c-extra-3").nics[0].ovs_port
+    # lab down finds them without the state file
+    the_lab.state_file.unlink()
+    proc = vmsniff("lab", "down", "--prefix", fresh_lab_prefix, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {f"{fresh_lab_prefix}-c-extra-{k}" for k in (1, 2, 3)} <= set(
+        json.loads(proc.stdout)["namespaces_removed"]
+    )
+    assert not _ours(fresh_lab_prefix) and not the_lab.rundir.exists()

@@ -49,11 +49,19 @@ from vmsniff.formats.ip import (
     IPV4_TOTAL_LENGTH_OFFSET,
 )
 from vmsniff.formats.packet import PACKET_OUTGOING
+from vmsniff.model import Direction
 from vmsniff.pcap.encoder import Encoder
 from vmsniff.pipeline.core import Pipeline
 from vmsniff.pipeline.inplace import Array, BlockRecords
 
 __all__ = ["FastPath"]
+
+_NIC_CODE = 1 << 33  #: codes from here on name a shared stream's NIC (keys + 1 stay below)
+
+
+def _mac48(text: str) -> int:
+    return int(text.replace(":", "").replace("-", ""), 16)
+
 
 # The fast shape's GRE flag words are exactly the words with no bit outside C, K and S.
 _FLAG_MASK = 0xFFFF ^ (FLAG_C | FLAG_K | FLAG_S)
@@ -85,26 +93,42 @@ class FastPath:
         cfg = pipeline.config
         keys = pipeline.config.key_directions()
         # receive --manifest: a dedicated stream's key names its NIC (the pcapng interface)
-        # and the VLAN tag to take off; a shared stream's packets are attributed by MAC, one
-        # by one, by the pipeline (not the fast shape here).
+        # and the VLAN tag to take off. In a shared stream the NIC is the one whose MAC is the
+        # frame's source (from-vm) or destination (to-vm), looked up here for a whole block;
+        # what no NIC's MAC names (a to-vm broadcast, a stranger) goes to the pipeline, one
+        # by one, which floods or files it as unattributed (vmsniff.pipeline.attribute).
         names: dict[int, str] = {}
         tags: dict[int, int] = {}
-        shared: list[int] = []
+        self._shared_tables: list[tuple[int, bool, Array, Array]] = []
+        nic_names: list[str] = []
+        nic_tags: list[int] = []
         if cfg.manifest is not None:
+            index = {n.name: i for i, n in enumerate(cfg.manifest.nics)}
+            nic_names = [n.name for n in cfg.manifest.nics]
+            nic_tags = [-1 if n.tag is None else n.tag for n in cfg.manifest.nics]
             for stream in cfg.manifest.streams:
                 if stream.shared:
-                    shared.append(stream.key)
+                    macs = {_mac48(cfg.manifest.nic(n).mac): index[n] for n in stream.nics}
+                    order = sorted(macs)
+                    self._shared_tables.append((
+                        stream.key, stream.direction is Direction.FROM_VM,
+                        np.array(order, dtype=np.int64),
+                        np.array([macs[m] for m in order], dtype=np.int64),
+                    ))  # fmt: skip
                     continue
                 nic = cfg.manifest.nic(stream.nics[0])
                 names[stream.key] = nic.name
                 if nic.tag is not None:
                     tags[stream.key] = nic.tag
         self._manifest = cfg.manifest is not None
-        self._shared = np.array(sorted(shared), dtype=np.int64)
+        self._shared = np.array(sorted(t[0] for t in self._shared_tables), dtype=np.int64)
         self._key_tags = np.array([tags.get(k, -1) for k in sorted(keys)], dtype=np.int64)
+        self._nic_tags = np.array(nic_tags or [-1], dtype=np.int64)
 
         def describe(code: int) -> tuple[int | None, int, bool, str | None]:
-            """code 0 = no key, else key + 1 (see BlockRecords)."""
+            """code 0 = no key, key + 1, or _NIC_CODE + a shared stream's NIC index."""
+            if code >= _NIC_CODE:
+                return None, LINKTYPE_ETHERNET, False, nic_names[code - _NIC_CODE]
             key = None if code == 0 else code - 1
             return key, LINKTYPE_ETHERNET, False, None if key is None else names.get(key)
 
@@ -172,8 +196,10 @@ class FastPath:
             & (gflags & _FLAG_MASK == 0)
             & (snap >= outer)
         )
+        nic_of = None
         if len(self._shared):
-            fast &= ~np.isin(key, self._shared)  # attributed by MAC, by the pipeline
+            nic_of = self._attribute(fast, has_key, key, ip, outer, snap)
+            fast &= ~(has_key & np.isin(key, self._shared)) | (nic_of >= 0)
         n_in = int(incoming.sum())
         n_fast = int(fast.sum())
         stats.received += n_fast
@@ -205,7 +231,9 @@ class FastPath:
             tpid_at = np.minimum(start + ETH_ADDRS_LEN, len(a) - 2)
             tpid = a[tpid_at].astype(np.int64) << 8 | a[tpid_at + 1]
             tag = ok & (cap >= ETH_HEADER_LEN + VLAN_TAG_LEN) & np.isin(tpid, TPIDS)
-            want = self._key_tags[pos] if self._manifest else cfg.vlan_id
+            want: Any = self._key_tags[pos] if self._manifest else cfg.vlan_id
+            if nic_of is not None:  # a shared stream's NIC: its own tag
+                want = np.where(nic_of >= 0, self._nic_tags[np.maximum(nic_of, 0)], want)
             if want is not None:  # --strip-vlan ID, or the NIC's tag (-1: none)
                 tci = a[tpid_at + 2].astype(np.int64) << 8 | a[tpid_at + 3]
                 tag &= tci & VLAN_VID_MASK == want
@@ -228,7 +256,10 @@ class FastPath:
         cap = np.minimum(cap, cfg.snaplen)
 
         sel = np.flatnonzero(ok)
-        args = (base, offs, sel, start, cap, orig, ts, key + 1, direction)
+        codes = key + 1
+        if nic_of is not None:
+            codes = np.where(nic_of >= 0, _NIC_CODE + nic_of, codes)
+        args = (base, offs, sel, start, cap, orig, ts, codes, direction)
         if n_fast == n_in:
             if limit is not None and len(sel) > limit:
                 sel = sel[:limit]  # what -c cuts is neither written nor filtered out
@@ -238,6 +269,27 @@ class FastPath:
             return prefix + pieces
         prefix, records = writer.encode(*args)
         return prefix + self._merge(records, sel, fast, incoming, offs, ip, snap, ts, limit)
+
+    def _attribute(
+        self, fast: Array, has_key: Array, key: Array, ip: Array, outer: Array, snap: Array
+    ) -> Array:
+        """Each packet's NIC index in a shared stream, by MAC (-1: not shared, too short, or
+        no NIC's MAC: the pipeline decides those one by one)."""
+        nic_of = np.full(len(key), -1, dtype=np.int64)
+        whole = fast & has_key & (snap >= outer + ETH_HEADER_LEN)
+        for stream_key, from_vm, macs, nics in self._shared_tables:
+            idx = np.flatnonzero(whole & (key == stream_key))
+            if not len(idx):
+                continue
+            # the source (from-vm) or destination (to-vm) address of the inner frame
+            first = ip[idx] + outer[idx] + (ETH_ADDRS_LEN // 2 if from_vm else 0)
+            mac = np.zeros(len(idx), dtype=np.int64)
+            for i in range(ETH_ADDRS_LEN // 2):
+                mac = mac << 8 | np.take(self._a, first + i, mode="clip").astype(np.int64)
+            pos = np.minimum(np.searchsorted(macs, mac), len(macs) - 1)
+            hit = macs[pos] == mac
+            nic_of[idx[hit]] = nics[pos[hit]]
+        return nic_of
 
     def _merge(
         self,

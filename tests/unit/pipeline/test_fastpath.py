@@ -135,6 +135,14 @@ def mixed_traffic() -> list[tuple[int, bytes] | tuple[int, bytes, int]]:
     # what this host sent: never counted
     frames.append((ts + n + 12, gre(icmp_frame(n + 12), key=100), PACKET_OUTGOING))
     frames.append((ts + n + 13, gre(icmp_frame(n + 13), key=100)))
+    # a shared stream's to-vm frames: to a NIC's MAC, broadcast, to a stranger; tagged too
+    to_c = icmp_frame(n + 14)
+    frames.append((ts + n + 14, gre(to_c, key=103)))
+    frames.append((ts + n + 15, gre(b"\xff" * 6 + to_c[6:], key=103)))
+    frames.append((ts + n + 16, gre(bytes.fromhex("020000000077") + to_c[6:], key=103)))
+    frames.append((ts + n + 17, gre(icmp_frame(n + 17, vlan=1), key=103)))
+    frames.append((ts + n + 18, gre(to_c[:6] + bytes.fromhex("020000000077") + to_c[12:], key=102)))
+    frames.append((ts + n + 19, gre(to_c[:10], key=103)))
     return frames
 
 
@@ -243,7 +251,7 @@ def test_block_in_the_middle_of_the_ring() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from([None, 100, 101, 7]),
+            st.sampled_from([None, 100, 101, 102, 103, 7]),
             st.sampled_from([None, 1]),
             st.booleans(),
             st.booleans(),
