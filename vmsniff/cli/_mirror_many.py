@@ -68,64 +68,65 @@ def mirror_many(
         session = NbSession(nb_remote)
     else:
         session = SpreadSession(remotes_of(members, remotes))
-    with stop_on_signals(flag), session as spread:
-        plan = spread.prepare(members, opts, shared=shared)
-        removed_by_host = spread.removed if via == "ovs" else {"OVN Northbound": spread.removed}
-        for host, removed in removed_by_host.items():
-            for sid in removed:
-                env.info(f"removed expired vmsniff session {sid} on {host}")
-        path = manifest or f"session-{plan.session[:8]}.json"
-        if dry_run:
-            spread.detach = True
-            if via == "ovn":
-                command = plan.ovn_nbctl_command(nb_remote)
+    with stop_on_signals(flag):
+        with session as spread:
+            plan = spread.prepare(members, opts, shared=shared)
+            removed_by_host = spread.removed if via == "ovs" else {"OVN Northbound": spread.removed}
+            for host, removed in removed_by_host.items():
+                for sid in removed:
+                    env.info(f"removed expired vmsniff session {sid} on {host}")
+            path = manifest or f"session-{plan.session[:8]}.json"
+            if dry_run:
+                spread.detach = True
+                if via == "ovn":
+                    command = plan.ovn_nbctl_command(nb_remote)
+                    if as_json:
+                        env.json({**plan.to_dict(), "dry_run": True, "ovn_nbctl": command})
+                    else:
+                        env.out.print(f"would create {len(plan.mirrors)} OVN Northbound mirrors:")
+                        env.stdout.write(command + "\n")
+                    return
                 if as_json:
-                    env.json({**plan.to_dict(), "dry_run": True, "ovn_nbctl": command})
+                    env.json({**plan.to_dict(), "dry_run": True,
+                              "ovs_vsctl": {h: p.vsctl_command(remotes[h])
+                                            for h, p in plan.plans.items()}})  # fmt: skip
                 else:
-                    env.out.print(f"would create {len(plan.mirrors)} OVN Northbound mirrors:")
-                    env.stdout.write(command + "\n")
+                    for host, host_plan in plan.plans.items():
+                        env.out.print(f"would mirror on {host} ({len(host_plan.mirrors)} mirrors):")
+                        env.stdout.write(host_plan.vsctl_command(remotes[host]) + "\n")
                 return
-            if as_json:
-                env.json({**plan.to_dict(), "dry_run": True,
-                          "ovs_vsctl": {h: p.vsctl_command(remotes[h])
-                                        for h, p in plan.plans.items()}})  # fmt: skip
-            else:
-                for host, host_plan in plan.plans.items():
-                    env.out.print(f"would mirror on {host} ({len(host_plan.mirrors)} mirrors):")
-                    env.stdout.write(host_plan.vsctl_command(remotes[host]) + "\n")
-            return
-        if flag():
-            raise KeyboardInterrupt
-        _write_manifest(path, plan.manifest.to_json())
-        made_manifest = path
-        try:
-            spread.start(plan, members, opts.snaplen, detach=detach, stopped=flag)
-        except BaseException:
-            os.unlink(path)  # ours, just made: the session it describes does not exist
-            raise
-        _started(env, plan, path, as_json=as_json, detach=detach)
-        if detach:
-            if as_json:
-                env.json({**plan.to_dict(), "manifest_file": made_manifest, "detached": True})
-            return
-        began = time.monotonic()
-        reason = hold_with_progress(env, spread, duration, flag)
-        packets, bytes_ = spread.stats()
-        lasted = time.monotonic() - began
-    hosts = len(plan.manifest.hosts)
-    if via == "ovn":
-        env.info(f"stopped ({reason}); OVN Northbound mirrors removed (OVN removes the chassis "
-                 "ports and mirrors itself)")  # fmt: skip
-    elif packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
-        env.info(f"stopped ({reason}); mirrors removed on {hosts} hosts; OVS had not counted "
-                 "their packets yet (it updates mirror counters every "
-                 f"{OVS_STATS_INTERVAL_S} s)")  # fmt: skip
-    else:
-        env.info(f"stopped ({reason}); mirrors removed on {hosts} hosts; {packets} packets, "
-                 f"{bytes_} bytes mirrored")  # fmt: skip
-    if as_json:
-        env.json({**plan.to_dict(), "manifest_file": made_manifest, "stopped": reason,
-                  "packets": packets, "bytes": bytes_})  # fmt: skip
+            if flag():
+                raise KeyboardInterrupt
+            _write_manifest(path, plan.manifest.to_json())
+            made_manifest = path
+            try:
+                spread.start(plan, members, opts.snaplen, detach=detach, stopped=flag)
+            except BaseException:
+                os.unlink(path)  # ours, just made: the session it describes does not exist
+                raise
+            _started(env, plan, path, as_json=as_json, detach=detach)
+            if detach:
+                if as_json:
+                    env.json({**plan.to_dict(), "manifest_file": made_manifest, "detached": True})
+                return
+            began = time.monotonic()
+            reason = hold_with_progress(env, spread, duration, flag)
+            packets, bytes_ = spread.stats()
+            lasted = time.monotonic() - began
+        hosts = len(plan.manifest.hosts)
+        if via == "ovn":
+            env.info(f"stopped ({reason}); OVN Northbound mirrors removed (OVN removes the chassis "
+                     "ports and mirrors itself)")  # fmt: skip
+        elif packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
+            env.info(f"stopped ({reason}); mirrors removed on {hosts} hosts; OVS had not counted "
+                     "their packets yet (it updates mirror counters every "
+                     f"{OVS_STATS_INTERVAL_S} s)")  # fmt: skip
+        else:
+            env.info(f"stopped ({reason}); mirrors removed on {hosts} hosts; {packets} packets, "
+                     f"{bytes_} bytes mirrored")  # fmt: skip
+        if as_json:
+            env.json({**plan.to_dict(), "manifest_file": made_manifest, "stopped": reason,
+                      "packets": packets, "bytes": bytes_})  # fmt: skip
 
 
 def _started(env: Env, plan: Any, path: str, *, as_json: bool, detach: bool) -> None:

@@ -182,44 +182,49 @@ def mirror(env: Env, /, vms: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     # Starting is bounded (5 s transaction, 5 s tunnel wait, 1 s route wait), and the loop
     # below sees the flag within 0.25 s; a second Ctrl-C cannot cut the teardown short.
     flag = StopFlag()
-    with stop_on_signals(flag), MirrorSession(target.ovsdb) as session:
-        plan, expired = session.prepare(target.server, nic, opts)
-        for sid in expired:
-            env.info(f"removed {session.removed_why.get(sid, 'expired')} vmsniff session {sid}")
-        if dry_run:
-            session.detach = True
-            if as_json:
-                env.json({**plan.to_dict(), "dry_run": True, "ovs_vsctl": plan.vsctl_command()})
-            else:
-                env.out.print(f"would mirror {plan.vm_port} on {plan.bridge} to {plan.remote_ip}")
-                env.stdout.write(plan.vsctl_command(target.ovsdb) + "\n")
-            return
-        if flag():
-            raise KeyboardInterrupt  # stopped before anything was made
-        started = session.start(plan, nic, opts.snaplen, detach=detach)
-        for warning in started.warnings:
-            env.warn(warning)
-        env.info(
-            f"mirroring {target.server.name} {nic.mac} ({plan.vm_port} on {plan.bridge}) "
-            f"to {plan.remote_ip} over {plan.encap}"
-        )
-        _started(env, plan, as_json=as_json, detach=detach)
-        if detach:
-            if as_json:
-                env.json({**plan.to_dict(), "detached": True})
-            return
-        began = time.monotonic()
-        reason = hold_with_progress(env, session, duration, flag)
-        packets, bytes_ = session.stats()
-        lasted = time.monotonic() - began
-    if packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
-        # ovs-vswitchd writes Mirror statistics every 5 s: a short session may show none yet
-        env.info(f"stopped ({reason}); mirror removed; OVS had not counted its packets yet "
-                 f"(it updates mirror counters every {OVS_STATS_INTERVAL_S} s)")  # fmt: skip
-    else:
-        env.info(f"stopped ({reason}); mirror removed; {packets} packets, {bytes_} bytes mirrored")
-    if as_json:
-        env.json({**plan.to_dict(), "stopped": reason, "packets": packets, "bytes": bytes_})
+    with stop_on_signals(flag):
+        with MirrorSession(target.ovsdb) as session:
+            plan, expired = session.prepare(target.server, nic, opts)
+            for sid in expired:
+                env.info(f"removed {session.removed_why.get(sid, 'expired')} vmsniff session {sid}")
+            if dry_run:
+                session.detach = True
+                if as_json:
+                    env.json({**plan.to_dict(), "dry_run": True, "ovs_vsctl": plan.vsctl_command()})
+                else:
+                    env.out.print(
+                        f"would mirror {plan.vm_port} on {plan.bridge} to {plan.remote_ip}"
+                    )
+                    env.stdout.write(plan.vsctl_command(target.ovsdb) + "\n")
+                return
+            if flag():
+                raise KeyboardInterrupt  # stopped before anything was made
+            started = session.start(plan, nic, opts.snaplen, detach=detach)
+            for warning in started.warnings:
+                env.warn(warning)
+            env.info(
+                f"mirroring {target.server.name} {nic.mac} ({plan.vm_port} on {plan.bridge}) "
+                f"to {plan.remote_ip} over {plan.encap}"
+            )
+            _started(env, plan, as_json=as_json, detach=detach)
+            if detach:
+                if as_json:
+                    env.json({**plan.to_dict(), "detached": True})
+                return
+            began = time.monotonic()
+            reason = hold_with_progress(env, session, duration, flag)
+            packets, bytes_ = session.stats()
+            lasted = time.monotonic() - began
+        if packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
+            # ovs-vswitchd writes Mirror statistics every 5 s: a short session may show none yet
+            env.info(f"stopped ({reason}); mirror removed; OVS had not counted its packets yet "
+                     f"(it updates mirror counters every {OVS_STATS_INTERVAL_S} s)")  # fmt: skip
+        else:
+            env.info(
+                f"stopped ({reason}); mirror removed; {packets} packets, {bytes_} bytes mirrored"
+            )
+        if as_json:
+            env.json({**plan.to_dict(), "stopped": reason, "packets": packets, "bytes": bytes_})
 
 
 def _started(env: Env, plan: Any, *, as_json: bool, detach: bool) -> None:
