@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from vmsniff.errors import NotFound, SessionLost, SwitchError, Unreachable, UsageError
 from vmsniff.model import Direction, Nic, Server
@@ -41,6 +42,7 @@ __all__ = [
     "CleanupReport",
     "MirrorSession",
     "cleanup",
+    "hold_session",
     "list_sessions",
     "mtu_warning",
     "with_marks",
@@ -333,21 +335,8 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         signal number (the handlers only record it); return why it ended: ``duration``,
         ``interrupted`` (SIGINT) or the signal's name. Raises :class:`SessionLost` as soon as
         the keeper sees the rows gone. ``on_tick(elapsed, packets, bytes)`` every ``tick``."""
-        import signal
-
-        start = clock()
-        while True:
-            elapsed = clock() - start
-            signum = signalled()
-            if signum is not None:
-                name = signal.Signals(signum).name
-                return "interrupted" if name == "SIGINT" else name
-            if duration is not None and elapsed >= duration:
-                return "duration"
-            self.check()
-            if on_tick is not None:
-                on_tick(elapsed, *self.stats())
-            time.sleep(min(tick, duration - elapsed) if duration is not None else tick)
+        return hold_session(self, duration=duration, signalled=signalled, on_tick=on_tick,
+                            tick=tick, clock=clock)  # fmt: skip
 
     def stop(self) -> None:
         """Tear the session down in one transaction (idempotent).
@@ -380,6 +369,42 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         self._stopped = True
 
 
+class Holdable(Protocol):
+    """A started session: :meth:`check` raises SessionLost, :meth:`stats` counts."""
+
+    def check(self) -> None: ...
+
+    def stats(self) -> tuple[int, int]: ...
+
+
+def hold_session(
+    session: Holdable,
+    *,
+    duration: float | None,
+    signalled: Callable[[], int | None],
+    on_tick: Callable[[float, int, int], None] | None = None,
+    tick: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """The foreground loop of every session kind (one switch, many hosts, OVN Northbound):
+    see :meth:`MirrorSession.hold`."""
+    import signal
+
+    start = clock()
+    while True:
+        elapsed = clock() - start
+        signum = signalled()
+        if signum is not None:
+            name = signal.Signals(signum).name
+            return "interrupted" if name == "SIGINT" else name
+        if duration is not None and elapsed >= duration:
+            return "duration"
+        session.check()
+        if on_tick is not None:
+            on_tick(elapsed, *session.stats())
+        time.sleep(min(tick, duration - elapsed) if duration is not None else tick)
+
+
 def list_sessions(remote: str, backend: OvsBackend | None = None) -> list[Session]:
     """Every vmsniff session on the switch at ``remote`` (or on ``backend``)."""
     with _switch(remote, backend) as api:
@@ -409,19 +434,35 @@ def cleanup(
     switch at ``remote``, or on ``backend``)."""
     with _switch(remote, backend) as api:
         found = find_sessions(api, _now())
-        chosen = list(_select(found, sessions, vm, expired, everything))
-        missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in found)]
-        if vm and not any(_by_vm(s, vm) for s in found):
-            missing.append(f"--vm {vm}")
-        if missing:
-            raise NotFound(
-                f"no vmsniff session matches {', '.join(missing)}; nothing was removed",
-                hint="`vmsniff list` shows the sessions on this host (ids: 4 or more leading "
-                "characters)",
-            )
+        chosen = choose(found, sessions, vm, expired, everything, where="",
+                        hint="`vmsniff list` shows the sessions on this host (ids: 4 or more "
+                        "leading characters)")  # fmt: skip
         if chosen and not dry_run:
             remove_sessions(api, chosen)
         return CleanupReport(chosen, dry_run, len(found) - len(chosen))
+
+
+def choose(
+    found: list[Session],
+    sessions: Sequence[str],
+    vm: str | None,
+    expired: bool,
+    everything: bool,
+    *,
+    where: str,
+    hint: str,
+) -> list[Session]:
+    """The sessions ``cleanup``'s selectors (OR-ed) pick from ``found``; NotFound, naming
+    ``where`` they were looked for, when an id or ``vm`` matches none."""
+    missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in found)]
+    if vm and not any(_by_vm(s, vm) for s in found):
+        missing.append(f"--vm {vm}")
+    if missing:
+        raise NotFound(
+            f"no vmsniff session{where} matches {', '.join(missing)}; nothing was removed",
+            hint=hint,
+        )
+    return list(_select(found, sessions, vm, expired, everything))
 
 
 def _select(

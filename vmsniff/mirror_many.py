@@ -347,21 +347,10 @@ class SpreadSession(AbstractContextManager["SpreadSession"]):
         clock: Callable[[], float] = time.monotonic,
     ) -> str:
         """As :meth:`MirrorSession.hold`, over every host."""
-        import signal
+        from vmsniff.mirror import hold_session
 
-        start = clock()
-        while True:
-            elapsed = clock() - start
-            signum = signalled()
-            if signum is not None:
-                name = signal.Signals(signum).name
-                return "interrupted" if name == "SIGINT" else name
-            if duration is not None and elapsed >= duration:
-                return "duration"
-            self.check()
-            if on_tick is not None:
-                on_tick(elapsed, *self.stats())
-            time.sleep(min(tick, duration - elapsed) if duration is not None else tick)
+        return hold_session(self, duration=duration, signalled=signalled, on_tick=on_tick,
+                            tick=tick, clock=clock)  # fmt: skip
 
     def stop(self) -> None:
         """Remove every host's rows (idempotent); an unreachable host is tried after the
@@ -423,7 +412,7 @@ def cleanup_hosts(
     """:func:`vmsniff.mirror.cleanup` on each host (one transaction there): a session id or
     ``vm`` must match on some host, not on every one (a multi-host session has rows on each
     of its hosts only). Every host is read before any is changed."""
-    from vmsniff.mirror import _by_id, _by_vm, cleanup, list_sessions
+    from vmsniff.mirror import _by_id, _by_vm, choose, cleanup, list_sessions
 
     found: dict[str, list[Any]] = {}
     for host, remote in remotes.items():
@@ -432,15 +421,8 @@ def cleanup_hosts(
         except VmsniffError as exc:
             raise _on_host(exc, host, "; nothing was removed on any host") from None
     every = [s for ss in found.values() for s in ss]
-    missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in every)]
-    if vm and not any(_by_vm(s, vm) for s in every):
-        missing.append(f"--vm {vm}")
-    if missing:
-        raise NotFound(
-            f"no vmsniff session on {', '.join(remotes)} matches {', '.join(missing)}; "
-            "nothing was removed",
-            hint="`vmsniff list --all-hosts` shows them",
-        )
+    choose(every, sessions, vm, False, False, where=f" on {', '.join(remotes)}",
+           hint="`vmsniff list --all-hosts` shows them")  # fmt: skip
     reports = {}
     for host, remote in remotes.items():
         here = [i for i in sessions if any(_by_id(s, i) for s in found[host])]

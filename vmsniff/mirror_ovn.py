@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vmsniff.errors import SessionLost, Unreachable
+from vmsniff.mirror import CleanupReport
 from vmsniff.ovn.plan import NbPlan, plan_nb
 from vmsniff.ovn.sessions import (
     apply_nb,
@@ -33,7 +34,7 @@ from vmsniff.ovs.plan import MirrorOptions
 from vmsniff.ovs.sessions import Session
 from vmsniff.ovs.spread import Member
 
-__all__ = ["NbCleanupReport", "NbSession", "cleanup_nb", "list_nb_sessions"]
+__all__ = ["NbSession", "cleanup_nb", "list_nb_sessions"]
 
 TEARDOWN_WAIT_S = 3.0
 
@@ -146,21 +147,10 @@ class NbSession(AbstractContextManager["NbSession"]):
         clock: Callable[[], float] = time.monotonic,
     ) -> str:
         """Keep the session until ``duration`` or a signal; why it ended."""
-        import signal
+        from vmsniff.mirror import hold_session
 
-        start = clock()
-        while True:
-            elapsed = clock() - start
-            signum = signalled()
-            if signum is not None:
-                name = signal.Signals(signum).name
-                return "interrupted" if name == "SIGINT" else name
-            if duration is not None and elapsed >= duration:
-                return "duration"
-            self.check()
-            if on_tick is not None:
-                on_tick(elapsed, 0, 0)
-            time.sleep(min(tick, duration - elapsed) if duration is not None else tick)
+        return hold_session(self, duration=duration, signalled=signalled, on_tick=on_tick,
+                            tick=tick, clock=clock)  # fmt: skip
 
     def stop(self) -> None:
         """Remove the session's rows in one transaction (idempotent)."""
@@ -194,13 +184,6 @@ def list_nb_sessions(remote: str, backend: Any = None) -> list[Session]:
         return find_nb_sessions(api, _now())
 
 
-@dataclass
-class NbCleanupReport:
-    removed: list[Session]
-    dry_run: bool
-    kept: int
-
-
 def cleanup_nb(
     remote: str,
     *,
@@ -210,23 +193,15 @@ def cleanup_nb(
     everything: bool = False,
     dry_run: bool = False,
     backend: Any = None,
-) -> NbCleanupReport:
+) -> CleanupReport:
     """Remove vmsniff's NB sessions matching the selectors (OR-ed), in one transaction."""
-    from vmsniff.errors import NotFound
-    from vmsniff.mirror import _by_id, _by_vm, _select
+    from vmsniff.mirror import choose
 
     with _northbound(remote, backend) as api:
         found = find_nb_sessions(api, _now())
-        chosen = list(_select(found, sessions, vm, expired, everything))
-        missing = [f"session {i}" for i in sessions if not any(_by_id(s, i) for s in found)]
-        if vm and not any(_by_vm(s, vm) for s in found):
-            missing.append(f"--vm {vm}")
-        if missing:
-            raise NotFound(
-                f"no vmsniff session in the OVN Northbound database matches "
-                f"{', '.join(missing)}; nothing was removed",
-                hint="`vmsniff list --ovn` shows them",
-            )
+        chosen = choose(found, sessions, vm, expired, everything,
+                        where=" in the OVN Northbound database",
+                        hint="`vmsniff list --ovn` shows them")  # fmt: skip
         if chosen and not dry_run:
             remove_nb_sessions(api, chosen)
-        return NbCleanupReport(chosen, dry_run, len(found) - len(chosen))
+        return CleanupReport(chosen, dry_run, len(found) - len(chosen))

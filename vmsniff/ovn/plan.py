@@ -26,10 +26,10 @@ from datetime import datetime
 from vmsniff.errors import InvalidState, UsageError
 from vmsniff.manifest import Manifest, ManifestNic, Stream
 from vmsniff.model import Direction
-from vmsniff.ovs.ownership import ownership_ids, rfc3339
+from vmsniff.ovs.ownership import rfc3339
 from vmsniff.ovs.plan import MAX_MIRRORS, MirrorOptions, Tunnel, _pick_keys, _q, _ways
 from vmsniff.ovs.receiver import parse_receiver
-from vmsniff.ovs.spread import MAX_STREAMS, Member
+from vmsniff.ovs.spread import MAX_STREAMS, Member, stream_ids
 
 __all__ = ["FILTERS", "NbMirror", "NbPlan", "plan_nb"]
 
@@ -165,18 +165,9 @@ def plan_nb(
     mirrors: list[NbMirror] = []
     manifest_streams: list[Stream] = []
     for i, (host, group) in enumerate(streams):
-        first = group[0]
         for way in ways:
             key = base + 2 * i + (0 if way is Direction.FROM_VM else 1)
-            ids = ownership_ids(
-                session=session, vm_name=first.server.name, vm_id=first.server.id, now=now,
-                ttl=opts.ttl, reason=opts.reason, role=f"mirror-{way.value}",
-                nic=",".join(m.nic.mac for m in group),
-            )  # fmt: skip
-            ids["vmsniff-vm"] = ", ".join(
-                dict.fromkeys(f"{m.server.name} ({m.server.id})" for m in group)
-            )
-            ids["vmsniff-stream"] = str(i)
+            ids = stream_ids(session, i, group, f"mirror-{way.value}", opts, now)
             mirrors.append(
                 NbMirror(
                     name=f"vmsniff-{short}-{i}-{way.value}", type=opts.encap, index=key,

@@ -20,13 +20,11 @@ from vmsniff.ovs.keeper import RowRef
 from vmsniff.ovs.ownership import (
     SESSION_KEY,
     Host,
-    is_expired,
-    owner_alive,
     process_start,
     this_host,
 )
 from vmsniff.ovs.plan import Tunnel
-from vmsniff.ovs.sessions import _LIVENESS, Session, _meta
+from vmsniff.ovs.sessions import Session, judge, meta
 
 __all__ = ["apply_nb", "check_nb_rows", "existing_mirrors", "find_nb_sessions",
            "nb_session_rows", "remove_nb_sessions"]  # fmt: skip
@@ -114,7 +112,7 @@ def find_nb_sessions(
         if not sid:
             continue
         s = found.setdefault(sid, Session(sid))
-        _meta(s, ids)
+        meta(s, ids)
         s.encap, s.remote_ip = str(mirror.type), str(mirror.sink)
         direction = ids.get("vmsniff-role", "").removeprefix("mirror-")
         if direction:
@@ -129,14 +127,7 @@ def find_nb_sessions(
             s.problems.append(f"NB mirror {mirror.name} is attached to no port")
     for s in found.values():
         s.directions.sort()
-        s.orphaned = bool(s.problems)
-        s.expired = is_expired({SESSION_KEY: s.id, "vmsniff-expires": s.expires or ""}, now)
-        s.host = s.marks.get("vmsniff-host")
-        pid = s.marks.get("vmsniff-pid", "")
-        s.pid = int(pid) if pid.isdigit() else None
-        s.detached = s.marks.get("vmsniff-detached") == "true"
-        s.alive = owner_alive(s.marks, host, start_of)
-    assert _LIVENESS  # the marks _meta keeps are the OVSDB session's
+        judge(s, now, host, start_of)
     return sorted(found.values(), key=lambda s: s.created or "")
 
 

@@ -27,7 +27,7 @@ from vmsniff.ovs.ownership import (
     this_host,
 )
 
-__all__ = ["Session", "find_sessions", "remove_sessions"]
+__all__ = ["Session", "find_sessions", "judge", "meta", "remove_sessions"]
 
 
 @dataclass
@@ -114,7 +114,7 @@ class Session:
         }
 
 
-def _meta(session: Session, ids: dict[str, str]) -> None:
+def meta(session: Session, ids: dict[str, str]) -> None:
     # a multi-VM session's rows name different VMs: list each once
     known = session.vm.split(", ") if session.vm else []
     known += [v for v in ids.get("vmsniff-vm", "").split(", ") if v and v not in known]
@@ -160,7 +160,7 @@ def find_sessions(
         if not sid:
             continue
         s = found.setdefault(sid, Session(sid))
-        _meta(s, ids)
+        meta(s, ids)
         s.ports.append({"name": port.name, "bridge": bridge_of_port.get(port.uuid)})
         for iface in port.interfaces:
             opts = dict(iface.options)
@@ -175,7 +175,7 @@ def find_sessions(
         if not sid:
             continue
         s = found.setdefault(sid, Session(sid))
-        _meta(s, ids)
+        meta(s, ids)
         direction = ids.get("vmsniff-role", "").removeprefix("mirror-")
         if direction:
             s.directions.append(direction)
@@ -199,14 +199,21 @@ def find_sessions(
             s.problems.append("tunnel ports without a mirror")
         if not s.ports:
             s.problems.append("mirrors without a tunnel port")
-        s.orphaned = bool(s.problems)
-        s.expired = is_expired({SESSION_KEY: s.id, "vmsniff-expires": s.expires or ""}, now)
-        s.host = s.marks.get("vmsniff-host")
-        pid = s.marks.get("vmsniff-pid", "")
-        s.pid = int(pid) if pid.isdigit() else None
-        s.detached = s.marks.get("vmsniff-detached") == "true"
-        s.alive = owner_alive(s.marks, host, start_of)
+        judge(s, now, host, start_of)
     return sorted(found.values(), key=lambda s: s.created or "")
+
+
+def judge(s: Session, now: datetime, host: Host, start_of: Callable[[int], str | None]) -> None:
+    """Fill in what a session's rows say of it: orphaned (its problems), expired, where and by
+    which process it was made, and whether that process still runs (any kind of row: OVSDB,
+    or OVN Northbound)."""
+    s.orphaned = bool(s.problems)
+    s.expired = is_expired({SESSION_KEY: s.id, "vmsniff-expires": s.expires or ""}, now)
+    s.host = s.marks.get("vmsniff-host")
+    pid = s.marks.get("vmsniff-pid", "")
+    s.pid = int(pid) if pid.isdigit() else None
+    s.detached = s.marks.get("vmsniff-detached") == "true"
+    s.alive = owner_alive(s.marks, host, start_of)
 
 
 def remove_sessions(

@@ -49,7 +49,7 @@ from vmsniff.ovs.plan import (
 )
 from vmsniff.ovs.receiver import parse_receiver
 
-__all__ = ["HostFacts", "Member", "SpreadPlan", "plan_spread"]
+__all__ = ["HostFacts", "Member", "SpreadPlan", "plan_spread", "stream_ids"]
 
 MAX_STREAMS = 256  #: two hex digits in the port names
 
@@ -99,8 +99,23 @@ class SpreadPlan:
         }
 
 
-def _vm_mark(members: Sequence[Member]) -> str:
-    return ", ".join(dict.fromkeys(f"{m.server.name} ({m.server.id})" for m in members))
+def stream_ids(
+    session: str,
+    index: int,
+    group: Sequence[Member],
+    role: str,
+    opts: MirrorOptions,
+    now: datetime,
+) -> dict[str, str]:
+    """The ownership marks of one row of stream ``index`` carrying ``group``'s NICs: every
+    VM named (``a (id1), b (id2)``), every MAC, and ``vmsniff-stream``."""
+    ids = ownership_ids(
+        session=session, vm_name=group[0].server.name, vm_id=group[0].server.id, now=now,
+        ttl=opts.ttl, reason=opts.reason, role=role, nic=",".join(m.nic.mac for m in group),
+    )  # fmt: skip
+    ids["vmsniff-vm"] = ", ".join(dict.fromkeys(f"{m.server.name} ({m.server.id})" for m in group))
+    ids["vmsniff-stream"] = str(index)
+    return ids
 
 
 def plan_spread(
@@ -165,16 +180,9 @@ def plan_spread(
     rows: dict[str, list[tuple[TunnelPort, MirrorRow]]] = {h: [] for h in by_host}
     manifest_streams: list[Stream] = []
     for i, (host, group) in enumerate(streams):
-        first = group[0]
         for way in ways:
             key = base + 2 * i + (0 if way is Direction.FROM_VM else 1)
-            ids = ownership_ids(
-                session=session, vm_name=first.server.name, vm_id=first.server.id, now=now,
-                ttl=opts.ttl, reason=opts.reason, role=f"tunnel-{way.value}",
-                nic=",".join(m.nic.mac for m in group),
-            )  # fmt: skip
-            ids["vmsniff-vm"] = _vm_mark(group)
-            ids["vmsniff-stream"] = str(i)
+            ids = stream_ids(session, i, group, f"tunnel-{way.value}", opts, now)
             port = f"vms{short}{i:02x}{'f' if way is Direction.FROM_VM else 't'}"
             ports = tuple(str(m.nic.ovs_port) for m in group)
             mirror = MirrorRow(
