@@ -181,9 +181,6 @@ class FastPath:
         has_key = gflags & FLAG_K != 0
         has_seq = gflags & FLAG_S != 0
         outer = _SHORTEST + 4 * (has_csum.astype(np.int64) + has_key + has_seq)
-        key_at = _GRE_OPTIONAL_AT + 4 * has_csum.astype(np.int64)
-        key = be16(key_at) << 16 | be16(key_at + 2)
-        key = np.where(has_key, key, -1)
         fast = (  # the fast shape (vmsniff.filter.kernel), packet by packet
             incoming
             & (snap == wire)
@@ -196,6 +193,9 @@ class FastPath:
             & (gflags & _FLAG_MASK == 0)
             & (snap >= outer)
         )
+        key_at = _GRE_OPTIONAL_AT + 4 * has_csum.astype(np.int64)
+        key = be16(key_at) << 16 | be16(key_at + 2)
+        key = np.where(has_key, key, -1)
         nic_of = None
         if len(self._shared):
             nic_of = self._attribute(fast, has_key, key, ip, outer, snap)
@@ -215,7 +215,6 @@ class FastPath:
             ok &= hit
         # --key: the session and the direction it gives
         direction = np.zeros(count, dtype=np.int64)
-        pos = np.zeros(count, dtype=np.int64)
         if len(self._key_values):
             pos = np.searchsorted(self._key_values, key)
             pos = np.minimum(pos, len(self._key_values) - 1)
