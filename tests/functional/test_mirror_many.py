@@ -239,3 +239,52 @@ def test_kill_9_then_cleanup_expired_on_every_host_leaves_nothing(
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["removed"]) == 3
     assert not ours(lab3)
+
+
+FRAMES_SCRIPT = """
+import json, sys
+from vmsniff.dissect.printer import frame_json
+from vmsniff.frames import receive_frames
+from vmsniff.pipeline.sinks import OutputOptions
+from vmsniff.receive import ReceiveOptions, read_manifest
+
+opts = ReceiveOptions(OutputOptions(write=sys.argv[2], fmt="pcapng"),
+                      manifest=read_manifest(sys.argv[1]))
+for frame in receive_frames(opts, duration=float(sys.argv[3])):
+    print(json.dumps(frame_json(frame)), flush=True)
+"""
+
+
+def test_receive_frames_gives_a_live_multi_vm_session_per_nic(lab3: Lab, tmp_path: Path) -> None:
+    """The packet API over a live receive (vmsniff.frames): the frames of a three-host session
+    as the receiver writes them, each under its VM NIC."""
+    env = host_env(lab3, "compute-1")
+    manifest, merged = tmp_path / "s.json", tmp_path / "s.pcapng"
+    mirror = subprocess.Popen(
+        vmsniff("mirror", "c-private", "c-native", "--to", RECEIVER_IP, "--duration", "8",
+                "--manifest", str(manifest), env=env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert mirror.stdout is not None and mirror.stdout.readline().startswith("session ")
+        api = subprocess.Popen(
+            ["ip", "netns", "exec", lab3.receiver_ns, sys.executable, "-c", FRAMES_SCRIPT,
+             str(manifest), str(merged), "5"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        time.sleep(1.0)
+        make_traffic(lab3, "c-private", "c-native", count=2)
+        out, err = api.communicate(timeout=60)
+        mirror.communicate(timeout=60)
+    finally:
+        if mirror.poll() is None:
+            mirror.kill()
+            mirror.communicate()
+    assert api.returncode == 0, err
+    from vmsniff.dissect.printer import frame_json
+
+    got = [json.loads(line) for line in out.splitlines()]
+    assert got == [frame_json(f) for f in read_file(str(merged))] and len(got) >= 32
+    assert {f["interface"] for f in got} == {"c-private/eth0", "c-native/eth0"}
+    assert {f["direction"] for f in got} == {"from-vm", "to-vm"}
+    assert not ours(lab3)
