@@ -11,7 +11,7 @@ vmsniff did not make are never touched (:mod:`vmsniff.ovn.sessions`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -57,9 +57,14 @@ def _northbound(remote: str, backend: Any) -> Iterator[Any]:
 class NbSession(AbstractContextManager["NbSession"]):
     """One session as NB Mirror rows; ``stop()`` (or leaving the ``with``) removes them."""
 
-    def __init__(self, remote: str, backend: Any = None) -> None:
+    def __init__(
+        self, remote: str, backend: Any = None, chassis: Mapping[str, str] | None = None
+    ) -> None:
         self.remote = remote
         self._backend = backend
+        #: host -> its OVSDB: where :meth:`stats` reads the OVS Mirrors OVN made (Northbound
+        #: keeps no counters); a host not listed is not counted
+        self.chassis = dict(chassis or {})
         self._stack = ExitStack()
         self.api: Any = None
         self.plan: NbPlan | None = None
@@ -134,8 +139,27 @@ class NbSession(AbstractContextManager["NbSession"]):
             )
 
     def stats(self) -> tuple[int, int]:
-        """OVN keeps no mirror counters in Northbound: (0, 0)."""
-        return 0, 0
+        """Mirrored packets and bytes so far, summed over the OVS Mirrors ovn-controller made
+        for the session's rows (named as the NB rows) on the chassis in :attr:`chassis`; OVS
+        refreshes them every ~5 s. A chassis that does not answer is not counted."""
+        if self.plan is None or not self.chassis:
+            return 0, 0
+        from vmsniff.errors import VmsniffError
+        from vmsniff.ovs.connection import ovsdb
+
+        names = {m.name for m in self.plan.mirrors}
+        packets = bytes_ = 0
+        for remote in self.chassis.values():
+            try:
+                with ovsdb(remote) as api:
+                    rows = [r for r in list(api.tables["Mirror"].rows.values()) if r.name in names]
+            except VmsniffError:
+                continue
+            for row in rows:
+                stats = dict(getattr(row, "statistics", {}))
+                packets += int(stats.get("tx_packets", 0))
+                bytes_ += int(stats.get("tx_bytes", 0))
+        return packets, bytes_
 
     def hold(
         self,

@@ -65,7 +65,7 @@ def mirror_many(
         from vmsniff.mirror_ovn import NbSession
 
         assert nb_remote is not None
-        session = NbSession(nb_remote)
+        session = NbSession(nb_remote, chassis=remotes_of(members, remotes))
     else:
         session = SpreadSession(remotes_of(members, remotes))
     with stop_on_signals(flag):
@@ -114,16 +114,17 @@ def mirror_many(
             packets, bytes_ = spread.stats()
             lasted = time.monotonic() - began
         hosts = len(plan.manifest.hosts)
-        if via == "ovn":
-            env.info(f"stopped ({reason}); OVN Northbound mirrors removed (OVN removes the chassis "
-                     "ports and mirrors itself)")  # fmt: skip
-        elif packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
-            env.info(f"stopped ({reason}); mirrors removed on {hosts} hosts; OVS had not counted "
-                     "their packets yet (it updates mirror counters every "
-                     f"{OVS_STATS_INTERVAL_S} s)")  # fmt: skip
+        removed = (
+            "OVN Northbound mirrors removed (OVN removes the chassis ports and mirrors itself)"
+            if via == "ovn"
+            else f"mirrors removed on {hosts} hosts"
+        )
+        if packets == 0 and lasted < OVS_STATS_INTERVAL_S + 1:
+            env.info(f"stopped ({reason}); {removed}; OVS had not counted their packets yet "
+                     f"(it updates mirror counters every {OVS_STATS_INTERVAL_S} s)")  # fmt: skip
         else:
-            env.info(f"stopped ({reason}); mirrors removed on {hosts} hosts; {packets} packets, "
-                     f"{bytes_} bytes mirrored")  # fmt: skip
+            env.info(f"stopped ({reason}); {removed}; {packets} packets, {bytes_} bytes "
+                     "mirrored")  # fmt: skip
         if as_json:
             env.json({**plan.to_dict(), "manifest_file": made_manifest, "stopped": reason,
                       "packets": packets, "bytes": bytes_})  # fmt: skip
