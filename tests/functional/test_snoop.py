@@ -119,8 +119,10 @@ def ground_truth(lab: Lab, path: Path, *ports: str) -> Iterator[None]:
     # --immediate-mode: without it libpcap hands packets over when a ring block retires
     # (tcpdump's 1 s timeout), and those of the last second before SIGINT were lost: the
     # relay's capture then held an ECHO the ground truth did not.
-    proc = in_ns(lab, "tcpdump", "-n", "-i", "lo", "-U", "--immediate-mode", "-w", str(path), expr,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    # -B 16384: a loaded machine once made it drop segments ("bytes missing" in its streams)
+    proc = in_ns(lab, "tcpdump", "-n", "-i", "lo", "-U", "--immediate-mode", "-B", "16384",
+                 "-w", str(path), expr, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE)  # fmt: skip
     assert proc.stderr is not None
     line = proc.stderr.readline()
     assert "listening on" in line, line
