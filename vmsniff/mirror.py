@@ -43,6 +43,7 @@ __all__ = [
     "MirrorSession",
     "cleanup",
     "hold_session",
+    "mirror_counters",
     "list_sessions",
     "mtu_warning",
     "with_marks",
@@ -313,14 +314,7 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         """Mirrored packets and bytes so far (OVS refreshes Mirror statistics every ~5 s)."""
         if self.plan is None:
             return 0, 0
-        packets = bytes_ = 0
-        for m in self.plan.mirrors:
-            row = self._api.lookup("Mirror", m.name, default=None)
-            if row is not None:
-                stats = dict(getattr(row, "statistics", {}))
-                packets += int(stats.get("tx_packets", 0))
-                bytes_ += int(stats.get("tx_bytes", 0))
-        return packets, bytes_
+        return mirror_counters(self._api, {m.name for m in self.plan.mirrors})
 
     def hold(
         self,
@@ -367,6 +361,17 @@ class MirrorSession(AbstractContextManager["MirrorSession"]):
         except Unreachable:
             raise truth from None
         self._stopped = True
+
+
+def mirror_counters(api: OvsBackend, names: set[str]) -> tuple[int, int]:
+    """Packets and bytes the Mirror rows named ``names`` sent so far (``statistics``)."""
+    packets = bytes_ = 0
+    for row in list(api.tables["Mirror"].rows.values()):
+        if row.name in names:
+            stats = dict(getattr(row, "statistics", {}))
+            packets += int(stats.get("tx_packets", 0))
+            bytes_ += int(stats.get("tx_bytes", 0))
+    return packets, bytes_
 
 
 class Holdable(Protocol):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vmsniff.errors import SessionLost, Unreachable
-from vmsniff.mirror import CleanupReport
+from vmsniff.mirror import CleanupReport, mirror_counters
 from vmsniff.ovn.plan import NbPlan, plan_nb
 from vmsniff.ovn.sessions import (
     apply_nb,
@@ -152,13 +152,10 @@ class NbSession(AbstractContextManager["NbSession"]):
         for remote in self.chassis.values():
             try:
                 with ovsdb(remote) as api:
-                    rows = [r for r in list(api.tables["Mirror"].rows.values()) if r.name in names]
+                    p, b = mirror_counters(api, names)
             except VmsniffError:
-                continue
-            for row in rows:
-                stats = dict(getattr(row, "statistics", {}))
-                packets += int(stats.get("tx_packets", 0))
-                bytes_ += int(stats.get("tx_bytes", 0))
+                continue  # a chassis that does not answer is not counted
+            packets, bytes_ = packets + p, bytes_ + b
         return packets, bytes_
 
     def hold(
