@@ -7,7 +7,7 @@
     with SpreadSession(remotes_of(members)) as spread:
         plan = spread.prepare(members, MirrorOptions(to="192.0.2.9"))
         spread.start(plan, snaplen=None)
-        spread.hold(duration=60, signalled=lambda: None)
+        hold_session(spread, duration=60, signalled=lambda: None)
     # every host's rows are gone here
 
 Each VM is resolved as ``vmsniff resolve`` does; its NICs are grouped by the host that runs it
@@ -23,7 +23,6 @@ liveness, teardown), all under one session id.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -337,21 +336,6 @@ class SpreadSession(AbstractContextManager["SpreadSession"]):
             packets, bytes_ = packets + p, bytes_ + b
         return packets, bytes_
 
-    def hold(
-        self,
-        *,
-        duration: float | None,
-        signalled: Callable[[], int | None],
-        on_tick: Callable[[float, int, int], None] | None = None,
-        tick: float = 0.25,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> str:
-        """As :meth:`MirrorSession.hold`, over every host."""
-        from vmsniff.mirror import hold_session
-
-        return hold_session(self, duration=duration, signalled=signalled, on_tick=on_tick,
-                            tick=tick, clock=clock)  # fmt: skip
-
     def stop(self) -> None:
         """Remove every host's rows (idempotent); an unreachable host is tried after the
         others, then named with what remains there."""
@@ -370,9 +354,6 @@ class SpreadSession(AbstractContextManager["SpreadSession"]):
                 first.message += f"; and {other.message}"
             first.args = (first.message,)
             raise first
-
-    def sessions(self) -> Iterator[tuple[str, MirrorSession]]:
-        yield from self.hosts.items()
 
 
 def host_remotes(

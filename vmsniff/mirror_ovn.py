@@ -158,21 +158,6 @@ class NbSession(AbstractContextManager["NbSession"]):
             packets, bytes_ = packets + p, bytes_ + b
         return packets, bytes_
 
-    def hold(
-        self,
-        *,
-        duration: float | None,
-        signalled: Callable[[], int | None],
-        on_tick: Callable[[float, int, int], None] | None = None,
-        tick: float = 0.25,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> str:
-        """Keep the session until ``duration`` or a signal; why it ended."""
-        from vmsniff.mirror import hold_session
-
-        return hold_session(self, duration=duration, signalled=signalled, on_tick=on_tick,
-                            tick=tick, clock=clock)  # fmt: skip
-
     def stop(self) -> None:
         """Remove the session's rows in one transaction (idempotent)."""
         if self.plan is None or self._stopped or self.api is None:

@@ -10,8 +10,10 @@ OVS_STATS_INTERVAL_S = 5  #: ovs-vswitchd's default other_config:stats-update-in
 
 
 def hold_with_progress(env: Env, session: Any, duration: float | None, flag: Any) -> str:
-    """Hold the session (the library's loop), with a progress line on a terminal; why it
-    ended."""
+    """Hold the session (the library's loop, for every session kind), with a progress line
+    on a terminal; why it ended."""
+    from vmsniff.mirror import hold_session
+
     on_tick = None
     live = env.stderr.isatty() and env.verbosity >= 0
     if live:
@@ -21,7 +23,8 @@ def hold_with_progress(env: Env, session: Any, duration: float | None, flag: Any
             env.stderr.flush()
 
     try:
-        return str(session.hold(duration=duration, signalled=lambda: flag.signal, on_tick=on_tick))
+        return hold_session(session, duration=duration, signalled=lambda: flag.signal,
+                            on_tick=on_tick)  # fmt: skip
     finally:
         if live:
             env.stderr.write("\n")
